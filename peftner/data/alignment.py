@@ -1,0 +1,162 @@
+"""Word ↔ subword alignment and windowing of long sentences.
+
+A sentence is tokenised once (fast tokenizer, ``word_ids``). Each word's label goes on its first
+subword (``label_all_subwords`` puts it on every subword); the other positions get -100 and are
+not scored. Sentences longer than the model's limit are cut into overlapping windows: every word is
+*owned* by exactly one window, which is the only one that trains on it and predicts it, and the
+rest of a window is context on both sides. So every input word gets exactly one tag and nothing is
+truncated.
+
+The one exception is a single word with more subwords than fit in a window (e.g. a 600-character
+URL): its first ``budget`` subwords are used; its label sits on the first one, so it is still tagged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """Tokens the tokenizer puts around one sequence, e.g. ``[CLS] … [SEP]`` for BERT."""
+
+    prefix: list[int]
+    suffix: list[int]
+
+    @classmethod
+    def of(cls, tokenizer) -> "SpecialTokens":
+        encoding = tokenizer(["a"], is_split_into_words=True, add_special_tokens=True)
+        word_ids = encoding.word_ids()
+        first = word_ids.index(0)
+        last = len(word_ids) - 1 - word_ids[::-1].index(0)
+        ids = encoding["input_ids"]
+        return cls(ids[:first], ids[last + 1:])
+
+
+def max_sequence_length(tokenizer, model_config=None, requested: int | None = None) -> int:
+    """The longest input the model accepts: tokenizer limit, position embeddings, user request."""
+    limits = [n for n in (getattr(tokenizer, "model_max_length", None),
+                          getattr(model_config, "max_position_embeddings", None), requested)
+              if isinstance(n, int) and 0 < n < 1_000_000]
+    return min(limits) if limits else 512
+
+
+def subwords_per_word(tokenizer, sentences_tokens: list[list[str]]) -> list[list[list[int]]]:
+    """Tokenise sentences in one batched call; returns, per sentence, the subword ids of each word.
+
+    A word the tokenizer turns into nothing (e.g. a zero-width space) becomes the unknown token so
+    it still has a position to be tagged at.
+    """
+    if not sentences_tokens:
+        return []
+    encoding = tokenizer(sentences_tokens, is_split_into_words=True, add_special_tokens=False)
+    unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0
+    result = []
+    for b, words in enumerate(sentences_tokens):
+        pieces: list[list[int]] = [[] for _ in words]
+        for token_id, word_id in zip(encoding["input_ids"][b], encoding.word_ids(b)):
+            if word_id is not None:
+                pieces[word_id].append(token_id)
+        result.append([p if p else [unk] for p in pieces])
+    return result
+
+
+def plan_windows(lengths: list[int], budget: int) -> list[tuple[int, int, int, int]]:
+    """Split words with the given subword ``lengths`` into windows of at most ``budget`` subwords.
+
+    Returns ``(start, end, own_start, own_end)`` word ranges: the window covers ``[start, end)`` and
+    owns ``[own_start, own_end)``. Owned ranges partition the sentence. Each window owns about half
+    its budget and fills the rest with context split between the two sides.
+    """
+    lengths = [min(n, budget) for n in lengths]
+    if sum(lengths) <= budget:
+        return [(0, len(lengths), 0, len(lengths))]
+    own_budget = max(1, budget // 2)
+    windows = []
+    own_start = 0
+    while own_start < len(lengths):
+        own_end, used = own_start, 0
+        while own_end < len(lengths) and (used + lengths[own_end] <= own_budget or own_end == own_start):
+            used += lengths[own_end]
+            own_end += 1
+        start, end = own_start, own_end
+        left_turn = True
+        while True:  # grow context alternately left and right while it fits
+            grew = False
+            for side in ((0, 1) if left_turn else (1, 0)):
+                if side == 0 and start > 0 and used + lengths[start - 1] <= budget:
+                    start -= 1
+                    used += lengths[start]
+                    grew = True
+                    break
+                if side == 1 and end < len(lengths) and used + lengths[end] <= budget:
+                    used += lengths[end]
+                    end += 1
+                    grew = True
+                    break
+            left_turn = not left_turn
+            if not grew:
+                break
+        windows.append((start, end, own_start, own_end))
+        own_start = own_end
+    return windows
+
+
+def encode_sentences(sentences_tokens, sentences_tags, tokenizer, label2id, max_length: int,
+                     label_all_subwords: bool = False) -> list[dict]:
+    """Turn word-level sentences into model features, one per window.
+
+    Each feature has ``input_ids``, ``attention_mask``, ``labels`` (or all -100 when tags are None),
+    and for mapping predictions back: ``example_id`` (sentence index) and ``word_index`` (the word a
+    position predicts, -1 elsewhere).
+    """
+    special = SpecialTokens.of(tokenizer)
+    budget = max_length - len(special.prefix) - len(special.suffix)
+    if budget < 1:
+        raise ValueError(f"max_length {max_length} leaves no room for tokens")
+    pieces_all = subwords_per_word(tokenizer, sentences_tokens)
+    features = []
+    for example_id, pieces in enumerate(pieces_all):
+        tags = sentences_tags[example_id] if sentences_tags is not None else None
+        for start, end, own_start, own_end in plan_windows([len(p) for p in pieces], budget):
+            input_ids = list(special.prefix)
+            labels = [IGNORE_INDEX] * len(special.prefix)
+            word_index = [-1] * len(special.prefix)
+            for w in range(start, end):
+                ids = pieces[w][:budget]
+                owned = own_start <= w < own_end
+                label = label2id[tags[w]] if (tags is not None and owned) else IGNORE_INDEX
+                for k, token_id in enumerate(ids):
+                    input_ids.append(token_id)
+                    labels.append(label if (k == 0 or label_all_subwords) else IGNORE_INDEX)
+                    word_index.append(w if (owned and k == 0) else -1)
+            input_ids += special.suffix
+            labels += [IGNORE_INDEX] * len(special.suffix)
+            word_index += [-1] * len(special.suffix)
+            features.append({
+                "input_ids": input_ids,
+                "attention_mask": [1] * len(input_ids),
+                "labels": labels,
+                "example_id": example_id,
+                "word_index": word_index,
+            })
+    return features
+
+
+def words_from_positions(num_words: list[int], example_ids, word_indices, predictions, default=0):
+    """Collect position-level predictions into one prediction per word of each sentence.
+
+    ``example_ids[i]`` is the sentence of row ``i``; ``word_indices[i][j]`` and ``predictions[i][j]``
+    the word and prediction at position ``j``. Words with no prediction (cannot happen for features
+    built by :func:`encode_sentences`) would keep ``default``; the count of those is returned too.
+    """
+    result = [[None] * n for n in num_words]
+    for example_id, words, preds in zip(example_ids, word_indices, predictions):
+        row = result[int(example_id)]
+        for w, p in zip(words, preds):
+            if w >= 0:
+                row[int(w)] = p
+    missing = sum(p is None for row in result for p in row)
+    return [[default if p is None else p for p in row] for row in result], missing

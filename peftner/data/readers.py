@@ -1,0 +1,193 @@
+"""Readers that turn files and Hub datasets into :class:`Sentence` lists.
+
+Every reader checks what it reads and raises :class:`~peftner.errors.DataError` naming the file and
+line of the first problem, so a bad corpus stops a run before any training starts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from peftner.errors import DataError
+
+CONLL_SUFFIXES = (".conll", ".txt", ".tsv", ".iob", ".bio", ".conllu")
+JSONL_SUFFIXES = (".jsonl", ".json")
+
+
+@dataclass
+class Sentence:
+    """One sentence: word tokens, one tag per token, and where it came from (for error messages)."""
+
+    tokens: list[str]
+    tags: list[str]
+    source: str = "<memory>"
+    lines: list[int] = field(default_factory=list)  # 1-based line of each token, when known
+
+    def where(self, i: int = 0) -> tuple[str, int | None]:
+        return self.source, (self.lines[i] if i < len(self.lines) else None)
+
+
+def _read_text_lines(path: Path) -> list[str]:
+    if not path.exists():
+        raise DataError(path, "file not found")
+    if path.is_dir():
+        raise DataError(path, "is a directory, expected a data file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(path, "file is empty")
+    lines = raw.split(b"\n")
+    out = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            out.append(line.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise DataError(path, f"not valid UTF-8 (byte {err.start} of the line)", number) from None
+    if out and out[0].startswith("\ufeff"):
+        out[0] = out[0][1:]
+    return out
+
+
+def read_conll(path: str | Path) -> list[Sentence]:
+    """Read a CoNLL/IOB column file: token in the first column, tag in the last.
+
+    Columns are split on tabs when the line has one, else on whitespace; every token line of the
+    file must have the same number of columns. Blank or whitespace-only lines separate sentences;
+    ``-DOCSTART-`` lines are skipped.
+    """
+    path = Path(path)
+    sentences: list[Sentence] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    line_numbers: list[int] = []
+    n_columns: int | None = None
+    first_columns_line = 0
+
+    def flush():
+        if tokens:
+            sentences.append(Sentence(list(tokens), list(tags), str(path), list(line_numbers)))
+            tokens.clear(), tags.clear(), line_numbers.clear()
+
+    for number, line in enumerate(_read_text_lines(path), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            flush()
+            continue
+        columns = line.split("\t") if "\t" in line else line.split()
+        columns = [c.strip() for c in columns]
+        if columns[0] == "-DOCSTART-":
+            flush()
+            continue
+        if len(columns) < 2:
+            raise DataError(path, f"expected a token and a tag separated by a tab or spaces, got {line!r}", number)
+        if n_columns is None:
+            n_columns, first_columns_line = len(columns), number
+        elif len(columns) != n_columns:
+            raise DataError(
+                path,
+                f"{len(columns)} columns, but line {first_columns_line} has {n_columns} "
+                "(inconsistent column count)",
+                number,
+            )
+        token, tag = columns[0], columns[-1]
+        if not token:
+            raise DataError(path, "empty token in the first column", number)
+        if not tag:
+            raise DataError(path, "empty tag in the last column", number)
+        tokens.append(token)
+        tags.append(tag)
+        line_numbers.append(number)
+    flush()
+    if not sentences:
+        raise DataError(path, "no sentences found (only blank or -DOCSTART- lines)")
+    return sentences
+
+
+def read_jsonl(path: str | Path) -> list[Sentence]:
+    """Read JSON Lines, one object per sentence: ``{"tokens": [...], "tags": [...]}``."""
+    path = Path(path)
+    sentences = []
+    for number, line in enumerate(_read_text_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(path, f"invalid JSON: {err.msg}", number) from None
+        if not isinstance(record, dict) or "tokens" not in record or "tags" not in record:
+            raise DataError(path, 'expected an object with "tokens" and "tags" lists', number)
+        tokens, tags = record["tokens"], record["tags"]
+        if not isinstance(tokens, list) or not isinstance(tags, list):
+            raise DataError(path, '"tokens" and "tags" must be lists', number)
+        if not tokens:
+            raise DataError(path, "empty sentence (no tokens)", number)
+        if len(tokens) != len(tags):
+            raise DataError(path, f"{len(tokens)} tokens but {len(tags)} tags", number)
+        if not all(isinstance(t, str) and t.strip() for t in tokens):
+            raise DataError(path, "every token must be a non-empty string", number)
+        if not all(isinstance(t, str) and t.strip() for t in tags):
+            raise DataError(path, "every tag must be a non-empty string", number)
+        sentences.append(Sentence(list(tokens), list(tags), str(path), [number] * len(tokens)))
+    if not sentences:
+        raise DataError(path, "no sentences found")
+    return sentences
+
+
+def read_file(path: str | Path) -> list[Sentence]:
+    """Read a data file, choosing the reader from its suffix (.jsonl/.json, else CoNLL columns)."""
+    path = Path(path)
+    if path.suffix.lower() in JSONL_SUFFIXES:
+        return read_jsonl(path)
+    return read_conll(path)
+
+
+def _tag_names(dataset, column: str) -> list[str]:
+    feature = dataset.features[column]
+    inner = getattr(feature, "feature", None)
+    names = getattr(inner, "names", None)
+    if names is None and isinstance(feature, list) and feature:
+        names = getattr(feature[0], "names", None)
+    if names is None:
+        raise DataError(f"dataset column {column!r}", "is not a sequence of ClassLabel tags")
+    return list(names)
+
+
+def from_hf_dataset(dataset, name: str = "<hub>", tokens_column: str = "tokens",
+                    tags_column: str | None = None) -> list[Sentence]:
+    """Convert a ``datasets.Dataset`` with a token column and a ``Sequence(ClassLabel)`` tag column.
+
+    The tag column defaults to ``ner_tags`` (conll2003, wnut_17, …) or else the first column whose
+    feature is a sequence of ClassLabel.
+    """
+    columns = dataset.column_names
+    if tokens_column not in columns:
+        raise DataError(name, f"has no {tokens_column!r} column (columns: {', '.join(columns)})")
+    if tags_column is None:
+        candidates = [c for c in columns if c != tokens_column
+                      and getattr(getattr(dataset.features[c], "feature", None), "names", None)]
+        tags_column = "ner_tags" if "ner_tags" in candidates else (candidates[0] if candidates else None)
+        if tags_column is None:
+            raise DataError(name, "has no column of ClassLabel tag sequences")
+    names = _tag_names(dataset, tags_column)
+    sentences = []
+    for i, record in enumerate(dataset):
+        tokens = list(record[tokens_column])
+        if not tokens:
+            continue  # Hub corpora contain empty rows (document separators); they carry no tokens to tag
+        tags = [names[t] for t in record[tags_column]]
+        if len(tags) != len(tokens):
+            raise DataError(name, f"row {i}: {len(tokens)} tokens but {len(tags)} tags")
+        sentences.append(Sentence(tokens, tags, f"{name}[{i}]", []))
+    return sentences
+
+
+def load_hub_split(name: str, split: str, config: str | None = None) -> list[Sentence]:
+    """Load one split of a Hub token-classification dataset (needs network access)."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(name, config, split=split)
+    except Exception as err:  # the Hub raises many types; the user needs the name and the reason
+        raise DataError(f"dataset {name!r}", f"could not be loaded from the Hugging Face Hub: {err}") from None
+    return from_hf_dataset(dataset, name=f"{name}:{split}")

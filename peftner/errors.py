@@ -1,0 +1,22 @@
+"""User-facing errors.
+
+Anything a user can fix (a bad file, a wrong flag) raises :class:`PeftnerError`; the CLI and the
+recipes print its one-line message and exit with status 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class PeftnerError(Exception):
+    """An error caused by the user's input, reported as one line without a traceback."""
+
+
+class DataError(PeftnerError):
+    """A problem in a data file, located by file and (where it applies) line number."""
+
+    def __init__(self, path, problem: str, line: int | None = None):
+        self.path = str(path)
+        self.line = line
+        self.problem = problem
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {problem}")

@@ -1,0 +1,46 @@
+"""Full fine-tuning: every weight trains (optionally only the top K encoder layers and the head)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_module_names
+
+
+@dataclass
+class FullConfig(MethodConfig):
+    train_top_layers: int | None = None  # None: all layers; K: only the top K encoder layers + head
+
+
+def _layer_index(name: str) -> int | None:
+    match = re.search(r"\.layers?\.(\d+)\.", name)
+    return int(match.group(1)) if match else None
+
+
+def apply_full(model, config: FullConfig):
+    if config.train_top_layers is None:
+        return freeze_all_but(model, lambda name: True)
+    n_layers = model.config.num_hidden_layers
+    k = config.train_top_layers
+    if not 0 <= k <= n_layers:
+        from peftner.errors import PeftnerError
+
+        raise PeftnerError(f"--train-top-layers must be between 0 and {n_layers}, got {k}")
+    heads = tuple(f"{h}." for h in head_module_names(model))
+
+    def trainable(name):
+        index = _layer_index(name)
+        return name.startswith(heads) or (index is not None and index >= n_layers - k)
+
+    return freeze_all_but(model, trainable)
+
+
+FULL = Method(
+    name="full",
+    summary="full fine-tuning of every weight (or of the top K layers with --train-top-layers)",
+    config_cls=FullConfig,
+    apply=apply_full,
+    train_defaults={"learning_rate": 5e-5},
+    is_peft=False,
+)

@@ -1,0 +1,38 @@
+"""Scoring: entity-level P/R/F1 through the shipped `evaluate` module, or token accuracy."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+METRIC_MODULE = Path(__file__).parent / "seqeval_metric" / "seqeval_metric.py"
+
+
+@functools.lru_cache(maxsize=1)
+def load_seqeval():
+    """The packaged seqeval metric, loaded by path (no Hub access)."""
+    import evaluate
+
+    return evaluate.load(str(METRIC_MODULE))
+
+
+def score(predictions: list[list[str]], references: list[list[str]], metric: str = "entity_f1",
+          strict_scheme: str | None = None) -> dict:
+    """Return ``{"f1", "precision", "recall", "accuracy", "per_type", "metric"}``.
+
+    For ``metric="token_accuracy"`` (tag sets that are not BIO-style), ``f1``, ``precision`` and
+    ``recall`` all equal token accuracy, so tables can sort every run by one column.
+    ``strict_scheme`` ("IOB2", "IOBES") switches seqeval to strict mode.
+    """
+    if metric == "token_accuracy":
+        total = sum(len(r) for r in references)
+        correct = sum(p == g for ps, rs in zip(predictions, references) for p, g in zip(ps, rs))
+        accuracy = correct / total if total else 0.0
+        return {"metric": metric, "f1": accuracy, "precision": accuracy, "recall": accuracy,
+                "accuracy": accuracy, "per_type": {}}
+    kwargs = {"mode": "strict", "scheme": strict_scheme} if strict_scheme else {}
+    result = load_seqeval().compute(predictions=predictions, references=references, **kwargs)
+    per_type = {k: v for k, v in result.items() if isinstance(v, dict)}
+    return {"metric": metric, "f1": result["overall_f1"], "precision": result["overall_precision"],
+            "recall": result["overall_recall"], "accuracy": result["overall_accuracy"],
+            "per_type": per_type}

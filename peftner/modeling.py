@@ -1,0 +1,42 @@
+"""Loading the tokenizer and the token-classification backbone, safely and with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peftner.errors import PeftnerError
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except Exception as err:  # transformers raises OSError/ValueError/TypeError depending on what is missing
+        hint = " (the directory has no tokenizer files: save the tokenizer next to the model)" \
+            if Path(name).is_dir() else ""
+        raise PeftnerError(f"{name}: could not load a tokenizer{hint}: {str(err).splitlines()[0]}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise PeftnerError(f"{name}: peftner needs a fast (Rust) tokenizer for word alignment; "
+                           "this model only has a slow one")
+    if tokenizer.pad_token_id is None:
+        raise PeftnerError(f"{name}: the tokenizer defines no padding token")
+    return tokenizer
+
+
+def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = False, **kwargs):
+    """``AutoModelForTokenClassification`` with a fresh head for ``id2label``; safetensors only."""
+    from transformers import AutoModelForTokenClassification
+
+    label2id = {label: i for i, label in id2label.items()}
+    try:
+        return AutoModelForTokenClassification.from_pretrained(
+            name, num_labels=len(id2label), id2label=dict(id2label), label2id=label2id,
+            use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs)
+    except (OSError, ValueError) as err:
+        raise PeftnerError(f"{name}: could not load the model: {str(err).splitlines()[0]}") from None
+
+
+def backbone_bytes(model) -> int:
+    """Bytes held in memory by the frozen weights (quantized weights count at their packed size)."""
+    return sum(p.numel() * p.element_size() for p in model.parameters() if not p.requires_grad)

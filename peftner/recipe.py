@@ -1,0 +1,155 @@
+"""One run, end to end: data → method → training loop → test score → artifacts and metrics.json.
+
+Every recipe in ``recipes/`` is ``main("<method>")``: the method is the only thing that differs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+from peftner.config import TrainConfig, config_to_dict, default_model, parse_args
+from peftner.errors import PeftnerError
+from peftner.methods import Method, count_parameters, get_method
+
+logger = logging.getLogger("peftner")
+
+
+def _check_output_dir(path: Path):
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise PeftnerError(f"{path}: output directory is not writable ({err.strerror or err})") from None
+
+
+def run(method: Method, cfg: TrainConfig, method_config, command: str | None = None) -> dict:
+    """Train and evaluate one method; returns the metrics dict (also written to metrics.json)."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from peftner.data import encode_sentences, load_corpus, max_sequence_length
+    from peftner.modeling import backbone_bytes, load_token_classifier, load_tokenizer
+    from peftner.report import (format_summary, library_versions, peak_memory_mb, weights_bytes,
+                                write_json_atomic)
+    from peftner.training.loop import EvalSet, PaddingCollator, evaluate_split, make_eval_loader, train
+
+    model_name = cfg.model or default_model()
+    output_dir = Path(cfg.output_dir)
+    _check_output_dir(output_dir)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu,
+                              gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+    set_seed(cfg.seed)
+
+    corpus = load_corpus(cfg.dataset, cfg.train_file, cfg.validation_file, cfg.test_file,
+                         max_train_samples=cfg.max_train_samples, seed=cfg.seed, strict=cfg.strict,
+                         allow_unseen_tags=cfg.allow_unseen_tags)
+    schema = corpus.schema
+    strict_scheme = schema.scheme if (cfg.strict_metric and schema.scheme in ("IOB2", "IOBES")) else None
+    tokenizer = load_tokenizer(model_name, cfg.trust_remote_code)
+    load_kwargs = method.load_kwargs(method_config) if method.load_kwargs else {}
+    model = load_token_classifier(model_name, schema.id2label, cfg.trust_remote_code, **load_kwargs)
+    max_length = max_sequence_length(tokenizer, model.config, cfg.max_length)
+    model = method.apply(model, method_config)
+    trainable, total = count_parameters(model)
+
+    def encode(sentences, with_labels=True):
+        return encode_sentences([s.tokens for s in sentences], [s.tags for s in sentences], tokenizer,
+                                schema.label2id, max_length, cfg.label_all_subwords)
+
+    train_features = encode(corpus.train)
+    dev_set = EvalSet(encode(corpus.validation), [s.tags for s in corpus.validation])
+    test_set = EvalSet(encode(corpus.test), [s.tags for s in corpus.test])
+    accelerator.print(f"{corpus.name}: {len(corpus.train)} train / {len(corpus.validation)} dev / "
+                      f"{len(corpus.test)} test sentences, {len(schema.labels)} tags ({schema.scheme}), "
+                      f"{len(train_features)} training windows of at most {max_length} subwords")
+    accelerator.print(f"method {method.name}: {trainable:,} trainable of {total:,} parameters "
+                      f"({100 * trainable / total:.3f}%)")
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    model, result = train(model, accelerator, train_features, dev_set, schema.id2label, schema.metric,
+                          cfg, tokenizer.pad_token_id, strict_scheme)
+    test_loader = accelerator.prepare(make_eval_loader(test_set, cfg.eval_batch_size,
+                                                       PaddingCollator(tokenizer.pad_token_id)))
+    test_scores, _ = evaluate_split(model, test_loader, accelerator, test_set, schema.id2label,
+                                    schema.metric, strict_scheme)
+
+    metrics = None
+    if accelerator.is_main_process:
+        adapter_dir = output_dir / "adapter"
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.save_pretrained(adapter_dir, safe_serialization=True)
+        base = unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped
+        base.config.save_pretrained(adapter_dir)  # label maps travel with the adapter
+        tokenizer.save_pretrained(adapter_dir)
+        metrics = {
+            "method": method.name,
+            "model": model_name,
+            "dataset": corpus.name if corpus.name != "files" else cfg.train_file,
+            "seed": cfg.seed,
+            "epochs": cfg.epochs,
+            "metric": schema.metric,
+            "scheme": schema.scheme,
+            "test_f1": float(test_scores["f1"]),
+            "test_precision": float(test_scores["precision"]),
+            "test_recall": float(test_scores["recall"]),
+            "test_accuracy": float(test_scores["accuracy"]),
+            "per_type": test_scores["per_type"],
+            "best_dev_f1": float(result.best_dev_f1),
+            "best_epoch": result.best_epoch,
+            "history": result.history,
+            "trainable_params": int(trainable),
+            "total_params": int(total),
+            "trainable_percent": 100.0 * trainable / total,
+            "adapter_bytes": weights_bytes(adapter_dir),
+            "backbone_bytes": int(backbone_bytes(unwrapped)),
+            "train_seconds": float(result.train_seconds),
+            "train_tokens": int(result.train_tokens),
+            "train_tokens_per_second": result.train_tokens / max(result.train_seconds, 1e-9),
+            "optimizer_steps": result.optimizer_steps,
+            "peak_memory_mb": float(peak_memory_mb(accelerator.device)),
+            "num_processes": accelerator.num_processes,
+            "device": str(accelerator.device),
+            "mixed_precision": cfg.mixed_precision,
+            "train_sentences": len(corpus.train),
+            "repaired_transitions": corpus.repaired_transitions,
+            "config": config_to_dict(cfg),
+            "method_config": config_to_dict(method_config),
+            "command": command,
+            "versions": library_versions(),
+            "output_dir": str(output_dir),
+        }
+        write_json_atomic(output_dir / "metrics.json", metrics)
+        print(format_summary(metrics), flush=True)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return metrics
+
+
+def _quiet_libraries():
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def main(method_name: str, argv: list[str] | None = None) -> dict | None:
+    """Entry point of every recipe: parse flags, run, and turn user errors into one-line messages."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        method = get_method(method_name)
+        cfg, method_config = parse_args(method, argv)
+        _quiet_libraries()
+        command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *argv])
+        return run(method, cfg, method_config, command=command)
+    except PeftnerError as err:
+        print(f"peftner: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,68 @@
+"""What a run reports: metrics.json, the printed summary, and the sizes that go in them."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+from importlib import metadata
+from pathlib import Path
+
+LIBRARIES = ("peftner", "torch", "transformers", "peft", "accelerate", "bitsandbytes", "datasets",
+             "evaluate", "seqeval")
+
+REQUIRED_KEYS = {
+    "method": str, "model": str, "dataset": str, "seed": int, "epochs": int, "metric": str,
+    "test_f1": float, "test_precision": float, "test_recall": float, "per_type": dict,
+    "best_dev_f1": float, "trainable_params": int, "total_params": int, "trainable_percent": float,
+    "adapter_bytes": int, "backbone_bytes": int, "train_seconds": float,
+    "train_tokens_per_second": float, "peak_memory_mb": float, "num_processes": int, "versions": dict,
+}
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0]}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def peak_memory_mb(device) -> float:
+    """CUDA peak allocated memory when on a GPU, else the process's peak resident set size."""
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def weights_bytes(directory: str | Path) -> int:
+    """Bytes on disk of the weight files needed to reuse a result (``*.safetensors``)."""
+    return sum(f.stat().st_size for f in Path(directory).glob("*.safetensors"))
+
+
+def write_json_atomic(path: str | Path, data: dict):
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def format_summary(m: dict) -> str:
+    """The block printed at the end of every run."""
+    score_name = "entity F1" if m["metric"] == "entity_f1" else "token accuracy"
+    lines = [
+        f"peftner | method {m['method']} | model {Path(m['model']).name} | dataset {m['dataset']} | seed {m['seed']}",
+        f"  trainable params  {m['trainable_params']:>12,} / {m['total_params']:,} ({m['trainable_percent']:.3f}%)",
+        f"  adapter on disk   {m['adapter_bytes'] / 2**20:>12.2f} MiB   frozen backbone {m['backbone_bytes'] / 2**20:.1f} MiB",
+        f"  dev  {score_name:<13}{m['best_dev_f1']:>8.4f}   (best epoch {m['best_epoch']} of {m['epochs']})",
+        f"  test {score_name:<13}{m['test_f1']:>8.4f}   P {m['test_precision']:.4f}  R {m['test_recall']:.4f}",
+        f"  train {m['train_seconds']:.1f}s, {m['train_tokens_per_second']:,.0f} tokens/s, "
+        f"peak memory {m['peak_memory_mb']:,.0f} MB, {m['num_processes']} process(es)",
+        f"  wrote {m['output_dir']}/metrics.json and {m['output_dir']}/adapter/",
+    ]
+    return "\n".join(lines)

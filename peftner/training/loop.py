@@ -1,0 +1,189 @@
+"""The one training loop every method uses, on Accelerate.
+
+Read top to bottom: prepare → for each epoch: train (AdamW, warm-up + linear decay, gradient
+accumulation, clipping) → evaluate dev → keep the best dev state → restore it at the end.
+Evaluation gathers predictions from every process with ``gather_for_metrics`` so each example is
+scored exactly once whatever the number of processes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from peftner.data.alignment import words_from_positions
+from peftner.data.collator import MODEL_INPUTS, LengthGroupedBatchSampler, PaddingCollator, length_sorted_batches
+from peftner.errors import PeftnerError
+from peftner.metrics import score
+
+
+class FixedBatches(torch.utils.data.Sampler):
+    """A fixed list of index batches (evaluation: longest first)."""
+
+    def __init__(self, batches: list[list[int]], batch_size: int):
+        self.batches, self.batch_size = batches, batch_size
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+@dataclass
+class EvalSet:
+    """Encoded features of one split plus the word-level gold tags to score against."""
+
+    features: list[dict]
+    gold: list[list[str]]
+
+    @property
+    def num_words(self) -> list[int]:
+        return [len(g) for g in self.gold]
+
+
+@dataclass
+class TrainResult:
+    best_dev_f1: float
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+    train_tokens: int = 0
+    optimizer_steps: int = 0
+
+
+def make_eval_loader(eval_set: EvalSet, batch_size: int, collator, num_workers: int = 0) -> DataLoader:
+    batches = length_sorted_batches([len(f["input_ids"]) for f in eval_set.features], batch_size)
+    return DataLoader(eval_set.features, batch_sampler=FixedBatches(batches, batch_size),
+                      collate_fn=collator, num_workers=num_workers)
+
+
+@torch.inference_mode()
+def predict_words(model, loader, accelerator, num_words: list[int]) -> list[list[int]]:
+    """Label ids for every word of every sentence, gathered over all processes."""
+    model.eval()
+    example_ids, word_indices, predictions = [], [], []
+    for batch in loader:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        preds = logits.argmax(dim=-1)
+        preds = accelerator.pad_across_processes(preds, dim=1, pad_index=0)
+        words = accelerator.pad_across_processes(batch["word_index"], dim=1, pad_index=-1)
+        preds, words, ids = accelerator.gather_for_metrics((preds, words, batch["example_id"]))
+        example_ids += ids.tolist()
+        word_indices += words.tolist()
+        predictions += preds.tolist()
+    per_word, missing = words_from_positions(num_words, example_ids, word_indices, predictions)
+    if missing:
+        raise RuntimeError(f"{missing} words received no prediction (alignment bug)")
+    return per_word
+
+
+def evaluate_split(model, loader, accelerator, eval_set: EvalSet, id2label: dict, metric: str,
+                   strict_scheme: str | None = None) -> tuple[dict, list[list[str]]]:
+    ids = predict_words(model, loader, accelerator, eval_set.num_words)
+    predicted = [[id2label[i] for i in row] for row in ids]
+    return score(predicted, eval_set.gold, metric=metric, strict_scheme=strict_scheme), predicted
+
+
+def _no_decay(name: str) -> bool:
+    return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or "norm." in name.lower()
+
+
+def build_optimizer(model, learning_rate: float, weight_decay: float):
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (no_decay if _no_decay(name) else decay).append(parameter)
+    if not decay and not no_decay:
+        raise PeftnerError("the method left no trainable parameters")
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = torch.cuda.is_available() and all(p.is_cuda for p in decay + no_decay)
+    kwargs = {"fused": True} if fused else {"foreach": True}
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=learning_rate, **kwargs)
+
+
+def _trainable_state(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _load_trainable_state(model, state: dict[str, torch.Tensor]):
+    parameters = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state.items():
+            parameters[name].copy_(value.to(parameters[name].device))
+
+
+def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2label: dict, metric: str,
+          cfg, pad_token_id: int, strict_scheme: str | None = None) -> tuple[object, TrainResult]:
+    """Train ``model`` on ``train_features``; returns the prepared model holding the best dev state."""
+    collator = PaddingCollator(pad_token_id)
+    sampler = LengthGroupedBatchSampler([len(f["input_ids"]) for f in train_features], cfg.batch_size,
+                                        seed=cfg.seed) if cfg.group_by_length else None
+    if sampler is not None:
+        train_loader = DataLoader(train_features, batch_sampler=sampler, collate_fn=collator,
+                                  num_workers=cfg.num_workers)
+    else:
+        generator = torch.Generator().manual_seed(cfg.seed)
+        train_loader = DataLoader(train_features, batch_size=cfg.batch_size, shuffle=True,
+                                  generator=generator, collate_fn=collator, num_workers=cfg.num_workers)
+    dev_loader = make_eval_loader(dev_set, cfg.eval_batch_size, collator, cfg.num_workers)
+
+    steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
+    total_steps = steps_per_epoch * cfg.epochs
+    optimizer = build_optimizer(model, cfg.learning_rate, cfg.weight_decay)
+    from transformers import get_linear_schedule_with_warmup
+
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    model, optimizer, train_loader, dev_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, dev_loader, scheduler)
+
+    result = TrainResult(best_dev_f1=-1.0, best_epoch=0)
+    best_state = None
+    progress = tqdm(total=cfg.epochs * len(train_loader), desc="training", unit="batch",
+                    disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+    for epoch in range(1, cfg.epochs + 1):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        model.train()
+        started = time.perf_counter()
+        tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)
+        loss_sum = torch.zeros((), device=accelerator.device)
+        for batch in train_loader:
+            with accelerator.accumulate(model):
+                outputs = model(**{k: batch[k] for k in MODEL_INPUTS})
+                loss = outputs.loss
+                if not torch.isfinite(loss):
+                    raise PeftnerError(f"training stopped: loss became {loss.item()} at epoch {epoch}; "
+                                       "lower --learning-rate or use --mixed-precision no")
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                result.optimizer_steps += int(accelerator.sync_gradients)
+            tokens += batch["attention_mask"].sum()
+            loss_sum += loss.detach()
+            progress.update(1)
+            progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False)
+        result.train_seconds += time.perf_counter() - started
+        result.train_tokens += int(accelerator.reduce(tokens, reduction="sum").item())
+        mean_loss = accelerator.reduce(loss_sum, reduction="mean").item() / max(1, len(train_loader))
+
+        dev_scores, _ = evaluate_split(model, dev_loader, accelerator, dev_set, id2label, metric, strict_scheme)
+        result.history.append({"epoch": epoch, "train_loss": mean_loss, "dev_f1": dev_scores["f1"]})
+        improved = dev_scores["f1"] > result.best_dev_f1
+        if improved:
+            result.best_dev_f1, result.best_epoch = dev_scores["f1"], epoch
+            best_state = _trainable_state(accelerator.unwrap_model(model))
+        accelerator.print(f"epoch {epoch}/{cfg.epochs}: train loss {mean_loss:.4f}  dev {metric} "
+                          f"{dev_scores['f1']:.4f}{'  (best)' if improved else ''}")
+    progress.close()
+    if best_state is not None:
+        _load_trainable_state(accelerator.unwrap_model(model), best_state)
+    return model, result

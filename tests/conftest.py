@@ -1,0 +1,82 @@
+"""Shared fixtures: a tiny randomly initialised BERT built in code, and small CoNLL corpora."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+PEOPLE = ["alice", "bob", "carol", "dave", "erin", "frank"]
+PLACES = ["paris", "london", "berlin", "madrid", "rome", "oslo"]
+FILLER = ["lives", "in", "works", "near", "visited", "met", "today", "and", "the", "city"]
+PIECES = ["##s", "##ing", "##er", "un", "##known"]
+
+
+def build_tiny_bert(directory: Path, hidden: int = 32, layers: int = 2, max_positions: int = 64) -> Path:
+    """Save a random 2-layer BERT (no head) and a matching WordPiece tokenizer to ``directory``."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    vocab = {token: i for i, token in enumerate(SPECIALS + PEOPLE + PLACES + FILLER + PIECES)}
+    tokenizer = BertTokenizer(vocab=vocab)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden,
+                        max_position_embeddings=max_positions, type_vocab_size=2)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(directory)
+    tokenizer.model_max_length = max_positions
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def memorisable_sentences(n: int = 24, seed: int = 0) -> list[tuple[list[str], list[str]]]:
+    """Short sentences whose entities are fully determined by the word: easy to memorise."""
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(n):
+        person, place = rng.choice(PEOPLE), rng.choice(PLACES)
+        if rng.random() < 0.5:
+            tokens = [person.title(), "lives", "in", place.title()]
+            tags = ["B-PER", "O", "O", "B-LOC"]
+        else:
+            tokens = [person.title(), PEOPLE[(PEOPLE.index(person) + 1) % 6].title(), "visited",
+                      "the", "city", place.title()]
+            tags = ["B-PER", "B-PER", "O", "O", "O", "B-LOC"]
+        sentences.append((tokens, tags))
+    return sentences
+
+
+def write_conll(path: Path, sentences) -> Path:
+    lines = []
+    for tokens, tags in sentences:
+        lines += [f"{t}\t{g}" for t, g in zip(tokens, tags)] + [""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
+@pytest.fixture(scope="session")
+def memorisable_files(tmp_path_factory) -> dict[str, Path]:
+    """train = dev = test: the memorisation task of the acceptance tests."""
+    directory = tmp_path_factory.mktemp("memorise")
+    path = write_conll(directory / "train.conll", memorisable_sentences())
+    return {"train": path, "validation": path, "test": path}
+
+
+def memorise_argv(files, model, output_dir, *extra) -> list[str]:
+    return ["--model", str(model), "--train-file", str(files["train"]),
+            "--validation-file", str(files["validation"]), "--test-file", str(files["test"]),
+            "--output-dir", str(output_dir), "--batch-size", "8", "--seed", "0", *map(str, extra)]
