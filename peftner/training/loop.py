@@ -181,8 +181,9 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
         if improved:
             result.best_dev_f1, result.best_epoch = dev_scores["f1"], epoch
             best_state = _trainable_state(accelerator.unwrap_model(model))
-        accelerator.print(f"epoch {epoch}/{cfg.epochs}: train loss {mean_loss:.4f}  dev {metric} "
-                          f"{dev_scores['f1']:.4f}{'  (best)' if improved else ''}")
+        if accelerator.is_main_process:
+            progress.write(f"epoch {epoch}/{cfg.epochs}: train loss {mean_loss:.4f}  dev {metric} "
+                           f"{dev_scores['f1']:.4f}{'  (best)' if improved else ''}")
     progress.close()
     if best_state is not None:
         _load_trainable_state(accelerator.unwrap_model(model), best_state)

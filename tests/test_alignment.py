@@ -1,0 +1,97 @@
+import random
+
+import pytest
+
+from peftner.data.alignment import (IGNORE_INDEX, encode_sentences, plan_windows, subwords_per_word,
+                                    words_from_positions)
+from peftner.data.collator import LengthGroupedBatchSampler, PaddingCollator
+
+
+def test_plan_windows_partition_and_budget():
+    rng = random.Random(0)
+    for _ in range(50):
+        lengths = [rng.randint(1, 6) for _ in range(rng.randint(1, 400))]
+        budget = rng.randint(6, 40)
+        windows = plan_windows(lengths, budget)
+        owned = [w for _, _, s, e in windows for w in range(s, e)]
+        assert owned == list(range(len(lengths)))  # every word owned exactly once, in order
+        for start, end, own_start, own_end in windows:
+            assert start <= own_start < own_end <= end
+            assert sum(min(n, budget) for n in lengths[start:end]) <= budget
+
+
+def _round_trip(tokenizer, sentences, max_length, label_all=False):
+    label2id = {"O": 0, "B-PER": 1, "B-LOC": 2}
+    tokens = [s[0] for s in sentences]
+    tags = [s[1] for s in sentences]
+    features = encode_sentences(tokens, tags, tokenizer, label2id, max_length, label_all)
+    assert all(len(f["input_ids"]) <= max_length for f in features)
+    # Predict with the gold label at every position that carries one: words must come back exact.
+    per_word, missing = words_from_positions(
+        [len(t) for t in tokens], [f["example_id"] for f in features], [f["word_index"] for f in features],
+        [[lab if lab != IGNORE_INDEX else -7 for lab in f["labels"]] for f in features])
+    assert missing == 0
+    id2label = {v: k for k, v in label2id.items()}
+    assert [[id2label[i] for i in row] for row in per_word] == tags
+    return features
+
+
+def test_first_subword_labelled_and_special_tokens(tiny_tokenizer):
+    features = _round_trip(tiny_tokenizer, [(["Alices", "lives", "in", "Paris"], ["B-PER", "O", "O", "B-LOC"])], 64)
+    (f,) = features
+    assert f["input_ids"][0] == tiny_tokenizer.cls_token_id and f["input_ids"][-1] == tiny_tokenizer.sep_token_id
+    # "alices" = alice ##s: label on "alice" only
+    assert f["labels"] == [IGNORE_INDEX, 1, IGNORE_INDEX, 0, 0, 2, IGNORE_INDEX]
+    assert f["word_index"] == [-1, 0, -1, 1, 2, 3, -1]
+    all_sub = encode_sentences([["Alices"]], [["B-PER"]], tiny_tokenizer, {"O": 0, "B-PER": 1}, 64, True)
+    assert all_sub[0]["labels"] == [IGNORE_INDEX, 1, 1, IGNORE_INDEX]
+
+
+def test_unknown_and_empty_words_still_get_a_position(tiny_tokenizer):
+    _round_trip(tiny_tokenizer, [(["zzz", "\u200b", "Paris"], ["O", "B-PER", "B-LOC"])], 64)
+
+
+def test_2000_token_sentence_round_trip_with_real_tokenizer(tiny_tokenizer):
+    rng = random.Random(1)
+    words = ["alice", "paris", "lives", "workser", "unknown", "qq"]
+    tokens = [rng.choice(words) for _ in range(2000)]
+    tags = [rng.choice(["O", "B-PER", "B-LOC"]) for _ in tokens]
+    features = _round_trip(tiny_tokenizer, [(tokens, tags), (["Bob"], ["B-PER"])], 64)
+    assert len(features) > 2000 * 1.2 / 62  # really windowed, not truncated
+
+
+def test_embedded_tokenizer_windows_long_tweet():
+    from peftner.config import default_model
+    from peftner.modeling import load_tokenizer
+
+    tokenizer = load_tokenizer(default_model())
+    tokens = ["@user", "https://t.co/abcDEF123", "Empire", "State", "Building", "#nyc"] * 400
+    tags = ["O", "O", "B-PER", "O", "O", "B-LOC"] * 400
+    features = _round_trip(tokenizer, [(tokens, tags)], 512)
+    assert len(features) >= 2
+
+
+def test_collator_pads_dynamically():
+    collator = PaddingCollator(pad_token_id=0)
+    batch = collator([{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [1, 2, 3],
+                       "word_index": [-1, 0, -1], "example_id": 0},
+                      {"input_ids": [5], "attention_mask": [1], "labels": [1], "word_index": [-1],
+                       "example_id": 1}])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
+    assert batch["labels"].tolist() == [[1, 2, 3], [1, -100, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_length_grouped_sampler_is_seeded_and_complete():
+    lengths = [random.Random(i).randint(3, 90) for i in range(203)]
+    a = list(LengthGroupedBatchSampler(lengths, 8, seed=5))
+    b = list(LengthGroupedBatchSampler(lengths, 8, seed=5))
+    assert a == b
+    assert sorted(i for batch in a for i in batch) == list(range(203))
+    sampler = LengthGroupedBatchSampler(lengths, 8, seed=5)
+    sampler.set_epoch(1)
+    assert list(sampler) != a
+    padding = sum(max(lengths[i] for i in bt) * len(bt) - sum(lengths[i] for i in bt) for bt in a)
+    random_batches = [list(range(k, min(k + 8, 203))) for k in range(0, 203, 8)]
+    padding_random = sum(max(lengths[i] for i in bt) * len(bt) - sum(lengths[i] for i in bt) for bt in random_batches)
+    assert padding < padding_random / 3
