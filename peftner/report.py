@@ -66,3 +66,24 @@ def format_summary(m: dict) -> str:
         f"  wrote {m['output_dir']}/metrics.json and {m['output_dir']}/adapter/",
     ]
     return "\n".join(lines)
+
+
+def machine_description() -> str:
+    """CPU model, core count and GPU (if any), for benchmark reports."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    text = f"{cpu}, {cores} CPU cores, {platform.system()} {platform.machine()}"
+    if torch.cuda.is_available():
+        text += f", GPU {torch.cuda.get_device_name(0)}"
+    return text

@@ -35,5 +35,5 @@ LORA = Method(
     summary="LoRA low-rank updates on attention query/value, head trained",
     config_cls=LoraMethodConfig,
     apply=apply_lora,
-    train_defaults={"learning_rate": 5e-4},
+    train_defaults={"learning_rate": 1e-3},
 )
