@@ -36,8 +36,8 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
 
     from peftner.data import encode_sentences, load_corpus, max_sequence_length
     from peftner.modeling import backbone_bytes, load_token_classifier, load_tokenizer
-    from peftner.report import (format_summary, library_versions, peak_memory_mb, weights_bytes,
-                                write_json_atomic)
+    from peftner.report import (format_summary, library_versions, machine_description, peak_memory_mb,
+                                weights_bytes, write_json_atomic)
     from peftner.training.loop import EvalSet, PaddingCollator, evaluate_split, make_eval_loader, train
 
     model_name = cfg.model or default_model()
@@ -117,6 +117,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
             "peak_memory_mb": float(peak_memory_mb(accelerator.device)),
             "num_processes": accelerator.num_processes,
             "device": str(accelerator.device),
+            "machine": machine_description(),
             "mixed_precision": cfg.mixed_precision,
             "train_sentences": len(corpus.train),
             "repaired_transitions": corpus.repaired_transitions,

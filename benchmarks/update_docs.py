@@ -1,0 +1,87 @@
+"""Regenerate every figure quoted in README.md and docs/ from committed result files.
+
+Sections between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers are rewritten; nothing
+else is touched. Produce the inputs first:
+
+    accelerate launch recipes/lora_ner.py --output-dir benchmarks/results/readme_run   # README sample
+    python benchmarks/trainer_baseline.py                                              # docs/training.md
+    python benchmarks/update_docs.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT))
+
+from peftner.data.builtin import describe  # noqa: E402
+from peftner.report import format_summary  # noqa: E402
+
+
+def replace_section(path: Path, name: str, body: str) -> bool:
+    text = path.read_text(encoding="utf-8")
+    pattern = re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"{path}: no <!-- {name}:begin/end --> markers")
+    new = pattern.sub(lambda m: m.group(1) + body.strip("\n") + "\n" + m.group(2), text)
+    path.write_text(new, encoding="utf-8")
+    return new != text
+
+
+def readme_sample() -> str | None:
+    path = RESULTS / "readme_run" / "metrics.json"
+    if not path.exists():
+        return None
+    m = json.loads(path.read_text())
+    return (f"```text\n$ {m['command']}\n{format_summary(m)}\n```\n"
+            f"Machine: {m.get('machine', 'unknown')}; torch {m['versions']['torch']}, "
+            f"transformers {m['versions']['transformers']}, peft {m['versions']['peft']}.")
+
+
+def trainer_baseline() -> str | None:
+    path = RESULTS / "trainer_baseline" / "result.json"
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())
+    p, t = r["peftner_full"], r["transformers_trainer"]
+    return "\n".join([
+        f"Command: `{r['command'].strip()}` — machine: {r['machine']}; {r['epochs']} epochs, seed {r['seed']}.",
+        "",
+        "| recipe | learning rate | batch | test F1 | test P | test R |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| peftner full fine-tuning (defaults) | {p['learning_rate']:g} | {p['batch_size']} | "
+        f"{p['test_f1']:.4f} | {p['test_precision']:.4f} | {p['test_recall']:.4f} |",
+        f"| Transformers `Trainer` tutorial recipe | {t['learning_rate']:g} | {t['batch_size']} | "
+        f"{t['test_f1']:.4f} | {t['test_precision']:.4f} | {t['test_recall']:.4f} |",
+    ])
+
+
+def sections() -> list[tuple[Path, str, str | None]]:
+    return [
+        (ROOT / "README.md", "readme-sample", readme_sample()),
+        (ROOT / "docs" / "data.md", "wnut16-split", describe("wnut16")),
+        (ROOT / "docs" / "training.md", "trainer-baseline", trainer_baseline()),
+    ]
+
+
+def current_section(path: Path, name: str) -> str:
+    match = re.search(rf"<!-- {name}:begin -->\n(.*?)<!-- {name}:end -->", path.read_text(encoding="utf-8"), re.S)
+    return match.group(1).strip("\n") if match else ""
+
+
+def main():
+    for path, name, body in sections():
+        if body is None:
+            print(f"skipped {path.relative_to(ROOT)} [{name}]: its result file is missing")
+            continue
+        changed = replace_section(path, name, body)
+        print(f"{'updated' if changed else 'unchanged'} {path.relative_to(ROOT)} [{name}]")
+
+
+if __name__ == "__main__":
+    main()
