@@ -54,6 +54,9 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     strict_scheme = schema.scheme if (cfg.strict_metric and schema.scheme in ("IOB2", "IOBES")) else None
     tokenizer = load_tokenizer(model_name, cfg.trust_remote_code)
     load_kwargs = method.load_kwargs(method_config) if method.load_kwargs else {}
+    if "quantization_config" in load_kwargs and accelerator.device.type == "cuda":
+        # Quantized weights cannot be moved after loading: place them on this process's GPU.
+        load_kwargs.setdefault("device_map", {"": accelerator.device})
     model = load_token_classifier(model_name, schema.id2label, cfg.trust_remote_code, **load_kwargs)
     max_length = max_sequence_length(tokenizer, model.config, cfg.max_length)
     model = method.apply(model, method_config)
