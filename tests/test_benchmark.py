@@ -1,0 +1,67 @@
+"""Summary arithmetic of the comparison on fixed inputs, and its files (plot included)."""
+
+import csv
+import json
+
+import pytest
+
+from peftner.benchmark import (RunSpec, mean_std, parse_train_sizes, plan_runs, row_of, summarize,
+                               table_markdown, write_outputs)
+from peftner.errors import PeftnerError
+
+
+def fake_metrics(f1, trainable, total=1000, dev=0.5, tps=100.0):
+    return {"test_f1": f1, "best_dev_f1": dev, "trainable_params": trainable, "total_params": total,
+            "trainable_percent": 100 * trainable / total, "adapter_bytes": 4 * trainable, "backbone_bytes": 4000,
+            "train_seconds": 10.0, "train_tokens_per_second": tps, "peak_memory_mb": 100.0,
+            "wall_seconds": 12.0, "num_processes": 1, "metric": "entity_f1", "train_sentences": 50}
+
+
+def test_mean_and_sample_std():
+    assert mean_std([0.4, 0.5, 0.6]) == (pytest.approx(0.5), pytest.approx(0.1))
+    assert mean_std([0.7]) == (0.7, 0.0)
+
+
+def test_summary_groups_by_method_and_size():
+    rows = [row_of(RunSpec("lora", 42, None), fake_metrics(0.40, 10, tps=100)),
+            row_of(RunSpec("lora", 43, None), fake_metrics(0.50, 10, tps=300)),
+            row_of(RunSpec("lora", 44, None), fake_metrics(0.60, 10, tps=200)),
+            row_of(RunSpec("full", 42, None), fake_metrics(0.55, 1000, dev=0.6))]
+    summary = {s["method"]: s for s in summarize(rows)}
+    lora = summary["lora"]
+    assert lora["runs"] == 3 and lora["seeds"] == [42, 43, 44]
+    assert lora["test_f1_mean"] == pytest.approx(0.5)
+    assert lora["test_f1_std"] == pytest.approx(0.1)
+    assert lora["trainable_percent"] == pytest.approx(1.0)
+    assert lora["train_tokens_per_second_mean"] == pytest.approx(200)
+    assert summary["full"]["trainable_percent"] == pytest.approx(100.0)
+    assert summary["full"]["test_f1_std"] == 0.0
+    table = table_markdown(list(summary.values()))
+    assert "| lora | all | 10 | 1.000% |" in table and "0.5000 ± 0.1000" in table
+
+
+def test_plan_and_sizes():
+    specs = plan_runs(["lora", "full"], 2, [100, None])
+    assert [s.key for s in specs[:2]] == ["lora/size-100/seed-42", "lora/size-100/seed-43"]
+    assert len(specs) == 8
+    assert parse_train_sizes("100,300,all") == [100, 300, None]
+    with pytest.raises(PeftnerError, match="positive integers"):
+        parse_train_sizes("100,lots")
+
+
+def test_outputs_written(tmp_path):
+    rows = []
+    for size in (10, None):
+        for seed in (42, 43):
+            rows.append(row_of(RunSpec("lora", seed, size), fake_metrics(0.3 if size else 0.5, 10)))
+            rows.append(row_of(RunSpec("full", seed, size), fake_metrics(0.35 if size else 0.55, 1000)))
+    summary = summarize(rows)
+    written = write_outputs(tmp_path, rows, summary, {"command": "x", "machine": "test"})
+    names = {p.name for p in written}
+    assert names == {"runs.csv", "summary.json", "table.md", "f1_vs_params.png", "f1_vs_train_size.png"}
+    for png in ("f1_vs_params.png", "f1_vs_train_size.png"):
+        data = (tmp_path / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    with open(tmp_path / "runs.csv") as f:
+        assert len(list(csv.DictReader(f))) == 8
+    assert len(json.loads((tmp_path / "summary.json").read_text())["summary"]) == 4
