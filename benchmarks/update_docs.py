@@ -61,11 +61,44 @@ def trainer_baseline() -> str | None:
     ])
 
 
+def compare_table(name: str = "wnut16") -> str | None:
+    folder = RESULTS / name
+    if not (folder / "table.md").exists():
+        return None
+    rel = folder.relative_to(ROOT)
+    return (folder / "table.md").read_text(encoding="utf-8").strip() + f"\n\n![F1 vs trainable parameters]({'../' + str(rel)}/f1_vs_params.png)"
+
+
+def throughput() -> str | None:
+    path = RESULTS / "throughput" / "result.json"
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())
+    lines = [f"Command: `{r['command'].strip()}` — machine: {r['machine']}, torch threads {r['torch_threads']}.", ""]
+    if "training" in r:
+        t = r["training"]
+        lines += ["| recipe | train tokens/s | test F1 |", "|---|---:|---:|"]
+        for name in ("peftner_full", "peftner_lora", "trainer_default", "trainer_group_by_length"):
+            lines.append(f"| {name} | {t[name]['train_tokens_per_second']:,.0f} | {t[name]['test_f1']:.4f} |")
+        ratios = t["ratios"]
+        lines += ["", f"- peftner full / Trainer default: **{ratios['full_vs_trainer_default']:.2f}×** tokens/s "
+                      f"(F1 {ratios['full_f1_minus_trainer_default_f1']:+.4f})",
+                  f"- peftner full / Trainer group_by_length: **{ratios['full_vs_trainer_group_by_length']:.2f}×** "
+                  f"tokens/s (F1 {ratios['full_f1_minus_trainer_group_by_length_f1']:+.4f})"]
+    s, i = r["step_time"], r["inference"]
+    lines += [f"- LoRA / full step time on the same {s['batches']} batches: **{s['lora_over_full']:.2f}×**",
+              f"- merged LoRA / base model inference time: **{i['merged_over_base_time']:.3f}×**; "
+              f"`Tagger.predict` {i['predict_tokens_per_second']:,.0f} tokens/s on the test split"]
+    return "\n".join(lines)
+
+
 def sections() -> list[tuple[Path, str, str | None]]:
     return [
         (ROOT / "README.md", "readme-sample", readme_sample()),
         (ROOT / "docs" / "data.md", "wnut16-split", describe("wnut16")),
         (ROOT / "docs" / "training.md", "trainer-baseline", trainer_baseline()),
+        (ROOT / "docs" / "benchmarks.md", "compare-table", compare_table()),
+        (ROOT / "docs" / "benchmarks.md", "throughput", throughput()),
     ]
 
 
