@@ -38,6 +38,7 @@ class TrainConfig:
     validation_file: str | None = field(default=None, metadata={"help": "dev file, used to pick the best epoch"})
     test_file: str | None = field(default=None, metadata={"help": "test file, scored once with the best dev state"})
     output_dir: str = field(default="runs/{method}", metadata={"help": "where metrics.json and adapter/ go ({method} is replaced)"})
+    init_adapter: str | None = field(default=None, metadata={"help": "continue from this adapter directory (OUTPUT_DIR/adapter of an earlier run of the same method); new tags extend its head"})
     epochs: int = field(default=5, metadata={"help": "training epochs"})
     learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (method-specific default)"})
     batch_size: int = field(default=16, metadata={"help": "training batch size per process"})

@@ -40,7 +40,10 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
                                 weights_bytes, write_json_atomic)
     from peftner.training.loop import EvalSet, PaddingCollator, evaluate_split, make_eval_loader, train
 
-    model_name = cfg.model or default_model()
+    from peftner.reuse import prepare_init_adapter, write_artifacts
+
+    init = prepare_init_adapter(cfg.init_adapter, method) if cfg.init_adapter else None
+    model_name = cfg.model or (init.base_model if init else None) or default_model()
     output_dir = Path(cfg.output_dir)
     _check_output_dir(output_dir)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu,
@@ -50,7 +53,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     corpus = load_corpus(cfg.dataset, cfg.train_file, cfg.validation_file, cfg.test_file,
                          max_train_samples=cfg.max_train_samples, seed=cfg.seed, strict=cfg.strict,
                          allow_unseen_tags=cfg.allow_unseen_tags)
-    schema = corpus.schema
+    schema = init.extend_schema(corpus.schema) if init else corpus.schema  # old label ids kept
     strict_scheme = schema.scheme if (cfg.strict_metric and schema.scheme in ("IOB2", "IOBES")) else None
     tokenizer = load_tokenizer(model_name, cfg.trust_remote_code)
     load_kwargs = method.load_kwargs(method_config) if method.load_kwargs else {}
@@ -60,6 +63,8 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     model = load_token_classifier(model_name, schema.id2label, cfg.trust_remote_code, **load_kwargs)
     max_length = max_sequence_length(tokenizer, model.config, cfg.max_length)
     model = method.apply(model, method_config)
+    if init:
+        init.load_into(model, len(schema.labels))
     trainable, total = count_parameters(model)
 
     def encode(sentences, with_labels=True):
@@ -130,6 +135,8 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
             "versions": library_versions(),
             "output_dir": str(output_dir),
         }
+        write_artifacts(adapter_dir, method=method, model=unwrapped, base_model=model_name, schema=schema,
+                        metrics=metrics, init_adapter=cfg.init_adapter)  # peftner.json + README.md
         write_json_atomic(output_dir / "metrics.json", metrics)
         print(format_summary(metrics), flush=True)
     accelerator.wait_for_everyone()

@@ -1,0 +1,73 @@
+"""The ``peftner`` command: one subcommand per task (``peftner predict``, ``peftner export``, …).
+
+Adding a subcommand: write ``add_arguments(parser)`` and ``run(args) -> int | None`` functions
+(anywhere; import heavy libraries inside ``run`` so ``peftner --help`` stays fast) and list them
+in :data:`COMMANDS` as ``Command(name, help, "module:add_arguments_function", "module:run_function")``.
+A :class:`~peftner.errors.PeftnerError` raised by a command prints one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+
+from peftner.errors import PeftnerError
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: str  # "module:function" taking the subparser
+    run: str  # "module:function" taking the parsed namespace, returning an exit status (None = 0)
+
+
+COMMANDS: list[Command] = [
+    Command("predict", "tag texts with a trained adapter (JSON Lines or CoNLL output)",
+            "peftner.reuse.commands:predict_arguments", "peftner.reuse.commands:predict"),
+    Command("export", "write a plain transformers model (adapter merged into its base)",
+            "peftner.reuse.commands:export_arguments", "peftner.reuse.commands:export"),
+]
+
+
+def register(command: Command):
+    """Add a subcommand at run time (e.g. from a plugin); a later one replaces an earlier of the same name."""
+    COMMANDS[:] = [c for c in COMMANDS if c.name != command.name] + [command]
+
+
+def _resolve(reference: str):
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from peftner import __version__
+
+    parser = argparse.ArgumentParser(prog="peftner", description="Parameter-efficient fine-tuning for NER.")
+    parser.add_argument("--version", action="version", version=f"peftner {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        _resolve(command.add_arguments)(sub)
+        sub.set_defaults(_run=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        status = _resolve(args._run)(args)
+    except PeftnerError as err:
+        print(f"peftner: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except BrokenPipeError:  # `peftner predict ... | head`
+        sys.stderr.close()
+        return 0
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,74 @@
+"""The model card (``README.md``) and metadata written into every adapter directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peftner.reuse.artifact import EMBEDDED_HUB_ID, write_metadata
+
+
+def _fmt(value, digits=4):
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def model_card(meta: dict, metrics: dict | None = None) -> str:
+    """Markdown model card from ``peftner.json`` data and (when known) the run's metrics."""
+    metrics = metrics or {}
+    base = EMBEDDED_HUB_ID if meta.get("base_model_embedded") else meta.get("base_model")
+    library = "peft" if meta.get("is_peft") else "transformers"
+    lines = ["---", f"library_name: {library}", "pipeline_tag: token-classification",
+             "tags: [peftner, token-classification, ner" + (f", {meta['method']}" if meta.get("method") else "") + "]"]
+    if base and not Path(str(base)).is_absolute():
+        lines.append(f"base_model: {base}")
+    lines += ["---", "", f"# {meta.get('method', 'peftner')} token classifier", ""]
+    lines += [f"- **Method:** {meta.get('method')}" + (" (PEFT adapter on a frozen base)" if meta.get("is_peft") else ""),
+              f"- **Base model:** {base}" + (" (embedded default of peftner)" if meta.get("base_model_embedded") else "")]
+    if metrics.get("dataset"):
+        lines.append(f"- **Dataset:** {metrics['dataset']}")
+    if meta.get("init_adapter"):
+        lines.append(f"- **Continued from:** {meta['init_adapter']}")
+    lines.append(f"- **Tags ({meta.get('scheme')}):** " + ", ".join(f"`{t}`" for t in meta.get("labels", [])))
+    if meta.get("merged_from"):
+        lines.append(f"- **Merged from adapter:** {meta['merged_from']}")
+    if metrics:
+        score = "entity F1" if metrics.get("metric") == "entity_f1" else "token accuracy"
+        lines += ["", "## Results", "", "| split | " + score + " | precision | recall |", "|---|---|---|---|",
+                  f"| test | {_fmt(metrics.get('test_f1'))} | {_fmt(metrics.get('test_precision'))} | "
+                  f"{_fmt(metrics.get('test_recall'))} |",
+                  f"| dev (best epoch {metrics.get('best_epoch')}) | {_fmt(metrics.get('best_dev_f1'))} | | |"]
+        if metrics.get("per_type"):
+            lines += ["", "| type | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+            for etype, s in sorted(metrics["per_type"].items()):
+                lines.append(f"| {etype} | {_fmt(s.get('precision'))} | {_fmt(s.get('recall'))} | "
+                             f"{_fmt(s.get('f1'))} | {s.get('number', '')} |")
+        lines += ["", "## Parameters", "",
+                  f"- trainable: {metrics.get('trainable_params'):,} of {metrics.get('total_params'):,} "
+                  f"({metrics.get('trainable_percent', 0):.3f}%)",
+                  f"- weights on disk: {metrics.get('adapter_bytes', 0):,} bytes",
+                  f"- seed {metrics.get('seed')}, {metrics.get('epochs')} epochs"]
+    lines += ["", "## Use", "", "```python", "from peftner.reuse import Tagger", "",
+              "tagger = Tagger.from_pretrained(\"path/to/this/directory\")",
+              "print(tagger.predict([\"Alice lives in Paris\"]))", "```", "",
+              "Command line: `peftner predict --adapter path/to/this/directory --input texts.txt`.",
+              "Without peftner (transformers + peft only), see docs/reuse.md of peftner."]
+    if metrics.get("command"):
+        lines += ["", "## Reproduce", "", "```bash", metrics["command"], "```"]
+    return "\n".join(lines) + "\n"
+
+
+def write_artifacts(adapter_dir, *, method, model, base_model: str, schema, metrics: dict | None = None,
+                    init_adapter: str | None = None) -> dict:
+    """Write ``peftner.json`` and the model card into ``adapter_dir`` (after ``save_pretrained``).
+
+    Called by :func:`peftner.recipe.run`; ``model`` is the trained (unwrapped) model.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    extra = {"init_adapter": str(init_adapter)} if init_adapter else {}
+    if metrics:
+        extra["dataset"] = metrics.get("dataset")
+        extra["test_f1"] = metrics.get("test_f1")
+        extra["command"] = metrics.get("command")
+    meta = write_metadata(adapter_dir, method=method.name, is_peft=method.is_peft, base_model=base_model,
+                          base=base, labels=schema.labels, scheme=schema.scheme, extra=extra)
+    (Path(adapter_dir) / "README.md").write_text(model_card(meta, metrics), encoding="utf-8")
+    return meta

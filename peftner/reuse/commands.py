@@ -1,0 +1,82 @@
+"""``peftner predict`` and ``peftner export`` (registered in :mod:`peftner.cli`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def _quiet():
+    import logging
+    import os
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notices, not for users
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    logging.getLogger("peft").setLevel(logging.ERROR)
+
+
+def predict_arguments(parser):
+    parser.add_argument("--adapter", required=True, metavar="DIR",
+                        help="OUTPUT_DIR/adapter of a run (PEFT adapter or full model), or an exported model")
+    parser.add_argument("--input", required=True, metavar="FILE",
+                        help="file to tag, or - for standard input")
+    parser.add_argument("--format", choices=("text", "conll", "jsonl"), default=None,
+                        help="input format (default: from the file suffix; text for -): text = one text per "
+                             "line; conll = token in the first column, blank line between sentences; "
+                             'jsonl = {"tokens": [...]} or {"text": "..."} per line')
+    parser.add_argument("--output-format", choices=("jsonl", "conll"), default="jsonl",
+                        help="jsonl: one object per input with tokens, tags, scores and entities; "
+                             "conll: token<TAB>tag lines")
+    parser.add_argument("--output", metavar="FILE", default="-", help="where to write (default: standard output)")
+    parser.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass")
+    parser.add_argument("--base-model", default=None,
+                        help="base model to load the adapter onto (default: the one recorded in the adapter)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, … (default: cuda when available)")
+
+
+def predict(args) -> int:
+    from pathlib import Path
+
+    from peftner.reuse.tagger import Tagger
+    from peftner.reuse.text import read_inputs
+
+    items, _ = read_inputs(args.input, args.format)
+    _quiet()
+    tagger = Tagger.from_pretrained(args.adapter, base_model=args.base_model, device=args.device)
+    predictions = tagger.predict(items, batch_size=args.batch_size)
+    out = sys.stdout if args.output == "-" else Path(args.output).open("w", encoding="utf-8")
+    try:
+        for prediction in predictions:
+            if args.output_format == "jsonl":
+                out.write(json.dumps(prediction.to_dict(), ensure_ascii=False) + "\n")
+            else:
+                out.write("".join(f"{t}\t{g}\n" for t, g in zip(prediction.tokens, prediction.tags)) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def export_arguments(parser):
+    parser.add_argument("--adapter", required=True, metavar="DIR", help="OUTPUT_DIR/adapter of a run")
+    parser.add_argument("--output", required=True, metavar="OUT", help="new directory for the plain model")
+    parser.add_argument("--merge", action="store_true",
+                        help="merge the adapter weights into the base (LoRA, IA3, …); required for PEFT adapters")
+    parser.add_argument("--base-model", default=None,
+                        help="base model of the adapter (default: the one recorded in the adapter)")
+    parser.add_argument("--overwrite", action="store_true", help="allow a non-empty --output directory")
+
+
+def export(args) -> int:
+    from peftner.reuse.export import export_model
+
+    _quiet()
+    out = export_model(args.adapter, args.output, merge=args.merge, base_model=args.base_model,
+                       overwrite=args.overwrite)
+    print(f"wrote {out} (load it with transformers.pipeline('token-classification', model='{out}'))")
+    return 0

@@ -1,0 +1,291 @@
+"""Inference with a trained adapter (or full model): batched, windowed, word-level, with entity spans.
+
+Inputs go through the same alignment as training (:func:`peftner.data.encode_sentences`): each word
+is predicted at its first subword, and inputs longer than the model limit are cut into overlapping
+windows where every word is predicted by exactly one window (:func:`peftner.data.words_from_positions`).
+
+Several PEFT adapters can share one backbone in one process (:meth:`Tagger.add_adapter`): PEFT keeps
+each adapter's weights side by side and :meth:`predict` activates the requested one per call. Each
+adapter has its own classification head (PEFT's ``modules_to_save`` holds one copy per adapter name)
+and its own label maps, so the heads may have different sizes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from peftner.errors import PeftnerError
+from peftner.reuse.artifact import AdapterInfo, check_same_base, read_adapter_dir, resolve_base_model
+from peftner.reuse.text import entity_spans, tokenize
+
+_ADAPTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+@dataclass
+class Entity:
+    """One predicted entity.
+
+    ``start``/``end`` are word indices (end exclusive); ``start_char``/``end_char`` are character
+    offsets into the input text (only for raw-text inputs). ``score`` is the *mean*, over the
+    entity's words, of the softmax probability of each word's predicted tag (at its first subword).
+    """
+
+    text: str
+    type: str
+    start: int
+    end: int
+    score: float
+    start_char: int | None = None
+    end_char: int | None = None
+
+
+@dataclass
+class Prediction:
+    """Tags of one input: one tag and its probability per word, and the decoded entities."""
+
+    tokens: list[str]
+    tags: list[str]
+    scores: list[float]
+    entities: list[Entity]
+    text: str | None = None
+    offsets: list[tuple[int, int]] | None = None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        if self.text is None:
+            data.pop("text")
+            data.pop("offsets")
+            for entity in data["entities"]:
+                entity.pop("start_char")
+                entity.pop("end_char")
+        else:
+            data["offsets"] = [list(o) for o in self.offsets]
+        return data
+
+
+def _check_items(inputs) -> list:
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    items = list(inputs)
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            continue
+        if not isinstance(item, (list, tuple)) or not all(isinstance(t, str) and t.strip() for t in item):
+            raise PeftnerError(f"input {i}: expected a text (str) or a list of non-empty word strings")
+    return items
+
+
+class Tagger:
+    """A token classifier loaded from ``OUTPUT_DIR/adapter`` (PEFT adapter or full model)."""
+
+    def __init__(self, model, tokenizer, info: AdapterInfo, base_model: str | None, adapter_name: str | None,
+                 device, max_length: int):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.base_model = base_model
+        self.device = device
+        self.max_length = max_length
+        self._infos: dict[str, AdapterInfo] = {adapter_name or "default": info}
+        self._active = adapter_name or "default"
+        self._is_peft = adapter_name is not None
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, path, base_model: str | None = None, device: str | None = None,
+                        adapter_name: str = "default", max_length: int | None = None,
+                        trust_remote_code: bool = False) -> "Tagger":
+        """Load a peftner output (``OUTPUT_DIR/adapter``) for prediction.
+
+        ``base_model`` overrides the base recorded in the directory (see
+        :func:`peftner.reuse.artifact.resolve_base_model`); loading an adapter onto a base that is not
+        the one it was trained on raises :class:`PeftnerError`.
+        """
+        import torch
+
+        from peftner.data import max_sequence_length
+        from peftner.modeling import load_token_classifier, load_tokenizer
+
+        info = read_adapter_dir(path)
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if info.kind == "full":
+            model = load_token_classifier(str(info.path), info.id2label, trust_remote_code)
+            tokenizer = load_tokenizer(str(info.path), trust_remote_code)
+            base_name, name = None, None
+        else:
+            from peft import PeftModel
+
+            _check_adapter_name(adapter_name)
+            base_name = resolve_base_model(info, base_model)
+            base = load_token_classifier(base_name, info.id2label, trust_remote_code)
+            _check_name_free(adapter_name, base)
+            check_same_base(info.fingerprint, base, info.path, base_name)
+            try:
+                model = PeftModel.from_pretrained(base, str(info.path), adapter_name=adapter_name)
+            except (RuntimeError, ValueError, KeyError) as err:
+                raise PeftnerError(f"{info.path}: the adapter does not fit the base model {base_name} "
+                                   f"(a different base?): {str(err).splitlines()[0]}") from None
+            has_tokenizer = (info.path / "tokenizer_config.json").is_file()
+            tokenizer = load_tokenizer(str(info.path) if has_tokenizer else base_name, trust_remote_code)
+            name = adapter_name
+        model.to(device).eval()
+        limit = max_sequence_length(tokenizer, model.config, max_length)
+        return cls(model, tokenizer, info, base_name, name, device, limit)
+
+    def add_adapter(self, name: str, path) -> int:
+        """Load another adapter trained on the same base next to the loaded ones; returns its bytes in memory."""
+        import torch
+
+        if not self._is_peft:
+            raise PeftnerError("this Tagger holds a fully fine-tuned model; only PEFT adapters can share a backbone")
+        _check_adapter_name(name)
+        if name in self._infos:
+            raise PeftnerError(f"an adapter named {name!r} is already loaded")
+        _check_name_free(name, self.model)
+        info = read_adapter_dir(path)
+        if info.kind != "peft":
+            raise PeftnerError(f"{info.path}: a full model, not an adapter; load it with Tagger.from_pretrained")
+        first = next(iter(self._infos.values()))
+        if info.peft_type != first.peft_type:
+            raise PeftnerError(f"{info.path}: a {info.peft_type} adapter cannot share a backbone with "
+                               f"{first.peft_type} adapters (PEFT holds one method per model)")
+        check_same_base(info.fingerprint, self.model.get_base_model(), info.path, self.base_model or "the base")
+        self._prepare_heads(name, len(info.id2label))
+        try:
+            self.model.load_adapter(str(info.path), adapter_name=name)
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise PeftnerError(f"{info.path}: the adapter does not fit the loaded base model: "
+                               f"{str(err).splitlines()[0]}") from None
+        self.model.to(self.device).eval()
+        self._infos[name] = info
+        with torch.no_grad():
+            return self.adapter_bytes(name)
+
+    def _prepare_heads(self, name: str, num_labels: int):
+        """Give the new adapter a head of its own size before PEFT loads its weights into it.
+
+        PEFT creates an adapter's ``modules_to_save`` copy by deep-copying the base head, whose size
+        is the first adapter's label count; a head with another label count would not load.
+        """
+        import copy
+
+        import torch
+        from peft.utils import ModulesToSaveWrapper
+
+        for module in self.model.modules():
+            if not isinstance(module, ModulesToSaveWrapper) or name in module.modules_to_save:
+                continue
+            original = module.original_module
+            if isinstance(original, torch.nn.Linear) and original.out_features != num_labels:
+                head = copy.deepcopy(original)
+                head.weight = torch.nn.Parameter(original.weight.new_zeros(num_labels, original.in_features))
+                if original.bias is not None:
+                    head.bias = torch.nn.Parameter(original.bias.new_zeros(num_labels))
+                head.out_features = num_labels
+                module.modules_to_save[name] = head
+
+    # ------------------------------------------------------------------ introspection
+    @property
+    def adapters(self) -> list[str]:
+        return list(self._infos)
+
+    def labels(self, adapter: str | None = None) -> list[str]:
+        return self._info(adapter).labels
+
+    def _info(self, adapter: str | None) -> AdapterInfo:
+        name = adapter or self._active
+        if name not in self._infos:
+            raise PeftnerError(f"no adapter named {name!r}; loaded: {', '.join(self._infos)}")
+        return self._infos[name]
+
+    def adapter_bytes(self, adapter: str | None = None) -> int:
+        """Bytes of the parameters that belong to one adapter (its weights and its head copy).
+
+        For a fully fine-tuned model: the whole model.
+        """
+        if not self._is_peft:
+            return sum(p.numel() * p.element_size() for p in self.model.parameters())
+        name = adapter or self._active
+        self._info(name)
+        return sum(p.numel() * p.element_size() for n, p in self.model.named_parameters()
+                   if name in n.split("."))
+
+    def memory_report(self) -> dict[str, int]:
+        """``{"backbone": bytes shared by all adapters, <adapter>: bytes of that adapter, ...}``."""
+        if not self._is_peft:
+            return {"model": self.adapter_bytes()}
+        names = set(self._infos)
+        backbone = sum(p.numel() * p.element_size() for n, p in self.model.named_parameters()
+                       if not names & set(n.split(".")))
+        return {"backbone": backbone, **{name: self.adapter_bytes(name) for name in self._infos}}
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, inputs, batch_size: int = 32, adapter: str | None = None) -> list[Prediction]:
+        """Tag texts (``str``, split by :func:`peftner.reuse.text.tokenize`) or word lists.
+
+        Returns one :class:`Prediction` per input, in input order. ``adapter`` picks one of the
+        adapters loaded with :meth:`add_adapter` (default: the first).
+        """
+        import torch
+
+        from peftner.data import encode_sentences, words_from_positions
+        from peftner.data.collator import PaddingCollator, length_sorted_batches
+
+        if batch_size < 1:
+            raise PeftnerError(f"batch_size must be at least 1, got {batch_size}")
+        info = self._info(adapter)
+        if self._is_peft:
+            self.model.set_adapter(adapter or self._active)
+        items = _check_items(inputs)
+        words, offsets = [], []
+        for item in items:
+            if isinstance(item, str):
+                tokens, spans = tokenize(item)
+                words.append(tokens)
+                offsets.append(spans)
+            else:
+                words.append(list(item))
+                offsets.append(None)
+        features = encode_sentences(words, None, self.tokenizer, {}, self.max_length)
+        collate = PaddingCollator(self.tokenizer.pad_token_id)
+        example_ids, word_indices, predictions = [], [], []
+        with torch.inference_mode():
+            for indices in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
+                batch = collate([features[i] for i in indices])
+                logits = self.model(input_ids=batch["input_ids"].to(self.device),
+                                    attention_mask=batch["attention_mask"].to(self.device)).logits
+                probs, ids = logits.float().softmax(dim=-1).max(dim=-1)
+                example_ids += batch["example_id"].tolist()
+                word_indices += batch["word_index"].tolist()
+                predictions += [list(zip(i, p)) for i, p in zip(ids.tolist(), probs.tolist())]
+        per_word, missing = words_from_positions([len(w) for w in words], example_ids, word_indices,
+                                                 predictions, default=(0, 0.0))
+        if missing:
+            raise RuntimeError(f"{missing} words received no prediction (alignment bug)")
+        results = []
+        for item, tokens, spans, row in zip(items, words, offsets, per_word):
+            tags = [info.id2label[i] for i, _ in row]
+            scores = [float(p) for _, p in row]
+            entities = []
+            for etype, start, end in entity_spans(tags):
+                score = sum(scores[start:end]) / (end - start)
+                if spans is None:
+                    entities.append(Entity(" ".join(tokens[start:end]), etype, start, end, score))
+                else:
+                    a, b = spans[start][0], spans[end - 1][1]
+                    entities.append(Entity(item[a:b], etype, start, end, score, a, b))
+            results.append(Prediction(tokens, tags, scores, entities,
+                                      item if spans is not None else None, spans))
+        return results
+
+
+def _check_adapter_name(name: str):
+    if not _ADAPTER_NAME.match(name or "") or name in ("base_model", "model", "weight", "bias"):
+        raise PeftnerError(f"adapter name {name!r}: use letters, digits, '_' or '-' (not a module name)")
+
+
+def _check_name_free(name: str, model):
+    """Adapter parameters are found by name component, so the name must not be a module name."""
+    if any(name in n.split(".") for n, _ in model.named_parameters()):
+        raise PeftnerError(f"adapter name {name!r} is also a module name of the model; choose another")

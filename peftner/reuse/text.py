@@ -1,0 +1,128 @@
+"""Raw text → words with character offsets, tags → entities, and the input formats of ``peftner predict``.
+
+Tokenisation rule for raw text (the models were trained on word-tokenised corpora, so raw text is
+split into words first; each word keeps its ``(start, end)`` character offsets). In order of priority:
+
+1. URLs (``http://…``, ``https://…``, ``www.…``) up to the next whitespace;
+2. ``@handles`` and ``#hashtags`` (a ``@``/``#`` followed by word characters);
+3. numbers with inner ``.`` or ``,`` (``3.5``, ``1,000``);
+4. words: runs of letters/digits/underscore, joined across inner apostrophes and hyphens
+   (``don't``, ``state-of-the-art``);
+5. any other non-space character on its own (punctuation: ``Paris.`` → ``Paris`` ``.``).
+
+Whitespace only separates. Pass pre-tokenised word lists instead when the text follows a different
+convention (e.g. CoNLL files).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from peftner.data.labels import OUTSIDE, split_tag
+from peftner.errors import DataError, PeftnerError
+
+TOKEN_PATTERN = re.compile(
+    r"(?:https?://|www\.)\S+"
+    r"|[@#]\w+"
+    r"|\d+(?:[.,]\d+)+"
+    r"|\w+(?:['’-]\w+)*"
+    r"|[^\w\s]"
+)
+
+
+def tokenize(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """Split raw text into words and their ``(start, end)`` character offsets (rule above)."""
+    matches = list(TOKEN_PATTERN.finditer(text))
+    return [m.group() for m in matches], [(m.start(), m.end()) for m in matches]
+
+
+def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
+    """``(type, start, end)`` word spans (end exclusive) of the entities in a tag sequence.
+
+    Decoding is lenient, like the IOB repair of the training data: an entity starts at ``B-``/``S-``
+    or at an ``I-``/``E-`` whose type differs from the running entity, and ends before ``O``, before a
+    new start, or after ``E-``/``S-``. Tags that are not BIO-style (e.g. part of speech) give no entities.
+    """
+    spans: list[tuple[str, int, int]] = []
+    current: list | None = None  # [type, start]
+    for i, tag in enumerate(tags):
+        prefix, etype = split_tag(tag)
+        if prefix is None or prefix == OUTSIDE:
+            if current:
+                spans.append((current[0], current[1], i))
+            current = None
+            continue
+        if prefix in ("B", "S") or current is None or current[0] != etype:
+            if current:
+                spans.append((current[0], current[1], i))
+            current = [etype, i]
+        if prefix in ("E", "S"):
+            spans.append((current[0], current[1], i + 1))
+            current = None
+    if current:
+        spans.append((current[0], current[1], len(tags)))
+    return spans
+
+
+def read_inputs(source: str, fmt: str | None = None) -> tuple[list, str]:
+    """Read texts or token lists for prediction from a file (or ``-`` for standard input).
+
+    Formats: ``text`` (one text per non-blank line), ``conll`` (token in the first column, blank
+    lines between sentences; other columns such as gold tags are ignored), ``jsonl`` (one object per
+    line with ``"tokens"`` (a list) or ``"text"`` (a string), or a bare JSON string). Without
+    ``fmt`` the file suffix decides (``.jsonl``/``.json`` → jsonl, ``.conll``/``.iob``/``.bio``/
+    ``.tsv`` → conll, anything else and ``-`` → text). Returns the items and the format used.
+    """
+    if fmt is None:
+        suffix = Path(source).suffix.lower() if source != "-" else ""
+        fmt = {".jsonl": "jsonl", ".json": "jsonl", ".conll": "conll", ".iob": "conll", ".bio": "conll",
+               ".tsv": "conll", ".conllu": "conll"}.get(suffix, "text")
+    name = "<stdin>" if source == "-" else source
+    if source == "-":
+        raw = sys.stdin.read()
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise DataError(path, "file not found")
+        try:
+            raw = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise DataError(path, "not valid UTF-8") from None
+    lines = raw.split("\n")
+    if fmt == "text":
+        return [line.rstrip("\r") for line in lines if line.strip()], fmt
+    if fmt == "conll":
+        sentences, current = [], []
+        for line in lines:
+            columns = line.strip().split("\t") if "\t" in line else line.split()
+            if not columns or not columns[0].strip():
+                if current:
+                    sentences.append(current)
+                current = []
+            elif columns[0] != "-DOCSTART-":
+                current.append(columns[0].strip())
+        if current:
+            sentences.append(current)
+        return sentences, fmt
+    if fmt == "jsonl":
+        items = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(name, f"invalid JSON: {err.msg}", number) from None
+            if isinstance(record, str):
+                items.append(record)
+            elif isinstance(record, dict) and isinstance(record.get("tokens"), list):
+                items.append(record["tokens"])
+            elif isinstance(record, dict) and isinstance(record.get("text"), str):
+                items.append(record["text"])
+            else:
+                raise DataError(name, 'expected {"tokens": [...]}, {"text": "..."} or a JSON string', number)
+        return items, fmt
+    raise PeftnerError(f"unknown input format {fmt!r} (choose text, conll or jsonl)")
