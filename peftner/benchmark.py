@@ -310,3 +310,12 @@ def cli(argv=None):
     except PeftnerError as err:
         print(f"peftner: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def compare_arguments(parser):
+    parser.add_argument("compare_args", nargs=argparse.REMAINDER, help="flags of benchmarks/compare.py (see --help)")
+
+
+def compare_command(args) -> int:
+    main(args.compare_args)
+    return 0

@@ -25,6 +25,10 @@ class Command:
 
 
 COMMANDS: list[Command] = [
+    Command("train", "train one method (same flags as recipes/<method>_ner.py; `peftner train lora --help`)",
+            "peftner.recipe:train_arguments", "peftner.recipe:train_command"),
+    Command("compare", "run the parameters-vs-F1 comparison (same flags as benchmarks/compare.py)",
+            "peftner.benchmark:compare_arguments", "peftner.benchmark:compare_command"),
     Command("predict", "tag texts with a trained adapter (JSON Lines or CoNLL output)",
             "peftner.reuse.commands:predict_arguments", "peftner.reuse.commands:predict"),
     Command("export", "write a plain transformers model (adapter merged into its base)",

@@ -5,6 +5,7 @@ Every recipe in ``recipes/`` is ``main("<method>")``: the method is the only thi
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import shlex
@@ -164,3 +165,16 @@ def main(method_name: str, argv: list[str] | None = None) -> dict | None:
     except PeftnerError as err:
         print(f"peftner: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def train_arguments(parser):
+    """``peftner train METHOD [recipe flags]``: the recipe flags are parsed by the method's own parser."""
+    from peftner.methods import METHODS
+
+    parser.add_argument("method", choices=sorted(METHODS), help="fine-tuning method")
+    parser.add_argument("recipe_args", nargs=argparse.REMAINDER, help="flags of the recipe (see --help of a method)")
+
+
+def train_command(args) -> int:
+    main(args.method, args.recipe_args)
+    return 0

@@ -1,0 +1,205 @@
+"""Speed of peftner against the plain Transformers recipe, measured side by side in one process.
+
+Machines are noisy, so every figure is a ratio of runs made in the same process, interleaved:
+
+1. training: peftner full fine-tuning and LoRA vs the Transformers ``Trainer`` tutorial recipe,
+   default and with ``train_sampling_strategy="group_by_length"`` — same model, data, epochs,
+   batch size and seed; non-pad training tokens per second and the final test F1 of each;
+2. step time: LoRA vs full fine-tuning on the very same batches (forward, backward, optimizer step);
+3. inference: tokens/s of ``Tagger.predict`` on the test split, and merged LoRA vs the base model.
+
+    python benchmarks/throughput.py                 # default epochs, 1 round
+    python benchmarks/throughput.py --epochs 1 --rounds 2
+
+Writes benchmarks/results/throughput/result.json; docs/benchmarks.md quotes it through
+benchmarks/update_docs.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hf_trainer_recipe import run_trainer  # noqa: E402
+
+from peftner.config import default_model, parse_args  # noqa: E402
+from peftner.data import encode_sentences, load_corpus  # noqa: E402
+from peftner.data.collator import LengthGroupedBatchSampler, PaddingCollator, length_sorted_batches  # noqa: E402
+from peftner.methods import get_method  # noqa: E402
+from peftner.modeling import load_token_classifier, load_tokenizer  # noqa: E402
+from peftner.recipe import run  # noqa: E402
+from peftner.report import library_versions, machine_description, write_json_atomic  # noqa: E402
+
+RESULT = Path(__file__).parent / "results" / "throughput" / "result.json"
+
+
+def train_speed(epochs: int | None, rounds: int, seed: int, tmp: str) -> dict:
+    """Whole training runs of the four recipes, alternating order each round."""
+    def peftner_run(name):
+        def go(label):
+            method = get_method(name)
+            flags = ["--seed", str(seed), "--output-dir", f"{tmp}/{label}"]
+            cfg, method_cfg = parse_args(method, flags + (["--epochs", str(epochs)] if epochs else []))
+            m = run(method, cfg, method_cfg, command="benchmarks/throughput.py")
+            return {"train_tokens_per_second": m["train_tokens_per_second"], "test_f1": m["test_f1"],
+                    "train_seconds": m["train_seconds"], "epochs": cfg.epochs, "batch_size": cfg.batch_size}
+        return go
+
+    def trainer_run(grouped):
+        def go(label):
+            cfg, _ = parse_args(get_method("full"), ["--epochs", str(epochs)] if epochs else [])
+            corpus = load_corpus(cfg.dataset, seed=seed)
+            return run_trainer(corpus, default_model(), f"{tmp}/{label}", epochs=cfg.epochs, seed=seed,
+                               batch_size=cfg.batch_size, group_by_length=grouped)
+        return go
+
+    recipes = {"peftner_full": peftner_run("full"), "peftner_lora": peftner_run("lora"),
+               "trainer_default": trainer_run(False), "trainer_group_by_length": trainer_run(True)}
+    results = {name: [] for name in recipes}
+    for r in range(rounds):
+        order = list(recipes) if r % 2 == 0 else list(reversed(recipes))
+        for name in order:
+            print(f"[train round {r + 1}/{rounds}] {name}", flush=True)
+            results[name].append(recipes[name](f"{name}-{r}"))
+    summary = {name: {"train_tokens_per_second": statistics.fmean(x["train_tokens_per_second"] for x in runs),
+                      "test_f1": statistics.fmean(x["test_f1"] for x in runs), "runs": runs}
+               for name, runs in results.items()}
+    full = summary["peftner_full"]
+    summary["ratios"] = {
+        "full_vs_trainer_default": full["train_tokens_per_second"] / summary["trainer_default"]["train_tokens_per_second"],
+        "full_vs_trainer_group_by_length": full["train_tokens_per_second"]
+        / summary["trainer_group_by_length"]["train_tokens_per_second"],
+        "full_f1_minus_trainer_default_f1": full["test_f1"] - summary["trainer_default"]["test_f1"],
+        "full_f1_minus_trainer_group_by_length_f1": full["test_f1"] - summary["trainer_group_by_length"]["test_f1"],
+    }
+    return summary
+
+
+def _batches(corpus, tokenizer, schema, n_batches: int, batch_size: int, seed: int):
+    features = encode_sentences([s.tokens for s in corpus.train], [s.tags for s in corpus.train], tokenizer,
+                                schema.label2id, 512)
+    sampler = LengthGroupedBatchSampler([len(f["input_ids"]) for f in features], batch_size, seed=seed)
+    collate = PaddingCollator(tokenizer.pad_token_id)
+    batches = [collate([features[i] for i in idx]) for idx in list(sampler)[:n_batches]]
+    return [{k: b[k] for k in ("input_ids", "attention_mask", "labels")} for b in batches]
+
+
+def step_time(n_batches: int, rounds: int, seed: int) -> dict:
+    """Seconds per optimizer step of full fine-tuning and LoRA on identical batches (interleaved)."""
+    corpus = load_corpus(seed=seed)
+    tokenizer = load_tokenizer(default_model())
+    batches = _batches(corpus, tokenizer, corpus.schema, n_batches, 16, seed)
+    models = {}
+    for name in ("full", "lora"):
+        method = get_method(name)
+        _, method_cfg = parse_args(method, [])
+        torch.manual_seed(seed)
+        model = method.apply(load_token_classifier(default_model(), corpus.schema.id2label), method_cfg).train()
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, foreach=True)
+        models[name] = (model, optimizer)
+
+    def one_pass(name):
+        model, optimizer = models[name]
+        started = time.perf_counter()
+        for batch in batches:
+            model(**batch).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        return (time.perf_counter() - started) / len(batches)
+
+    for name in models:  # warm-up: allocator, thread pools
+        one_pass(name)
+    times = {name: [] for name in models}
+    for r in range(rounds):
+        for name in (("full", "lora") if r % 2 == 0 else ("lora", "full")):
+            times[name].append(one_pass(name))
+    full, lora = statistics.median(times["full"]), statistics.median(times["lora"])
+    return {"full_seconds_per_step": full, "lora_seconds_per_step": lora, "lora_over_full": lora / full,
+            "batches": len(batches), "rounds": rounds}
+
+
+def inference_speed(rounds: int, seed: int, tmp: str) -> dict:
+    """Tagger.predict tokens/s on the test split; merged LoRA vs base model forward time."""
+    from peftner.reuse import Tagger
+
+    corpus = load_corpus(seed=seed)
+    tokenizer = load_tokenizer(default_model())
+    features = encode_sentences([s.tokens for s in corpus.test], [s.tags for s in corpus.test], tokenizer,
+                                corpus.schema.label2id, 512)
+    collate = PaddingCollator(tokenizer.pad_token_id)
+    batches = [collate([features[i] for i in idx])
+               for idx in length_sorted_batches([len(f["input_ids"]) for f in features], 64)]
+    tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+
+    lora = get_method("lora")
+    cfg, lora_cfg = parse_args(lora, ["--epochs", "1", "--max-train-samples", "64", "--output-dir", f"{tmp}/lora-inf"])
+    run(lora, cfg, lora_cfg, command="benchmarks/throughput.py (inference adapter)")
+    adapter = f"{tmp}/lora-inf/adapter"
+    tagger = Tagger.from_pretrained(adapter)
+    torch.manual_seed(seed)
+    base = load_token_classifier(default_model(), corpus.schema.id2label).eval()
+    merged = Tagger.from_pretrained(adapter).model.merge_and_unload().eval()
+
+    @torch.inference_mode()
+    def forward_all(model):
+        started = time.perf_counter()
+        for b in batches:
+            model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+        return time.perf_counter() - started
+
+    def predict_all():
+        started = time.perf_counter()
+        tagger.predict([s.tokens for s in corpus.test])
+        return time.perf_counter() - started
+
+    forward_all(base), forward_all(merged), predict_all()  # warm-up
+    times = {"base": [], "merged": [], "predict": []}
+    for r in range(rounds):
+        times["base"].append(forward_all(base))
+        times["merged"].append(forward_all(merged))
+        times["predict"].append(predict_all())
+    base_t, merged_t, predict_t = (statistics.median(times[k]) for k in ("base", "merged", "predict"))
+    return {"test_tokens": tokens, "base_tokens_per_second": tokens / base_t,
+            "merged_lora_tokens_per_second": tokens / merged_t, "merged_over_base_time": merged_t / base_t,
+            "predict_tokens_per_second": tokens / predict_t, "rounds": rounds}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: peftner's default)")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions of the training runs")
+    parser.add_argument("--step-batches", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--skip-training", action="store_true", help="only step time and inference")
+    parser.add_argument("--output", default=str(RESULT))
+    args = parser.parse_args(argv)
+    result = {"command": "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "machine": machine_description(), "versions": library_versions(),
+              "torch_threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.skip_training:
+            result["training"] = train_speed(args.epochs, args.rounds, args.seed, tmp)
+        result["step_time"] = step_time(args.step_batches, 3, args.seed)
+        result["inference"] = inference_speed(3, args.seed, tmp)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.output, result)
+    if "training" in result:
+        t = result["training"]
+        for name in ("peftner_full", "peftner_lora", "trainer_default", "trainer_group_by_length"):
+            print(f"{name:<26} {t[name]['train_tokens_per_second']:>9,.0f} train tokens/s   test F1 {t[name]['test_f1']:.4f}")
+        print("ratios:", {k: round(v, 3) for k, v in t["ratios"].items()})
+    print("LoRA / full step time:", round(result["step_time"]["lora_over_full"], 3))
+    print("merged LoRA / base inference time:", round(result["inference"]["merged_over_base_time"], 3),
+          f"| predict {result['inference']['predict_tokens_per_second']:,.0f} tokens/s")
+
+
+if __name__ == "__main__":
+    main()
