@@ -40,10 +40,10 @@ def peft_type(name: str):
         member._name_ = member._value_ = name
         member.__objclass__ = PeftType
         member._sort_order_ = len(PeftType._member_names_)
+        PeftType._member_names_.append(name)
         if add_member is not None:
             add_member(PeftType, name, member)
         else:  # Python 3.11/3.12: what EnumType does for each member at class creation
-            PeftType._member_names_.append(name)
             PeftType._member_map_[name] = member
             type.__setattr__(PeftType, name, member)
         PeftType._value2member_map_[name] = member

@@ -102,7 +102,7 @@ class PrefixSelfAttention(nn.Module, PtuningV2Layer):
         attention = self.get_base_layer()
         if self.disable_adapters or not active:
             return self.base_layer(hidden_states, attention_mask=attention_mask, **kwargs)
-        if kwargs.get("cache") is not None or kwargs.get("past_key_values") is not None:
+        if kwargs.pop("cache", None) is not None or kwargs.pop("past_key_values", None) is not None:
             raise ValueError("P-tuning v2 supports encoders only (no key/value cache)")
         if kwargs.get("encoder_hidden_states") is not None:
             raise ValueError("P-tuning v2 supports self-attention only")
