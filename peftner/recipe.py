@@ -16,6 +16,7 @@ from pathlib import Path
 from peftner.config import TrainConfig, config_to_dict, default_model, parse_args
 from peftner.errors import PeftnerError
 from peftner.methods import Method, count_parameters, get_method
+from peftner.methods.base import virtual_positions
 
 logger = logging.getLogger("peftner")
 
@@ -64,6 +65,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     model = load_token_classifier(model_name, schema.id2label, cfg.trust_remote_code, **load_kwargs)
     max_length = max_sequence_length(tokenizer, model.config, cfg.max_length)
     model = method.apply(model, method_config)
+    max_length = min(max_length, max_sequence_length(tokenizer, model.config) - virtual_positions(model))
     if init:
         init.load_into(model, len(schema.labels))
     trainable, total = count_parameters(model)

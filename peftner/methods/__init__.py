@@ -10,6 +10,13 @@ from peftner.methods.lora import LORA
 
 METHODS: dict[str, Method] = {m.name: m for m in (FULL, LORA)}
 
+# Adapters and prompts (bottleneck adapters and P-tuning v2 are peftner's own PEFT methods).
+from peftner.methods.adapter import ADAPTER  # noqa: E402
+from peftner.methods.deep_prompt import PTUNING_V2  # noqa: E402
+from peftner.methods.prompt import PROMPT  # noqa: E402
+
+METHODS.update({m.name: m for m in (ADAPTER, PROMPT, PTUNING_V2)})
+
 
 def get_method(name: str) -> Method:
     try:

@@ -61,6 +61,18 @@ def freeze_all_but(model, trainable: Callable[[str], bool]):
     return model
 
 
+# PEFT prompt-learning methods that prepend virtual tokens to the input (prefix tuning does not).
+VIRTUAL_TOKEN_PEFT_TYPES = ("PROMPT_TUNING", "P_TUNING", "MULTITASK_PROMPT_TUNING")
+
+
+def virtual_positions(model) -> int:
+    """Input positions a method prepends (soft prompts); windows must leave room for them."""
+    config = getattr(model, "active_peft_config", None)
+    if config is None or getattr(config, "peft_type", None) not in VIRTUAL_TOKEN_PEFT_TYPES:
+        return 0
+    return config.num_virtual_tokens * (getattr(config, "num_transformer_submodules", None) or 1)
+
+
 def count_parameters(model) -> tuple[int, int]:
     """(trainable, total) parameter counts; 4-bit packed weights count as their unpacked size."""
     if hasattr(model, "get_nb_trainable_parameters"):
