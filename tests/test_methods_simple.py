@@ -281,3 +281,13 @@ def test_method_learns_memorisable_set(name, memorisable_files, tiny_model, loha
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["trainable_params"] == metrics["trainable_params"] > 0
     assert 0 < on_disk["backbone_bytes"] and on_disk["adapter_bytes"] > 0
+
+
+def test_every_method_has_a_recipe_and_a_docs_section():
+    from peftner.methods import METHODS
+
+    docs = (REPO / "docs" / "methods.md").read_text(encoding="utf-8")
+    for name in METHODS:
+        assert f"\n## {name} — " in docs, name
+        recipe = (REPO / "recipes" / f"{name}_ner.py").read_text(encoding="utf-8")
+        assert f'main("{name}")' in recipe, name
