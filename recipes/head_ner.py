@@ -1,4 +1,7 @@
-"""Linear probe (only the classifier head trains) for NER.  Run: ``accelerate launch recipes/head_ner.py [--help]``."""
+"""Linear probe (only the classifier head trains) for NER.
+
+Run: ``accelerate launch recipes/head_ner.py [--help]``.
+"""
 
 from peftner.recipe import main
 

@@ -1,4 +1,7 @@
-"""LoRA on an LLM.int8 backbone (Dettmers et al. 2022) for NER.  Run: ``accelerate launch recipes/int8_lora_ner.py [--help]``."""
+"""LoRA on an LLM.int8 backbone (Dettmers et al. 2022) for NER.
+
+Run: ``accelerate launch recipes/int8_lora_ner.py [--help]``.
+"""
 
 from peftner.recipe import main
 

@@ -1,4 +1,7 @@
-"""Any PEFT method from a config JSON (--peft-config FILE.json) for NER.  Run: ``accelerate launch recipes/peft_ner.py [--help]``."""
+"""Any PEFT method from a config JSON (--peft-config FILE.json) for NER.
+
+Run: ``accelerate launch recipes/peft_ner.py [--help]``.
+"""
 
 from peftner.recipe import main
 

@@ -100,7 +100,8 @@ def test_full_train_top_layers_count(k, tiny_model):
     trainable, total = count_parameters(model)
     assert (trainable, total) == (k * layer + head, embeddings + model.config.num_hidden_layers * layer + head)
     trained_layers = {n.split(".")[3] for n, p in model.named_parameters() if p.requires_grad and ".layer." in n}
-    assert trained_layers == {str(i) for i in range(model.config.num_hidden_layers - k, model.config.num_hidden_layers)}
+    n_layers = model.config.num_hidden_layers
+    assert trained_layers == {str(i) for i in range(n_layers - k, n_layers)}
 
 
 def test_full_train_top_layers_out_of_range(tiny_model):
@@ -176,6 +177,19 @@ def test_peft_config_file_errors(tmp_path, tiny_model):
             build("peft", tiny_model, ["--peft-config", str(tmp_path / file_name)])
     with pytest.raises(PeftnerError, match="needs --peft-config"):
         build("peft", tiny_model)
+
+
+def test_recipe_user_errors_are_one_line(memorisable_files, tiny_model, tmp_path, capsys):
+    for name, extra, message in [
+            ("peft", [], "peftner: error: the peft method needs --peft-config FILE.json"),
+            ("ia3", ["--feedforward-modules", "query"], "peftner: error: ia3: `feedforward_modules` should be a subset"),
+            ("qlora", ["--compute-dtype", "int3"], "peftner: error: --compute-dtype must be one of")]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(name, memorise_argv(memorisable_files, tiny_model, tmp_path / name, "--epochs", 1, *extra))
+        stderr = capsys.readouterr().err  # (transformers' loading progress bar may precede the message)
+        err = [line for line in stderr.splitlines() if "peftner" in line]
+        assert exit_info.value.code == 2 and "Traceback" not in stderr, stderr
+        assert len(err) == 1 and err[0].startswith(message), err
 
 
 def test_peft_config_forces_token_classification_and_head(tiny_model, loha_file):

@@ -12,11 +12,14 @@ class IA3MethodConfig(MethodConfig):
     # Names match module-name suffixes (PEFT's rule). In BERT ``output.dense`` is the feed-forward down
     # projection but also the suffix of ``attention.output.dense``, which the paper does not scale:
     # it is excluded by name.
-    target_modules: list[str] = field(default_factory=lambda: ["key", "value", "output.dense"])
+    target_modules: list[str] = field(default_factory=lambda: ["key", "value", "output.dense"],
+                                      metadata={"help": "module-name suffixes to rescale"})
     # Feed-forward targets are scaled on their input (the intermediate activation, size d_ff), the
     # others on their output (size d): l_k, l_v and l_ff of the paper.
-    feedforward_modules: list[str] = field(default_factory=lambda: ["output.dense"])
-    exclude_modules: list[str] = field(default_factory=lambda: ["attention.output.dense"])
+    feedforward_modules: list[str] = field(default_factory=lambda: ["output.dense"], metadata={
+        "help": "targets rescaled on their input (feed-forward down-projection)"})
+    exclude_modules: list[str] = field(default_factory=lambda: ["attention.output.dense"],
+                                       metadata={"help": "module-name suffixes never adapted"})
 
 
 def ia3_peft_config(config: IA3MethodConfig, model):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from peftner.methods.base import Method
 from peftner.methods.kbit import apply_kbit_lora, bitsandbytes_config
@@ -11,8 +11,8 @@ from peftner.methods.lora import LORA, LoraMethodConfig
 
 @dataclass
 class Int8LoraConfig(LoraMethodConfig):
-    # LLM.int8 outlier threshold: input features with a magnitude above it go through an fp16 matmul.
-    llm_int8_threshold: float = 6.0
+    llm_int8_threshold: float = field(default=6.0, metadata={
+        "help": "LLM.int8 outlier threshold: input features above it use a 16-bit matmul (0: pure int8)"})
 
 
 def int8_load_kwargs(config: Int8LoraConfig) -> dict:

@@ -40,8 +40,8 @@ def load_peft_config(path: str, head_names: list[str]):
     peft_type = str(raw["peft_type"]).upper()
     config_cls = PEFT_TYPE_TO_CONFIG_MAPPING.get(peft_type)
     if config_cls is None:
-        raise PeftnerError(f"{path}: unknown peft_type {raw['peft_type']!r}; PEFT knows "
-                           f"{', '.join(sorted(str(t.value if hasattr(t, 'value') else t) for t in PEFT_TYPE_TO_CONFIG_MAPPING))}")
+        known_types = sorted(getattr(t, "value", str(t)) for t in PEFT_TYPE_TO_CONFIG_MAPPING)
+        raise PeftnerError(f"{path}: unknown peft_type {raw['peft_type']!r}; PEFT knows {', '.join(known_types)}")
     known = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -66,7 +66,8 @@ def apply_peft_file(model, config: PeftFileConfig):
     from peft import get_peft_model
 
     if not config.peft_config:
-        raise PeftnerError("the peft method needs --peft-config FILE.json (a PEFT config, e.g. {\"peft_type\": \"LOHA\"})")
+        raise PeftnerError("the peft method needs --peft-config FILE.json "
+                           "(a PEFT config, e.g. {\"peft_type\": \"LOHA\"})")
     peft_config = load_peft_config(config.peft_config, head_module_names(model))
     try:
         return get_peft_model(model, peft_config)

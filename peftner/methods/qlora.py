@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from peftner.methods.base import Method
 from peftner.methods.kbit import apply_kbit_lora, bitsandbytes_config
@@ -13,10 +13,11 @@ COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 @dataclass
 class QLoraConfig(LoraMethodConfig):
-    bnb_4bit_quant_type: str = "nf4"  # nf4 (the paper's NormalFloat) or fp4
-    double_quant: bool = True  # quantize the per-block scales too (~0.37 bit/parameter saved)
-    # dtype of the dequantized matmuls; auto: bfloat16 on a GPU, float32 on CPU
-    compute_dtype: str = "auto"
+    bnb_4bit_quant_type: str = field(default="nf4", metadata={"help": "nf4 (the paper's NormalFloat) or fp4"})
+    double_quant: bool = field(default=True, metadata={"help": "quantize the per-block scales too"})
+    compute_dtype: str = field(default="auto", metadata={
+        "help": "dtype of the de-quantized matmuls: auto (bfloat16 on a GPU, float32 on CPU), "
+                "bfloat16, float16 or float32"})
 
 
 def resolve_compute_dtype(name: str):
