@@ -37,6 +37,50 @@ def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = F
         raise PeftnerError(f"{name}: could not load the model: {str(err).splitlines()[0]}") from None
 
 
+def saved_base_config(model):
+    """The base model's config to save next to an adapter, without its load-time quantization.
+
+    A ``quantization_config`` in config.json tells ``from_pretrained`` the checkpoint already holds
+    quantized weights; the base checkpoint does not, so reloading with it silently leaves the int8 /
+    4-bit layers unquantized and broken. Quantization is re-applied from the method's load_kwargs.
+    """
+    import copy
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = copy.deepcopy(base.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    return config
+
+
+def _tensor_bytes(t) -> int:
+    return t.numel() * t.element_size() if t is not None else 0
+
+
+def _quantization_scales_bytes(module) -> int:
+    """Bytes of the scales a bitsandbytes layer keeps besides its packed weight."""
+    weight = getattr(module, "weight", None)
+    kind = weight.__class__.__name__
+    if kind == "Int8Params":  # one fp32 absmax per output row, on the weight or (after a forward) the state
+        scb = getattr(weight, "SCB", None)
+        return _tensor_bytes(scb if scb is not None else getattr(getattr(module, "state", None), "SCB", None))
+    state = getattr(weight, "quant_state", None) if kind == "Params4bit" else None
+    if state is None:
+        return 0
+    nested = state.state2 if getattr(state, "nested", False) else None
+    return (_tensor_bytes(state.absmax) + _tensor_bytes(getattr(state, "offset", None))
+            + (_tensor_bytes(nested.absmax) if nested is not None else 0))
+
+
 def backbone_bytes(model) -> int:
-    """Bytes held in memory by the frozen weights (quantized weights count at their packed size)."""
-    return sum(p.numel() * p.element_size() for p in model.parameters() if not p.requires_grad)
+    """Bytes held in memory by the frozen weights.
+
+    Quantized weights count at their packed size (int8: 1 byte, 4-bit: half a byte per weight) plus
+    their scales. Everything frozen counts, including the embeddings that bitsandbytes leaves in
+    full precision: this is the memory the backbone really takes.
+    """
+    frozen = sum(p.numel() * p.element_size() for p in model.parameters() if not p.requires_grad)
+    # bitsandbytes layers only: PEFT wrappers expose the same weight and must not count it twice
+    quantized = [m for m in model.modules() if type(m).__module__.startswith("bitsandbytes")
+                 and getattr(getattr(m, "weight", None), "requires_grad", True) is False]
+    return frozen + sum(_quantization_scales_bytes(m) for m in quantized)

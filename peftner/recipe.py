@@ -37,7 +37,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     from accelerate.utils import set_seed
 
     from peftner.data import encode_sentences, load_corpus, max_sequence_length
-    from peftner.modeling import backbone_bytes, load_token_classifier, load_tokenizer
+    from peftner.modeling import backbone_bytes, load_token_classifier, load_tokenizer, saved_base_config
     from peftner.report import (format_summary, library_versions, machine_description, peak_memory_mb,
                                 weights_bytes, write_json_atomic)
     from peftner.training.loop import EvalSet, PaddingCollator, evaluate_split, make_eval_loader, train
@@ -97,8 +97,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
         adapter_dir = output_dir / "adapter"
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.save_pretrained(adapter_dir, safe_serialization=True)
-        base = unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped
-        base.config.save_pretrained(adapter_dir)  # label maps travel with the adapter
+        saved_base_config(unwrapped).save_pretrained(adapter_dir)  # label maps travel with the adapter
         tokenizer.save_pretrained(adapter_dir)
         metrics = {
             "method": method.name,

@@ -1,0 +1,28 @@
+"""BitFit (Ben Zaken et al. 2022): only the bias terms of the backbone train, plus the head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_module_names
+
+
+@dataclass
+class BitFitConfig(MethodConfig):
+    """No knobs: every ``*.bias`` (attention, feed-forward and LayerNorm) and the head train."""
+
+
+def apply_bitfit(model, config: BitFitConfig):
+    heads = tuple(f"{h}." for h in head_module_names(model))
+    return freeze_all_but(model, lambda name: name.startswith(heads) or name.endswith(".bias"))
+
+
+BITFIT = Method(
+    name="bitfit",
+    summary="BitFit: only bias terms and the classifier head train",
+    config_cls=BitFitConfig,
+    apply=apply_bitfit,
+    # Ben Zaken et al. search 1e-4..1e-3 for BERT-base; small models with few biases sit at the top.
+    train_defaults={"learning_rate": 1e-3},
+    is_peft=False,
+)

@@ -1,0 +1,84 @@
+"""Any other PEFT method (LoHa, LoKr, AdaLoRA, VeRA, ...) from a PEFT config JSON file.
+
+The file is what ``PeftConfig.save_pretrained`` writes (``adapter_config.json``) or the same keys by
+hand, e.g. ``{"peft_type": "LOHA", "r": 8, "target_modules": ["query", "value"]}``. It is parsed as
+plain JSON (no code runs); ``task_type`` is forced to TOKEN_CLS and the head is always added to
+``modules_to_save``, so the result obeys the same contract as the built-in methods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+
+from peftner.errors import PeftnerError
+from peftner.methods.base import Method, MethodConfig, head_module_names
+
+logger = logging.getLogger("peftner")
+
+
+@dataclass
+class PeftFileConfig(MethodConfig):
+    peft_config: str | None = dataclasses.field(
+        default=None, metadata={"help": "PEFT config JSON (e.g. an adapter_config.json) to apply; required"})
+
+
+def load_peft_config(path: str, head_names: list[str]):
+    """A validated PEFT config from ``path``: unknown types or keys are errors, not warnings."""
+    from peft import PEFT_TYPE_TO_CONFIG_MAPPING, PeftConfig, TaskType
+
+    try:
+        raw = PeftConfig.from_json_file(path)
+    except FileNotFoundError:
+        raise PeftnerError(f"{path}: PEFT config file not found") from None
+    except json.JSONDecodeError as err:
+        raise PeftnerError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+    if not isinstance(raw, dict) or "peft_type" not in raw:
+        raise PeftnerError(f"{path}: expected a JSON object with a \"peft_type\" key (e.g. \"LOHA\")")
+    peft_type = str(raw["peft_type"]).upper()
+    config_cls = PEFT_TYPE_TO_CONFIG_MAPPING.get(peft_type)
+    if config_cls is None:
+        known_types = sorted(getattr(t, "value", str(t)) for t in PEFT_TYPE_TO_CONFIG_MAPPING)
+        raise PeftnerError(f"{path}: unknown peft_type {raw['peft_type']!r}; PEFT knows {', '.join(known_types)}")
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise PeftnerError(f"{path}: unknown key(s) {', '.join(unknown)} for {config_cls.__name__}")
+    kwargs = {k: v for k, v in raw.items() if k != "peft_type"}
+    kwargs["task_type"] = TaskType.TOKEN_CLS
+    kwargs["modules_to_save"] = sorted(set(kwargs.get("modules_to_save") or []) | set(head_names))
+    try:
+        config = config_cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise PeftnerError(f"{path}: invalid {config_cls.__name__}: {str(err).splitlines()[0]}") from None
+    if config.is_prompt_learning:
+        raise PeftnerError(f"{path}: prompt-learning configs ({peft_type}) add virtual tokens; "
+                           "use the prompt or ptuning_v2 method instead")
+    if peft_type == "ADALORA":
+        logger.warning("AdaLoRA: the shared training loop does not call update_and_allocate, "
+                       "so ranks stay at init_r (a fixed-rank SVD-form LoRA)")
+    return config
+
+
+def apply_peft_file(model, config: PeftFileConfig):
+    from peft import get_peft_model
+
+    if not config.peft_config:
+        raise PeftnerError("the peft method needs --peft-config FILE.json "
+                           "(a PEFT config, e.g. {\"peft_type\": \"LOHA\"})")
+    peft_config = load_peft_config(config.peft_config, head_module_names(model))
+    try:
+        return get_peft_model(model, peft_config)
+    except ValueError as err:  # e.g. target_modules that match nothing in this model
+        raise PeftnerError(f"{config.peft_config}: {str(err).splitlines()[0]}") from None
+
+
+PEFT = Method(
+    name="peft",
+    summary="any PEFT method (LoHa, LoKr, AdaLoRA, ...) from --peft-config FILE.json, head trained",
+    config_cls=PeftFileConfig,
+    apply=apply_peft_file,
+    train_defaults={"learning_rate": 5e-4},
+)
