@@ -196,6 +196,7 @@ class Checkpointer:
                 shutil.rmtree(partial, ignore_errors=True)
         self.accelerator.wait_for_everyone()
         self.accelerator.save_state(str(temporary), safe_serialization=True)
+        self.accelerator.wait_for_everyone()  # every process's RNG file is in before the rename
         if self.accelerator.is_main_process:
             if best_state is not None:
                 save_file(best_state, temporary / BEST)

@@ -111,6 +111,14 @@ def build_optimizer(model, learning_rate: float, weight_decay: float):
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=learning_rate, **kwargs)
 
 
+def _finite_everywhere(accelerator, loss) -> bool:
+    """Whether the loss is finite on every process (all must stop together, or the rest would hang)."""
+    bad = (~torch.isfinite(loss.detach())).float()
+    if accelerator.num_processes > 1:
+        bad = accelerator.reduce(bad, reduction="sum")
+    return not bad.item()
+
+
 def _epoch_loader(accelerator, train_loader, sampler, epoch: int, skip: int):
     """The batches of ``epoch`` (fixed by seed + epoch) after the first ``skip`` already trained."""
     loader = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
@@ -169,7 +177,7 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
                 with accelerator.accumulate(model):
                     outputs = model(**{k: batch[k] for k in MODEL_INPUTS})
                     loss = outputs.loss
-                    if not torch.isfinite(loss):
+                    if not _finite_everywhere(accelerator, loss):
                         raise PeftnerError(checkpoints.stop_message(
                             f"loss became {loss.item()} at epoch {epoch}, batch {batch_number}"))
                     accelerator.backward(loss)
