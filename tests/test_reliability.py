@@ -79,7 +79,8 @@ def test_resume_after_sigkill_reproduces_uninterrupted_scores(long_run, tiny_mod
                 time.sleep(0.01)
             child.send_signal(signal.SIGKILL)
         finally:
-            child.kill() if child.poll() is None else None
+            if child.poll() is None:
+                child.kill()
             child.wait()
     assert child.returncode == -signal.SIGKILL
     assert not (out / "metrics.json").exists()
