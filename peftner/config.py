@@ -59,6 +59,9 @@ class TrainConfig:
     trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the model repository (off: only built-in architectures)"})
     group_by_length: bool = field(default=True, metadata={"help": "batch sentences of similar length (less padding)"})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
+    checkpoint_every: int = field(default=200, metadata={"help": "checkpoint every N optimizer steps, plus at each epoch end (0: epoch ends only)"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept under OUTPUT_DIR/checkpoints (0: write none)"})
+    resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in OUTPUT_DIR/checkpoints (same flags required)"})
 
 
 def _unwrap_optional(tp):

@@ -7,9 +7,19 @@ from pathlib import Path
 from peftner.errors import PeftnerError
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model", "bpe.codes")
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
 def load_tokenizer(name: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
+    directory = Path(name)
+    if directory.is_dir() and not any((directory / f).is_file() for f in TOKENIZER_FILES):
+        # transformers would quietly build an empty tokenizer from config.json: every word -> [UNK]
+        raise PeftnerError(f"{name}: model directory has no tokenizer (none of {', '.join(TOKENIZER_FILES[:3])}, ...); "
+                           "save the tokenizer next to the model")
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except Exception as err:  # transformers raises OSError/ValueError/TypeError depending on what is missing
@@ -19,16 +29,27 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     if not getattr(tokenizer, "is_fast", False):
         raise PeftnerError(f"{name}: peftner needs a fast (Rust) tokenizer for word alignment; "
                            "this model only has a slow one")
+    if len(tokenizer) <= len(tokenizer.all_special_tokens):
+        raise PeftnerError(f"{name}: the tokenizer has an empty vocabulary")
     if tokenizer.pad_token_id is None:
         raise PeftnerError(f"{name}: the tokenizer defines no padding token")
     return tokenizer
 
 
 def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = False, **kwargs):
-    """``AutoModelForTokenClassification`` with a fresh head for ``id2label``; safetensors only."""
+    """``AutoModelForTokenClassification`` with a fresh head for ``id2label``; safetensors only.
+
+    Pickle checkpoints (``pytorch_model.bin``) are refused: unpickling can run arbitrary code.
+    """
     from transformers import AutoModelForTokenClassification
 
     label2id = {label: i for i, label in id2label.items()}
+    directory = Path(name)
+    if directory.is_dir() and not any(directory.glob("*.safetensors")):
+        pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in directory.glob(pattern))
+        found = f" (found {', '.join(pickles[:3])})" if pickles else ""
+        raise PeftnerError(f"{name}: no .safetensors weights{found}; peftner loads weights only from "
+                           "safetensors, never from pickle files (convert them with a trusted tool first)")
     try:
         return AutoModelForTokenClassification.from_pretrained(
             name, num_labels=len(id2label), id2label=dict(id2label), label2id=label2id,

@@ -1,7 +1,8 @@
 """The one training loop every method uses, on Accelerate.
 
-Read top to bottom: prepare → for each epoch: train (AdamW, warm-up + linear decay, gradient
-accumulation, clipping) → evaluate dev → keep the best dev state → restore it at the end.
+Read top to bottom: prepare → (resume from the latest checkpoint) → for each epoch: train (AdamW,
+warm-up + linear decay, gradient accumulation, clipping; a checkpoint every N optimizer steps) →
+evaluate dev → keep the best dev state → checkpoint → restore the best state at the end.
 Evaluation gathers predictions from every process with ``gather_for_metrics`` so each example is
 scored exactly once whatever the number of processes.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
@@ -20,6 +22,8 @@ from peftner.data.alignment import words_from_positions
 from peftner.data.collator import MODEL_INPUTS, LengthGroupedBatchSampler, PaddingCollator, length_sorted_batches
 from peftner.errors import PeftnerError
 from peftner.metrics import score
+from peftner.training.checkpoint import (Checkpointer, Position, load_trainable_state, run_fingerprint,
+                                         trainable_state)
 
 
 class FixedBatches(torch.utils.data.Sampler):
@@ -107,30 +111,39 @@ def build_optimizer(model, learning_rate: float, weight_decay: float):
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=learning_rate, **kwargs)
 
 
-def _trainable_state(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+def _finite_everywhere(accelerator, loss) -> bool:
+    """Whether the loss is finite on every process (all must stop together, or the rest would hang)."""
+    bad = (~torch.isfinite(loss.detach())).float()
+    if accelerator.num_processes > 1:
+        bad = accelerator.reduce(bad, reduction="sum")
+    return not bad.item()
 
 
-def _load_trainable_state(model, state: dict[str, torch.Tensor]):
-    parameters = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in state.items():
-            parameters[name].copy_(value.to(parameters[name].device))
+def _epoch_loader(accelerator, train_loader, sampler, epoch: int, skip: int):
+    """The batches of ``epoch`` (fixed by seed + epoch) after the first ``skip`` already trained."""
+    loader = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
+    loader.set_epoch(epoch)  # Accelerate's loader would otherwise set its own iteration count
+    sampler.set_epoch(epoch)
+    return loader
 
 
 def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2label: dict, metric: str,
-          cfg, pad_token_id: int, strict_scheme: str | None = None) -> tuple[object, TrainResult]:
-    """Train ``model`` on ``train_features``; returns the prepared model holding the best dev state."""
+          cfg, pad_token_id: int, strict_scheme: str | None = None,
+          identity: dict | None = None) -> tuple[object, TrainResult]:
+    """Train ``model`` on ``train_features``; returns the prepared model holding the best dev state.
+
+    Checkpoints every ``cfg.checkpoint_every`` optimizer steps and at each epoch end; with
+    ``cfg.resume`` it continues from the latest one and reproduces the uninterrupted run exactly.
+    ``identity`` (method name and settings) must match for a checkpoint to be resumed.
+    """
     collator = PaddingCollator(pad_token_id)
+    # The batch order depends only on seed + epoch (mega-batches of 1 batch = plain shuffling), and
+    # the loader draws from its own generator, not the global one dropout uses: so a resumed run
+    # sees the same batches with the same dropout masks.
     sampler = LengthGroupedBatchSampler([len(f["input_ids"]) for f in train_features], cfg.batch_size,
-                                        seed=cfg.seed) if cfg.group_by_length else None
-    if sampler is not None:
-        train_loader = DataLoader(train_features, batch_sampler=sampler, collate_fn=collator,
-                                  num_workers=cfg.num_workers)
-    else:
-        generator = torch.Generator().manual_seed(cfg.seed)
-        train_loader = DataLoader(train_features, batch_size=cfg.batch_size, shuffle=True,
-                                  generator=generator, collate_fn=collator, num_workers=cfg.num_workers)
+                                        seed=cfg.seed, mega_batch_mult=50 if cfg.group_by_length else 1)
+    train_loader = DataLoader(train_features, batch_sampler=sampler, collate_fn=collator,
+                              num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
     dev_loader = make_eval_loader(dev_set, cfg.eval_batch_size, collator, cfg.num_workers)
 
     steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
@@ -142,49 +155,61 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
     model, optimizer, train_loader, dev_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, dev_loader, scheduler)
 
-    result = TrainResult(best_dev_f1=-1.0, best_epoch=0)
-    best_state = None
-    progress = tqdm(total=cfg.epochs * len(train_loader), desc="training", unit="batch",
-                    disable=not accelerator.is_local_main_process, dynamic_ncols=True)
-    for epoch in range(1, cfg.epochs + 1):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        model.train()
-        started = time.perf_counter()
-        tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)
-        loss_sum = torch.zeros((), device=accelerator.device)
-        for batch in train_loader:
-            with accelerator.accumulate(model):
-                outputs = model(**{k: batch[k] for k in MODEL_INPUTS})
-                loss = outputs.loss
-                if not torch.isfinite(loss):
-                    raise PeftnerError(f"training stopped: loss became {loss.item()} at epoch {epoch}; "
-                                       "lower --learning-rate or use --mixed-precision no")
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                result.optimizer_steps += int(accelerator.sync_gradients)
-            tokens += batch["attention_mask"].sum()
-            loss_sum += loss.detach()
-            progress.update(1)
-            progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False)
-        result.train_seconds += time.perf_counter() - started
-        result.train_tokens += int(accelerator.reduce(tokens, reduction="sum").item())
-        mean_loss = accelerator.reduce(loss_sum, reduction="mean").item() / max(1, len(train_loader))
+    checkpoints = Checkpointer(accelerator, Path(cfg.output_dir) / "checkpoints", cfg.checkpoint_every,
+                               cfg.keep_checkpoints, run_fingerprint(cfg, identity, train_features,
+                                                                     dev_set.features, dev_set.gold))
+    result, position, best_state = TrainResult(best_dev_f1=-1.0, best_epoch=0), Position(), None
+    restored = checkpoints.restore_latest() if cfg.resume else checkpoints.start_fresh()
+    if restored:
+        saved, position, best_state = restored
+        result = TrainResult(**saved)
 
-        dev_scores, _ = evaluate_split(model, dev_loader, accelerator, dev_set, id2label, metric, strict_scheme)
-        result.history.append({"epoch": epoch, "train_loss": mean_loss, "dev_f1": dev_scores["f1"]})
-        improved = dev_scores["f1"] > result.best_dev_f1
-        if improved:
-            result.best_dev_f1, result.best_epoch = dev_scores["f1"], epoch
-            best_state = _trainable_state(accelerator.unwrap_model(model))
-        if accelerator.is_main_process:
-            progress.write(f"epoch {epoch}/{cfg.epochs}: train loss {mean_loss:.4f}  dev {metric} "
-                           f"{dev_scores['f1']:.4f}{'  (best)' if improved else ''}")
-    progress.close()
+    with tqdm(total=cfg.epochs * len(train_loader), desc="training", unit="batch",
+              initial=(position.epoch - 1) * len(train_loader) + position.batches_done,
+              disable=not accelerator.is_local_main_process, dynamic_ncols=True) as progress:
+        for epoch in range(position.epoch, cfg.epochs + 1):
+            resumed = position if epoch == position.epoch else Position(epoch)
+            model.train()
+            started = time.perf_counter() - resumed.seconds_in_epoch
+            loss_sum, tokens = resumed.running_sums(accelerator.process_index, accelerator.device)
+            loader = _epoch_loader(accelerator, train_loader, sampler, epoch, resumed.batches_done)
+            for batch_number, batch in enumerate(loader, start=resumed.batches_done + 1):
+                with accelerator.accumulate(model):
+                    outputs = model(**{k: batch[k] for k in MODEL_INPUTS})
+                    loss = outputs.loss
+                    if not _finite_everywhere(accelerator, loss):
+                        raise PeftnerError(checkpoints.stop_message(
+                            f"loss became {loss.item()} at epoch {epoch}, batch {batch_number}"))
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    result.optimizer_steps += int(accelerator.sync_gradients)
+                tokens += batch["attention_mask"].sum()
+                loss_sum += loss.detach()
+                progress.update(1)
+                progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False)
+                if (accelerator.sync_gradients and checkpoints.due(result.optimizer_steps)
+                        and batch_number < len(train_loader)):  # the epoch-end checkpoint follows anyway
+                    here = Position(epoch, batch_number, seconds_in_epoch=time.perf_counter() - started)
+                    started += checkpoints.save(model, result, here, best_state, loss_sum, tokens)
+            result.train_seconds += time.perf_counter() - started
+            result.train_tokens += int(accelerator.reduce(tokens, reduction="sum").item())
+            mean_loss = accelerator.reduce(loss_sum, reduction="mean").item() / max(1, len(train_loader))
+
+            dev_scores, _ = evaluate_split(model, dev_loader, accelerator, dev_set, id2label, metric, strict_scheme)
+            result.history.append({"epoch": epoch, "train_loss": mean_loss, "dev_f1": dev_scores["f1"]})
+            improved = dev_scores["f1"] > result.best_dev_f1
+            if improved:
+                result.best_dev_f1, result.best_epoch = dev_scores["f1"], epoch
+                best_state = trainable_state(accelerator.unwrap_model(model))
+            if accelerator.is_main_process:
+                progress.write(f"epoch {epoch}/{cfg.epochs}: train loss {mean_loss:.4f}  dev {metric} "
+                               f"{dev_scores['f1']:.4f}{'  (best)' if improved else ''}")
+            if checkpoints.enabled:
+                checkpoints.save(model, result, Position(epoch + 1), best_state)
     if best_state is not None:
-        _load_trainable_state(accelerator.unwrap_model(model), best_state)
+        load_trainable_state(accelerator.unwrap_model(model), best_state)
     return model, result

@@ -1,0 +1,237 @@
+"""Checkpoints that let a killed run continue exactly where it stopped (layout: docs/reliability.md).
+
+A checkpoint is the directory ``OUTPUT_DIR/checkpoints/step-<optimizer steps>/`` holding:
+
+* ``model.safetensors``: the *trainable* parameters (adapter + head; every weight for full
+  fine-tuning). Frozen weights are not copied: a resumed run reloads them from the backbone.
+* ``best.safetensors``: the trainable parameters of the best dev epoch so far (once there is one).
+* ``optimizer.bin``, ``scheduler.bin``, ``random_states_<process>.pkl``: Accelerate's ``save_state``
+  (``torch.save``). ``load_state`` reads them back with ``weights_only=True``, which only rebuilds
+  tensors, numbers and numpy RNG arrays, so loading a checkpoint never runs code from the file.
+* ``progress.json``: where training stands (epoch, batches done in it, the epoch's running loss and
+  token count per process), the counters, history and best dev score so far, and the fingerprint of
+  the run (settings + data hash) that a resume must match.
+
+Writes are atomic: a checkpoint is written to ``.tmp-step-N`` and renamed once complete, so a kill
+in the middle of a save leaves the previous checkpoints intact and the partial one is ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from peftner.errors import PeftnerError
+
+logger = logging.getLogger(__name__)
+
+PROGRESS = "progress.json"
+BEST = "best.safetensors"
+PREFIX = "step-"
+# Settings that may change between a run and its resume without changing what it computes (data
+# files are compared by content instead: the hash of the encoded training and dev data).
+VOLATILE_SETTINGS = {"output_dir", "resume", "checkpoint_every", "keep_checkpoints", "num_workers",
+                     "train_file", "validation_file", "test_file"}
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    """A CPU copy of the parameters that training changes."""
+    return {n: p.detach().to("cpu", copy=True).contiguous()
+            for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model, state: dict[str, torch.Tensor], source: str = "checkpoint"):
+    parameters = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if set(state) != set(parameters):
+        raise PeftnerError(f"{source}: its trainable parameters do not match this model's "
+                           "(written by another method or model?)")
+    with torch.no_grad():
+        for name, value in state.items():
+            parameters[name].copy_(value.to(parameters[name].device))
+
+
+@dataclass
+class Position:
+    """Where training continues: ``batches_done`` batches of ``epoch`` (1-based) are trained.
+
+    ``accumulators`` holds, per process, the running ``[loss sum, token count]`` of that epoch, so
+    the epoch's mean loss comes out the same as without the interruption.
+    """
+
+    epoch: int = 1
+    batches_done: int = 0
+    accumulators: list[list[float]] = field(default_factory=list)
+    seconds_in_epoch: float = 0.0
+
+    def running_sums(self, process: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's (loss sum, token count) of the epoch so far, as the loop accumulates them."""
+        loss_sum, tokens = self.accumulators[process] if self.accumulators else (0.0, 0)
+        return (torch.tensor(loss_sum, dtype=torch.float32, device=device),
+                torch.tensor(int(tokens), dtype=torch.long, device=device))
+
+
+def run_fingerprint(cfg, identity: dict | None, train_features: list[dict], dev_features: list[dict],
+                    dev_gold: list[list[str]]) -> dict:
+    """What a resumed run must share with the run that wrote the checkpoint to reproduce it."""
+    from peftner.config import config_to_dict
+
+    digest = hashlib.sha256()
+    for feature in train_features:
+        digest.update(json.dumps([feature["input_ids"], feature["labels"]]).encode())
+    digest.update(b"|dev|")
+    for feature in dev_features:
+        digest.update(json.dumps(feature["input_ids"]).encode())
+    digest.update(json.dumps(dev_gold).encode())
+    settings = {k: v for k, v in config_to_dict(cfg).items() if k not in VOLATILE_SETTINGS}
+    return {"settings": settings, **(identity or {}), "data_sha256": digest.hexdigest()}
+
+
+def complete_checkpoints(directory: Path) -> list[Path]:
+    """Complete checkpoints in ``directory``, oldest first (partial writes are ``.tmp-*``: ignored)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if p.name.startswith(PREFIX) and (p / PROGRESS).is_file()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def _differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            diffs += _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            diffs.append(f"{prefix}{key}: {old!r} -> {new!r}" if key != "data_sha256"
+                         else "training/dev data changed")
+    return diffs
+
+
+class Checkpointer:
+    """Writes, rotates and reads the checkpoints of one run (every process calls every method)."""
+
+    def __init__(self, accelerator, directory: Path, every: int, keep: int, fingerprint: dict):
+        if every < 0 or keep < 0:
+            raise PeftnerError(f"--checkpoint-every and --keep-checkpoints must be >= 0, got {every} and {keep}")
+        self.accelerator, self.directory = accelerator, Path(directory)
+        self.every, self.keep, self.fingerprint = every, keep, fingerprint
+        accelerator.register_save_state_pre_hook(self._save_trainable)
+        accelerator.register_load_state_pre_hook(self._load_trainable)
+        for name in ("accelerate.accelerator", "accelerate.checkpointing"):
+            logging.getLogger(name).setLevel(logging.WARNING)  # one line per file saved otherwise
+
+    @property
+    def enabled(self) -> bool:
+        return self.keep > 0
+
+    def due(self, optimizer_steps: int) -> bool:
+        return self.enabled and self.every > 0 and optimizer_steps % self.every == 0
+
+    def checkpoints(self) -> list[Path]:
+        return complete_checkpoints(self.directory)
+
+    def latest(self) -> Path | None:
+        found = self.checkpoints()
+        return found[-1] if found else None
+
+    def start_fresh(self) -> None:
+        """A run without --resume starts over: checkpoints of an earlier run in OUTPUT_DIR go."""
+        if self.accelerator.is_main_process and self.directory.exists():
+            logger.warning("starting from scratch: removing earlier checkpoints in %s (pass --resume to continue)",
+                           self.directory)
+            shutil.rmtree(self.directory)
+        self.accelerator.wait_for_everyone()
+
+    def restore_latest(self) -> tuple[dict, Position, dict | None] | None:
+        """--resume: restore the latest checkpoint (see :meth:`load`), or None to start from the beginning."""
+        latest = self.latest()
+        if latest is None:
+            self.accelerator.print(f"--resume: no checkpoint in {self.directory}, starting from the beginning")
+            return None
+        restored = self.load(latest)
+        position = restored[1]
+        self.accelerator.print(f"resuming from {latest}: epoch {position.epoch}, "
+                               f"{position.batches_done} batches done")
+        return restored
+
+    # Accelerate hooks: only the trainable parameters go into (and come out of) model.safetensors.
+    def _save_trainable(self, models, weights, output_dir):
+        weights[:] = [trainable_state(self.accelerator.unwrap_model(m)) for m in models]
+
+    def _load_trainable(self, models, input_dir):
+        from safetensors.torch import load_file
+
+        for i, model in enumerate(models):
+            path = Path(input_dir) / ("model.safetensors" if i == 0 else f"model_{i}.safetensors")
+            load_trainable_state(self.accelerator.unwrap_model(model), load_file(path), str(path))
+        models.clear()  # tells Accelerate these are loaded (it would expect the full state dict)
+
+    def save(self, model, result, position: Position, best_state: dict | None,
+             loss_sum=None, tokens=None) -> float:
+        """Write a checkpoint and drop the oldest beyond ``keep``; returns the seconds it took."""
+        from safetensors.torch import save_file
+
+        started = time.perf_counter()
+        where = f"optimizer step {result.optimizer_steps}"
+        bad = [n for n, p in self.accelerator.unwrap_model(model).named_parameters()
+               if p.requires_grad and not torch.isfinite(p).all()]
+        if bad:
+            raise PeftnerError(self.stop_message(f"weights became non-finite ({bad[0]}) at {where}"))
+        if position.batches_done:  # mid-epoch: keep the epoch's running sums of every process
+            sums = torch.stack([loss_sum.detach().double(), tokens.detach().double()]).unsqueeze(0)
+            position.accumulators = self.accelerator.gather(sums).tolist()
+        name = f"{PREFIX}{result.optimizer_steps:08d}"
+        temporary, final = self.directory / f".tmp-{name}", self.directory / name
+        if self.accelerator.is_main_process:  # leftovers of saves that were killed midway
+            for partial in self.directory.glob(".tmp-*"):
+                shutil.rmtree(partial, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(temporary), safe_serialization=True)
+        self.accelerator.wait_for_everyone()  # every process's RNG file is in before the rename
+        if self.accelerator.is_main_process:
+            if best_state is not None:
+                save_file(best_state, temporary / BEST)
+            progress = {"fingerprint": self.fingerprint, "position": dataclasses.asdict(position),
+                        "result": dataclasses.asdict(result)}
+            (temporary / PROGRESS).write_text(json.dumps(progress, indent=1), encoding="utf-8")
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(temporary, final)
+            for old in self.checkpoints()[:-self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        return time.perf_counter() - started
+
+    def load(self, path: Path) -> tuple[dict, Position, dict | None]:
+        """Restore the prepared model, optimizer, scheduler and RNG; returns (result fields, position, best)."""
+        from safetensors.torch import load_file
+
+        try:
+            progress = json.loads((path / PROGRESS).read_text(encoding="utf-8"))
+            saved_fingerprint, position = progress["fingerprint"], Position(**progress["position"])
+            saved_result = progress["result"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise PeftnerError(f"{path}: unreadable checkpoint ({err})") from None
+        diffs = _differences(saved_fingerprint, self.fingerprint)
+        if diffs:
+            raise PeftnerError(f"{path}: written with other settings ({'; '.join(diffs[:3])}); "
+                               "resume with the same flags and data, or drop --resume to start over")
+        self.accelerator.load_state(str(path))  # weights_only=True for every torch.load it makes
+        best = load_file(path / BEST) if (path / BEST).is_file() else None
+        return saved_result, position, best
+
+    def stop_message(self, what: str) -> str:
+        latest = self.latest()
+        kept = (f"the last good checkpoint is kept in {latest}" if latest
+                else "no checkpoint had been written yet")
+        return (f"training stopped: {what}; {kept}; lower --learning-rate (or use --mixed-precision no) "
+                "and train again")
