@@ -6,6 +6,11 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
+
+# The tiny models do small matrix products: one thread is faster than two and keeps parallel
+# test subprocesses from oversubscribing CI's 2 cores.
+torch.set_num_threads(1)
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PEOPLE = ["alice", "bob", "carol", "dave", "erin", "frank"]
