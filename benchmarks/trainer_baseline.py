@@ -9,7 +9,6 @@ metric for both. Writes benchmarks/results/trainer_baseline/result.json and prin
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path

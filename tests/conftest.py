@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -11,6 +12,15 @@ import torch
 # The tiny models do small matrix products: one thread is faster than two and keeps parallel
 # test subprocesses from oversubscribing CI's 2 cores.
 torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def subprocess_env(**extra) -> dict:
+    """Environment for test subprocesses: this checkout's peftner first, one thread each."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **extra}
+
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PEOPLE = ["alice", "bob", "carol", "dave", "erin", "frank"]

@@ -1,8 +1,6 @@
 import random
 
-import pytest
-
-from peftner.data.alignment import (IGNORE_INDEX, encode_sentences, plan_windows, subwords_per_word,
+from peftner.data.alignment import (IGNORE_INDEX, encode_sentences, plan_windows,
                                     words_from_positions)
 from peftner.data.collator import LengthGroupedBatchSampler, PaddingCollator
 

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import memorise_argv, memorisable_sentences, write_conll
+from conftest import memorise_argv, memorisable_sentences, subprocess_env, write_conll
 
 SCRIPTS = Path(__file__).parent / "dist_scripts"
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def launch(num_processes: int, script: Path, *args, timeout=300):
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = subprocess_env(ACCELERATE_USE_CPU="1")
     multi = ["--multi_gpu"] if num_processes > 1 else []
     command = [sys.executable, "-m", "accelerate.commands.launch", *multi, "--num_processes",
                str(num_processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",

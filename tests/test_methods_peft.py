@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import memorise_argv, write_conll
+from conftest import memorise_argv, subprocess_env, write_conll
 from peftner.methods import METHODS, count_parameters, get_method
 from peftner.recipe import main
 
@@ -32,15 +31,6 @@ LEARNING = {
 }
 EPOCHS = 8
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread is several times faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_config(tiny_model) -> dict:
@@ -279,7 +269,7 @@ def test_reload_in_fresh_process_gives_identical_logits(trained, tiny_model, fix
     job = {"base": str(tiny_model), "output": str(tmp_path / "logits.safetensors"),
            "batch": {k: v.tolist() for k, v in fixed_batch.items()},
            "adapters": {name: str(out / "adapter") for name, (out, _, _) in trained.items()}}
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = subprocess_env()
     done = subprocess.run([sys.executable, "-c", RELOAD_SCRIPT, json.dumps(job)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

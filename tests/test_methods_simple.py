@@ -8,7 +8,6 @@ memorisable set through the recipe entry point.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import memorise_argv
+from conftest import memorise_argv, subprocess_env
 from peftner.config import parse_args
 from peftner.errors import PeftnerError
 from peftner.methods import count_parameters, get_method
@@ -254,7 +253,7 @@ def reloaded_logits(tiny_model, loha_file, tmp_path_factory) -> dict:
         saved_base_config(model).save_pretrained(adapter)
         jobs[name] = (str(adapter), argv, str(root / f"{name}.safetensors"))
     subprocess.run([sys.executable, "-c", LOADER, str(tiny_model), json.dumps(jobs), json.dumps(INPUT_IDS)],
-                   check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+                   check=True, cwd=REPO, env=subprocess_env())
     return {name: (expected[name], load_file(jobs[name][2])["logits"]) for name in SAVED}
 
 

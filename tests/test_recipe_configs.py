@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from peftner.config import TrainConfig, parse_args
+from peftner.config import parse_args
 from peftner.methods import METHODS
 
 CONFIGS = sorted((Path(__file__).parent.parent / "recipes" / "configs").glob("*.yaml"))

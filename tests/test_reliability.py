@@ -2,7 +2,6 @@
 NaN stop, and safe loading (safetensors only, no remote code, weights_only unpickling)."""
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import memorisable_sentences, memorise_argv, write_conll
+from conftest import memorisable_sentences, memorise_argv, subprocess_env, write_conll
 from peftner.methods import get_method
 from peftner.recipe import main
 from peftner.training.checkpoint import PROGRESS, complete_checkpoints
@@ -27,21 +26,6 @@ LONG_RUN = ("--epochs", 3, "--learning-rate", "5e-3", "--checkpoint-every", 5)  
 
 def scores(metrics: dict) -> dict:
     return {key: metrics[key] for key in SCORES}
-
-
-def recipe_env() -> dict:
-    """This checkout's peftner, one thread (the thread count the in-process runs use too)."""
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-                OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Same thread count as the subprocesses, so float sums match; also far faster on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +51,7 @@ def test_resume_after_sigkill_reproduces_uninterrupted_scores(long_run, tiny_mod
     argv = memorise_argv(files, tiny_model, out, *LONG_RUN)
     with open(tmp_path / "stderr.txt", "wb") as stderr:
         child = subprocess.Popen([sys.executable, str(ROOT / "recipes" / "lora_ner.py"), *argv], cwd=ROOT,
-                                 env=recipe_env(), stdout=subprocess.DEVNULL, stderr=stderr)
+                                 env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             deadline = time.monotonic() + 240
             while True:  # kill as soon as a mid-epoch checkpoint of epoch 2 exists
@@ -321,7 +305,7 @@ def test_recipe_subprocess_exits_2_with_one_line_and_no_traceback(tmp_path, tiny
     trusting = subprocess.Popen(
         [sys.executable, str(ROOT / "recipes" / "lora_ner.py"),
          *memorise_argv(memorisable_files, remote, tmp_path / "trusting", "--epochs", 1, "--trust-remote-code")],
-        cwd=ROOT, env=recipe_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     latin1 = tmp_path / "latin1.conll"
     latin1.write_bytes(b"alice\tB-PER\n\nm\xfcnchen\tB-LOC\n")
     broken = write_conll(tmp_path / "broken.conll", GOOD + [(["in", "paris"], ["O", "I-LOC"])])
@@ -335,7 +319,7 @@ def test_recipe_subprocess_exits_2_with_one_line_and_no_traceback(tmp_path, tiny
     for name, (files, extra, _) in cases.items():
         argv = memorise_argv(files, tiny_model, tmp_path / name, "--epochs", 1, *extra)
         children[name] = subprocess.Popen([sys.executable, str(ROOT / "recipes" / "lora_ner.py"), *argv],
-                                          cwd=ROOT, env=recipe_env(), stdout=subprocess.PIPE,
+                                          cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, text=True)
     for name, child in children.items():
         _, stderr = child.communicate(timeout=240)

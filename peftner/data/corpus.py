@@ -34,7 +34,7 @@ def _load_splits(dataset: str, files: dict[str, str | None]) -> tuple[str, dict[
     if given:
         missing = [k for k in SPLITS if k not in given]
         if missing:
-            raise PeftnerError(f"--train-file, --validation-file and --test-file go together; missing: "
+            raise PeftnerError("--train-file, --validation-file and --test-file go together; missing: "
                                + ", ".join(f"--{m}-file" for m in missing))
         return "files", {k: read_file(v) for k, v in given.items()}
     if dataset in BUILTIN_DATASETS:
