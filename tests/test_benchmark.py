@@ -65,3 +65,22 @@ def test_outputs_written(tmp_path):
     with open(tmp_path / "runs.csv") as f:
         assert len(list(csv.DictReader(f))) == 8
     assert len(json.loads((tmp_path / "summary.json").read_text())["summary"]) == 4
+
+
+def test_compare_end_to_end_on_tiny_model_resumes(tmp_path, tiny_model, memorisable_files):
+    from peftner.benchmark import main
+
+    argv = ["--methods", "lora,head", "--seeds", "1", "--epochs", "1", "--model", str(tiny_model),
+            "--train-file", str(memorisable_files["train"]), "--validation-file", str(memorisable_files["validation"]),
+            "--test-file", str(memorisable_files["test"]), "--results-dir", str(tmp_path), "--name", "tiny",
+            "--extra", "--batch-size 8 --keep-checkpoints 0"]
+    result = main(argv)
+    out = tmp_path / "tiny"
+    for name in ("runs.csv", "summary.json", "table.md", "f1_vs_params.png"):
+        assert (out / name).exists(), name
+    assert {s["method"] for s in result["summary"]} == {"lora", "head"}
+    metrics = out / "runs" / "lora" / "size-all" / "seed-42" / "metrics.json"
+    stamp = metrics.stat().st_mtime_ns
+    again = main(argv)  # everything is done: nothing reruns, same numbers
+    assert metrics.stat().st_mtime_ns == stamp
+    assert again["summary"] == result["summary"]
