@@ -226,7 +226,7 @@ for name, (adapter, argv, out) in jobs.items():
 """
 
 INPUT_IDS = [[2, 5, 11, 17, 6, 3], [2, 7, 8, 20, 12, 3]]
-SAVED = ["head", "bitfit", "ia3", "int8_lora", "qlora", "peft"]
+SAVED = ["full", "lora", "head", "bitfit", "ia3", "int8_lora", "qlora", "peft"]  # full, lora: the reference pair
 
 
 @pytest.fixture(scope="module")
