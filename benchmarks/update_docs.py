@@ -61,12 +61,13 @@ def trainer_baseline() -> str | None:
     ])
 
 
-def compare_table(name: str = "wnut16") -> str | None:
+def compare_table(name: str = "wnut16", link_prefix: str = "../") -> str | None:
+    """The comparison table and plot; ``link_prefix`` leads from the page's folder to the root."""
     folder = RESULTS / name
     if not (folder / "table.md").exists():
         return None
     rel = folder.relative_to(ROOT)
-    return (folder / "table.md").read_text(encoding="utf-8").strip() + f"\n\n![F1 vs trainable parameters]({'../' + str(rel)}/f1_vs_params.png)"
+    return (folder / "table.md").read_text(encoding="utf-8").strip() + f"\n\n![F1 vs trainable parameters]({link_prefix}{rel}/f1_vs_params.png)"
 
 
 def throughput() -> str | None:
@@ -95,6 +96,7 @@ def throughput() -> str | None:
 def sections() -> list[tuple[Path, str, str | None]]:
     return [
         (ROOT / "README.md", "readme-sample", readme_sample()),
+        (ROOT / "README.md", "compare-table", compare_table(link_prefix="")),
         (ROOT / "docs" / "data.md", "wnut16-split", describe("wnut16")),
         (ROOT / "docs" / "training.md", "trainer-baseline", trainer_baseline()),
         (ROOT / "docs" / "benchmarks.md", "compare-table", compare_table()),
