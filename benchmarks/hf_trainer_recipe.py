@@ -67,6 +67,9 @@ def run_trainer(corpus, model_path: str, output_dir: str, epochs: int, seed: int
     started = time.perf_counter()
     trainer.train()
     train_seconds = time.perf_counter() - started
+    # transformers 5 also length-groups *evaluation* under group_by_length, which would reorder the
+    # predictions; score in dataset order.
+    trainer.args.train_sampling_strategy = "random"
     output = trainer.predict(_ListDataset(test_rows))
     predictions = np.argmax(output.predictions, axis=-1)
     predicted = []
