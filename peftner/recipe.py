@@ -70,7 +70,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
         init.load_into(model, len(schema.labels))
     trainable, total = count_parameters(model)
 
-    def encode(sentences, with_labels=True):
+    def encode(sentences):
         return encode_sentences([s.tokens for s in sentences], [s.tags for s in sentences], tokenizer,
                                 schema.label2id, max_length, cfg.label_all_subwords)
 

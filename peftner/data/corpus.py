@@ -25,9 +25,6 @@ class Corpus:
     repaired_transitions: int = 0
     unseen_tags_mapped: int = 0
 
-    def split(self, name: str) -> list[Sentence]:
-        return getattr(self, name)
-
 
 def _load_splits(dataset: str, files: dict[str, str | None]) -> tuple[str, dict[str, list[Sentence]]]:
     given = {k: v for k, v in files.items() if v}
