@@ -88,7 +88,9 @@ def throughput() -> str | None:
                          f"F1 {ratio['f1_difference']:+.4f} (target ≥ {ratio['target']}× with F1 at most 0.01 lower: "
                          f"{'met' if ratio['met'] else 'missed'})")
     s, i = r["step_time"], r["inference"]
-    lines += [f"- LoRA / full step time on the same {s['batches']} batches: **{s['lora_over_full']:.2f}×**",
+    lines += [f"- step time on the same {s['batches']} batches: LoRA / full **{s['lora_over_full']:.2f}×**; "
+              f"fused / foreach AdamW (full) **{s['fused_over_foreach']:.2f}×**; `--compile` / eager (full, fused) "
+              f"**{s['compiled_over_eager']:.2f}×** after {s['compile_seconds']:.0f} s of compilation",
               f"- merged LoRA / base model inference time: **{i['merged_over_base_time']:.3f}×**; "
               f"`Tagger.predict` {i['predict_tokens_per_second']:,.0f} tokens/s on the test split"]
     return "\n".join(lines)

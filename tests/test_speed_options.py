@@ -66,3 +66,22 @@ def test_threads_option_sets_torch_threads(memorisable_files, tiny_model, tmp_pa
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_throughput_ratios_and_targets():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from throughput import ratios
+
+    summary = {"peftner_full": {"train_tokens_per_second": 2600.0, "test_f1": 0.40},
+               "trainer_default": {"train_tokens_per_second": 1000.0, "test_f1": 0.405},
+               "trainer_group_by_length": {"train_tokens_per_second": 2000.0, "test_f1": 0.45}}
+    out = ratios(summary)
+    assert set(out) == {"full_vs_default", "full_vs_group_by_length"}  # absent recipes are skipped
+    assert out["full_vs_default"] == {"speed": 2.6, "f1_difference": pytest.approx(-0.005), "target": 2.0,
+                                      "met": True}
+    # fast enough (1.3x) but 5 F1 points worse: not "at equal F1"
+    assert out["full_vs_group_by_length"]["speed"] == pytest.approx(1.3)
+    assert out["full_vs_group_by_length"]["met"] is False
