@@ -2,14 +2,17 @@
 
 Machines are noisy, so every figure is a ratio of runs made in the same process, interleaved:
 
-1. training: peftner full fine-tuning and LoRA vs the Transformers ``Trainer`` tutorial recipe,
-   default and with ``train_sampling_strategy="group_by_length"`` — same model, data, epochs,
-   batch size and seed; non-pad training tokens per second and the final test F1 of each;
-2. step time: LoRA vs full fine-tuning on the very same batches (forward, backward, optimizer step);
+1. training: peftner full fine-tuning (defaults, and with the opt-in fused AdamW kernel) and
+   LoRA vs the Transformers ``Trainer`` tutorial recipe, default and with
+   ``train_sampling_strategy="group_by_length"`` — same model, data, epochs, batch size and seed;
+   non-pad training tokens per second and the final test F1 of each;
+2. step time on the very same batches (forward, backward, clipping, optimizer step): LoRA vs full
+   fine-tuning, fused vs foreach AdamW, ``--compile`` vs eager (and its compilation time);
 3. inference: tokens/s of ``Tagger.predict`` on the test split, and merged LoRA vs the base model.
 
     python benchmarks/throughput.py                 # default epochs, 1 round
     python benchmarks/throughput.py --epochs 1 --rounds 2
+    python benchmarks/throughput.py --recipes peftner_full,trainer_group_by_length
 
 Writes benchmarks/results/throughput/result.json; docs/benchmarks.md quotes it through
 benchmarks/update_docs.py.
@@ -36,21 +39,32 @@ from peftner.data.collator import LengthGroupedBatchSampler, PaddingCollator, le
 from peftner.methods import get_method  # noqa: E402
 from peftner.modeling import load_token_classifier, load_tokenizer  # noqa: E402
 from peftner.recipe import run  # noqa: E402
+from peftner.training.loop import build_optimizer, compiled  # noqa: E402
 from peftner.report import library_versions, machine_description, write_json_atomic  # noqa: E402
 
 RESULT = Path(__file__).parent / "results" / "throughput" / "result.json"
 
 
-def train_speed(epochs: int | None, rounds: int, seed: int, tmp: str) -> dict:
-    """Whole training runs of the four recipes, alternating order each round."""
-    def peftner_run(name):
+RECIPES = ("peftner_full", "peftner_full_fused", "peftner_lora", "trainer_default", "trainer_group_by_length")
+TARGETS = {"full_vs_trainer_default": 2.0, "full_vs_trainer_group_by_length": 1.3}
+
+
+def train_speed(epochs: int | None, rounds: int, seed: int, tmp: str, names=RECIPES) -> dict:
+    """Whole training runs of the recipes, alternating order each round.
+
+    ``peftner_full_fused`` is full fine-tuning with the opt-in fused AdamW kernel on CPU (the kernel
+    the ``Trainer`` uses by default); the others use every default. ``--compile`` is measured in
+    the step-time part, where its compilation time does not swamp a short run.
+    """
+    def peftner_run(name, extra=()):
         def go(label):
             method = get_method(name)
-            flags = ["--seed", str(seed), "--output-dir", f"{tmp}/{label}"]
+            flags = ["--seed", str(seed), "--output-dir", f"{tmp}/{label}", "--keep-checkpoints", "0", *extra]
             cfg, method_cfg = parse_args(method, flags + (["--epochs", str(epochs)] if epochs else []))
             m = run(method, cfg, method_cfg, command="benchmarks/throughput.py")
             return {"train_tokens_per_second": m["train_tokens_per_second"], "test_f1": m["test_f1"],
-                    "train_seconds": m["train_seconds"], "epochs": cfg.epochs, "batch_size": cfg.batch_size}
+                    "train_seconds": m["train_seconds"], "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+                    "flags": list(extra)}
         return go
 
     def trainer_run(grouped):
@@ -61,8 +75,10 @@ def train_speed(epochs: int | None, rounds: int, seed: int, tmp: str) -> dict:
                                batch_size=cfg.batch_size, group_by_length=grouped)
         return go
 
-    recipes = {"peftner_full": peftner_run("full"), "peftner_lora": peftner_run("lora"),
-               "trainer_default": trainer_run(False), "trainer_group_by_length": trainer_run(True)}
+    available = {"peftner_full": peftner_run("full"), "peftner_full_fused": peftner_run("full", ["--optimizer-kernel", "fused"]),
+                 "peftner_lora": peftner_run("lora"), "trainer_default": trainer_run(False),
+                 "trainer_group_by_length": trainer_run(True)}
+    recipes = {name: available[name] for name in names}
     results = {name: [] for name in recipes}
     for r in range(rounds):
         order = list(recipes) if r % 2 == 0 else list(reversed(recipes))
@@ -72,15 +88,22 @@ def train_speed(epochs: int | None, rounds: int, seed: int, tmp: str) -> dict:
     summary = {name: {"train_tokens_per_second": statistics.fmean(x["train_tokens_per_second"] for x in runs),
                       "test_f1": statistics.fmean(x["test_f1"] for x in runs), "runs": runs}
                for name, runs in results.items()}
-    full = summary["peftner_full"]
-    summary["ratios"] = {
-        "full_vs_trainer_default": full["train_tokens_per_second"] / summary["trainer_default"]["train_tokens_per_second"],
-        "full_vs_trainer_group_by_length": full["train_tokens_per_second"]
-        / summary["trainer_group_by_length"]["train_tokens_per_second"],
-        "full_f1_minus_trainer_default_f1": full["test_f1"] - summary["trainer_default"]["test_f1"],
-        "full_f1_minus_trainer_group_by_length_f1": full["test_f1"] - summary["trainer_group_by_length"]["test_f1"],
-    }
+    summary["ratios"] = ratios(summary)
     return summary
+
+
+def ratios(summary: dict) -> dict:
+    """Tokens/s ratio and F1 difference of each peftner full variant against each Trainer recipe."""
+    out = {}
+    for mine in ("peftner_full", "peftner_full_fused"):
+        for theirs in ("trainer_default", "trainer_group_by_length"):
+            if mine in summary and theirs in summary:
+                key = f"{mine.removeprefix('peftner_')}_vs_{theirs.removeprefix('trainer_')}"
+                out[key] = {"speed": summary[mine]["train_tokens_per_second"] / summary[theirs]["train_tokens_per_second"],
+                            "f1_difference": summary[mine]["test_f1"] - summary[theirs]["test_f1"],
+                            "target": TARGETS[f"full_vs_{theirs}"]}
+                out[key]["met"] = out[key]["speed"] >= out[key]["target"] and out[key]["f1_difference"] >= -0.01
+    return out
 
 
 def _batches(corpus, tokenizer, schema, n_batches: int, batch_size: int, seed: int):
@@ -92,38 +115,50 @@ def _batches(corpus, tokenizer, schema, n_batches: int, batch_size: int, seed: i
     return [{k: b[k] for k in ("input_ids", "attention_mask", "labels")} for b in batches]
 
 
+STEP_VARIANTS = {  # name: (method, optimizer kernel, compiled)
+    "full": ("full", "foreach", False),
+    "full_fused": ("full", "fused", False),
+    "full_fused_compiled": ("full", "fused", True),
+    "lora": ("lora", "foreach", False),
+}
+
+
 def step_time(n_batches: int, rounds: int, seed: int) -> dict:
-    """Seconds per optimizer step of full fine-tuning and LoRA on identical batches (interleaved)."""
+    """Seconds per optimizer step on identical batches (interleaved), through peftner's optimizer and
+    compile helpers: LoRA vs full fine-tuning, and what the fused kernel and ``--compile`` buy."""
     corpus = load_corpus(seed=seed)
     tokenizer = load_tokenizer(default_model())
     batches = _batches(corpus, tokenizer, corpus.schema, n_batches, 16, seed)
-    models = {}
-    for name in ("full", "lora"):
-        method = get_method(name)
+    steps = {}
+    for name, (method_name, kernel, compile_step) in STEP_VARIANTS.items():
+        method = get_method(method_name)
         _, method_cfg = parse_args(method, [])
         torch.manual_seed(seed)
         model = method.apply(load_token_classifier(default_model(), corpus.schema.id2label), method_cfg).train()
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, foreach=True)
-        models[name] = (model, optimizer)
+        steps[name] = (compiled(model) if compile_step else model, model,
+                       build_optimizer(model, 1e-5, 0.01, kernel))
 
     def one_pass(name):
-        model, optimizer = models[name]
+        forward, model, optimizer = steps[name]
         started = time.perf_counter()
-        for batch in batches:
-            model(**batch).loss.backward()
+        for batch in batches:  # the loop's step: forward, backward, clipping, AdamW
+            forward(**batch).loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         return (time.perf_counter() - started) / len(batches)
 
-    for name in models:  # warm-up: allocator, thread pools
-        one_pass(name)
-    times = {name: [] for name in models}
+    first_pass = {name: one_pass(name) for name in steps}  # warm-up: allocator, thread pools, compilation
+    times = {name: [] for name in steps}
     for r in range(rounds):
-        for name in (("full", "lora") if r % 2 == 0 else ("lora", "full")):
+        for name in (list(steps) if r % 2 == 0 else list(reversed(steps))):
             times[name].append(one_pass(name))
-    full, lora = statistics.median(times["full"]), statistics.median(times["lora"])
-    return {"full_seconds_per_step": full, "lora_seconds_per_step": lora, "lora_over_full": lora / full,
-            "batches": len(batches), "rounds": rounds}
+    per_step = {name: statistics.median(t) for name, t in times.items()}
+    return {"seconds_per_step": per_step, "times": times, "batches": len(batches), "rounds": rounds,
+            "lora_over_full": per_step["lora"] / per_step["full"],
+            "fused_over_foreach": per_step["full_fused"] / per_step["full"],
+            "compiled_over_eager": per_step["full_fused_compiled"] / per_step["full_fused"],
+            "compile_seconds": len(batches) * (first_pass["full_fused_compiled"] - per_step["full_fused_compiled"])}
 
 
 def inference_speed(rounds: int, seed: int, tmp: str) -> dict:
@@ -178,6 +213,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions of the training runs")
     parser.add_argument("--step-batches", type=int, default=20)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--recipes", default=",".join(RECIPES), help="training recipes to time (comma-separated)")
     parser.add_argument("--skip-training", action="store_true", help="only step time and inference")
     parser.add_argument("--output", default=str(RESULT))
     args = parser.parse_args(argv)
@@ -186,16 +222,24 @@ def main(argv=None):
               "torch_threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_training:
-            result["training"] = train_speed(args.epochs, args.rounds, args.seed, tmp)
+            names = [n for n in args.recipes.split(",") if n]
+            unknown = sorted(set(names) - set(RECIPES))
+            if unknown:
+                parser.error(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
+            result["training"] = train_speed(args.epochs, args.rounds, args.seed, tmp, names)
         result["step_time"] = step_time(args.step_batches, 3, args.seed)
         result["inference"] = inference_speed(3, args.seed, tmp)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.output, result)
     if "training" in result:
         t = result["training"]
-        for name in ("peftner_full", "peftner_lora", "trainer_default", "trainer_group_by_length"):
-            print(f"{name:<26} {t[name]['train_tokens_per_second']:>9,.0f} train tokens/s   test F1 {t[name]['test_f1']:.4f}")
-        print("ratios:", {k: round(v, 3) for k, v in t["ratios"].items()})
+        for name in RECIPES:
+            if name in t:
+                print(f"{name:<26} {t[name]['train_tokens_per_second']:>9,.0f} train tokens/s   "
+                      f"test F1 {t[name]['test_f1']:.4f}")
+        for key, ratio in t["ratios"].items():
+            print(f"{key:<38} {ratio['speed']:.2f}x tokens/s (target {ratio['target']}x), "
+                  f"F1 {ratio['f1_difference']:+.4f}: {'met' if ratio['met'] else 'missed'}")
     print("LoRA / full step time:", round(result["step_time"]["lora_over_full"], 3))
     print("merged LoRA / base inference time:", round(result["inference"]["merged_over_base_time"], 3),
           f"| predict {result['inference']['predict_tokens_per_second']:,.0f} tokens/s")

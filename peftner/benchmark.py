@@ -125,6 +125,7 @@ def summarize(rows: list[dict]) -> list[dict]:
             "trainable_percent": 100.0 * first["trainable_params"] / first["total_params"],
             "adapter_bytes": first["adapter_bytes"], "backbone_bytes": first["backbone_bytes"],
             "test_f1_mean": f1_mean, "test_f1_std": f1_std,
+            "test_f1_by_seed": {r["seed"]: r["test_f1"] for r in sorted(group, key=lambda r: r["seed"])},
             "best_dev_f1_mean": dev_mean, "best_dev_f1_std": dev_std,
             "train_tokens_per_second_mean": mean_std([r["train_tokens_per_second"] for r in group])[0],
             "peak_memory_mb_mean": mean_std([r["peak_memory_mb"] for r in group])[0],
@@ -143,15 +144,16 @@ def _size(n: float) -> str:
 
 def table_markdown(summary: list[dict]) -> str:
     header = ("| method | train size | trainable params | % of total | adapter on disk | backbone in memory | "
-              "test F1 (mean ± std) | best dev F1 | train tokens/s | peak memory | wall time | runs |")
+              "test F1 (mean ± std) | test F1 by seed | best dev F1 | train tokens/s | peak memory | wall time |")
     lines = [header, "|" + "---|" * 12]
     for s in summary:
         wall = f"{s['wall_seconds_mean']:.0f} s" if s["wall_seconds_mean"] is not None else "n/a"
+        by_seed = " / ".join(f"{f1:.3f}" for f1 in s["test_f1_by_seed"].values())  # spots a collapsed seed
         lines.append(
             f"| {s['method']} | {s['train_size']} | {s['trainable_params']:,} | {s['trainable_percent']:.3f}% | "
             f"{_size(s['adapter_bytes'])} | {_size(s['backbone_bytes'])} | "
-            f"{s['test_f1_mean']:.4f} ± {s['test_f1_std']:.4f} | {s['best_dev_f1_mean']:.4f} | "
-            f"{s['train_tokens_per_second_mean']:,.0f} | {s['peak_memory_mb_mean']:,.0f} MB | {wall} | {s['runs']} |")
+            f"{s['test_f1_mean']:.4f} ± {s['test_f1_std']:.4f} | {by_seed} | {s['best_dev_f1_mean']:.4f} | "
+            f"{s['train_tokens_per_second_mean']:,.0f} | {s['peak_memory_mb_mean']:,.0f} MB | {wall} |")
     return "\n".join(lines) + "\n"
 
 

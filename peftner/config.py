@@ -59,6 +59,9 @@ class TrainConfig:
     trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the model repository (off: only built-in architectures)"})
     group_by_length: bool = field(default=True, metadata={"help": "batch sentences of similar length (less padding)"})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
+    threads: int | None = field(default=None, metadata={"help": "CPU threads per process for torch ops (default: torch's choice, one per core)"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the training step (minutes of compilation first; pays off on long runs)"})
+    optimizer_kernel: str = field(default="auto", metadata={"help": "AdamW kernel: fused, foreach or auto (fused on GPU, foreach on CPU: keeps CPU results bit-identical to earlier releases)"})
     checkpoint_every: int = field(default=200, metadata={"help": "checkpoint every N optimizer steps, plus at each epoch end (0: epoch ends only)"})
     keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept under OUTPUT_DIR/checkpoints (0: write none)"})
     resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in OUTPUT_DIR/checkpoints (same flags required)"})
@@ -162,6 +165,9 @@ def parse_args(method: Method, argv=None) -> tuple[TrainConfig, object]:
         raise PeftnerError(f"{yaml_path or 'options'}: unknown option(s) {', '.join(unknown)} for method {method.name}")
     train = _build(TrainConfig, values, yaml_path or "options")
     train.output_dir = train.output_dir.replace("{method}", method.name)
+    if train.optimizer_kernel not in ("auto", "fused", "foreach"):
+        raise PeftnerError(f"{yaml_path or 'options'}: optimizer_kernel must be auto, fused or foreach, "
+                           f"got {train.optimizer_kernel!r}")
     method_config = _build(method.config_cls, values, yaml_path or "options")
     return train, method_config
 

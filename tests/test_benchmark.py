@@ -37,7 +37,8 @@ def test_summary_groups_by_method_and_size():
     assert summary["full"]["trainable_percent"] == pytest.approx(100.0)
     assert summary["full"]["test_f1_std"] == 0.0
     table = table_markdown(list(summary.values()))
-    assert "| lora | all | 10 | 1.000% |" in table and "0.5000 ± 0.1000" in table
+    assert lora["test_f1_by_seed"] == {42: 0.40, 43: 0.50, 44: 0.60}
+    assert "| lora | all | 10 | 1.000% |" in table and "| 0.5000 ± 0.1000 | 0.400 / 0.500 / 0.600 |" in table
 
 
 def test_plan_and_sizes():
