@@ -20,7 +20,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 
 from peftner.data.builtin import describe  # noqa: E402
-from peftner.report import format_summary  # noqa: E402
+from peftner.report import format_summary, format_versions  # noqa: E402
 
 
 def replace_section(path: Path, name: str, body: str) -> bool:
@@ -75,7 +75,8 @@ def throughput() -> str | None:
     if not path.exists():
         return None
     r = json.loads(path.read_text())
-    lines = [f"Command: `{r['command'].strip()}` — machine: {r['machine']}, torch threads {r['torch_threads']}.", ""]
+    lines = [f"Command: `{r['command'].strip()}` — machine: {r['machine']}, torch threads {r['torch_threads']}.", "",
+             f"Versions: {format_versions(r['versions'])}", ""]
     if "training" in r:
         t = r["training"]
         lines += ["| recipe | train tokens/s | test F1 |", "|---|---:|---:|"]

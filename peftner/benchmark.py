@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from peftner.errors import PeftnerError
+from peftner.report import format_versions
 
 # The comparison's default order: cheap reference points first, then the PEFT methods.
 DEFAULT_METHODS = ("full", "lora", "adapter", "prompt", "ptuning_v2", "ia3", "int8_lora", "qlora")
@@ -212,7 +213,7 @@ def write_outputs(out: Path, rows: list[dict], summary: list[dict], info: dict) 
         writer.writerows(rows)
     (out / "summary.json").write_text(json.dumps({**info, "summary": summary}, indent=2) + "\n")
     (out / "table.md").write_text(f"Command: `{info['command']}`\n\nMachine: {info['machine']}\n\n"
-                                  + table_markdown(summary))
+                                  f"Versions: {format_versions(info['versions'])}\n\n" + table_markdown(summary))
     written = [out / "runs.csv", out / "summary.json", out / "table.md", plot_f1_vs_params(summary, out / "f1_vs_params.png")]
     if len({s["train_size"] for s in summary}) > 1:
         full = max((r["train_size"] for r in rows if r["train_size_label"] == "all"), default=None)

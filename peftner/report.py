@@ -31,6 +31,11 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def format_versions(versions: dict[str, str]) -> str:
+    """``torch 2.13.0+cpu, transformers 5.24.0, ...``: the line benchmark tables print under the machine."""
+    return ", ".join(f"{name} {version}" for name, version in versions.items() if version)
+
+
 def peak_memory_mb(device) -> float:
     """CUDA peak allocated memory when on a GPU, else the process's peak resident set size."""
     import torch

@@ -57,8 +57,10 @@ def test_outputs_written(tmp_path):
             rows.append(row_of(RunSpec("lora", seed, size), fake_metrics(0.3 if size else 0.5, 10)))
             rows.append(row_of(RunSpec("full", seed, size), fake_metrics(0.35 if size else 0.55, 1000)))
     summary = summarize(rows)
-    written = write_outputs(tmp_path, rows, summary, {"command": "x", "machine": "test"})
+    written = write_outputs(tmp_path, rows, summary,
+                            {"command": "x", "machine": "test", "versions": {"torch": "9.9", "peft": None}})
     names = {p.name for p in written}
+    assert "Machine: test\n\nVersions: torch 9.9\n" in (tmp_path / "table.md").read_text()
     assert names == {"runs.csv", "summary.json", "table.md", "f1_vs_params.png", "f1_vs_train_size.png"}
     for png in ("f1_vs_params.png", "f1_vs_train_size.png"):
         data = (tmp_path / png).read_bytes()

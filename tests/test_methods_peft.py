@@ -106,7 +106,7 @@ def test_registry_and_defaults():
     from peftner.config import parse_args
 
     cfg, adapter_cfg = parse_args(METHODS["adapter"], ["--variant", "pfeiffer", "--reduction-factor", "8"])
-    assert (adapter_cfg.variant, adapter_cfg.reduction_factor, cfg.learning_rate) == ("pfeiffer", 8, 1e-3)
+    assert (adapter_cfg.variant, adapter_cfg.reduction_factor, cfg.learning_rate) == ("pfeiffer", 8, 5e-4)
 
 
 @pytest.mark.parametrize("name, argv, message", [

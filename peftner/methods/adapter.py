@@ -48,7 +48,8 @@ ADAPTER = Method(
     summary="bottleneck adapters (Houlsby or Pfeiffer placement) in every layer, head trained",
     config_cls=AdapterMethodConfig,
     apply=apply_adapter,
-    # Houlsby et al. swept 3e-5..3e-3 and Pfeiffer et al. used 1e-4 with longer training; 1e-3
-    # trains the small adapters quickly with AdamW and a few epochs.
-    train_defaults={"learning_rate": 1e-3},
+    # Houlsby et al. swept 3e-5..3e-3 and Pfeiffer et al. used 1e-4 with longer training. 1e-3
+    # collapsed to all-"O" on one of three seeds of the embedded benchmark (seed 44: dev F1 0 in
+    # every epoch); 5e-4 trains that seed normally.
+    train_defaults={"learning_rate": 5e-4},
 )
