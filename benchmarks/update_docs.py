@@ -70,6 +70,16 @@ def compare_table(name: str = "wnut16", link_prefix: str = "../") -> str | None:
     return (folder / "table.md").read_text(encoding="utf-8").strip() + f"\n\n![F1 vs trainable parameters]({link_prefix}{rel}/f1_vs_params.png)"
 
 
+def data_efficiency(name: str = "wnut16_sizes") -> str | None:
+    """The nested-subset runs (``--train-sizes``): their table and the F1 vs training-set size plot."""
+    folder = RESULTS / name
+    if not (folder / "table.md").exists():
+        return None
+    rel = folder.relative_to(ROOT)
+    return (folder / "table.md").read_text(encoding="utf-8").strip() + \
+        f"\n\n![F1 vs training-set size](../{rel}/f1_vs_train_size.png)"
+
+
 def throughput() -> str | None:
     path = RESULTS / "throughput" / "result.json"
     if not path.exists():
@@ -104,6 +114,7 @@ def sections() -> list[tuple[Path, str, str | None]]:
         (ROOT / "docs" / "data.md", "wnut16-split", describe("wnut16")),
         (ROOT / "docs" / "training.md", "trainer-baseline", trainer_baseline()),
         (ROOT / "docs" / "benchmarks.md", "compare-table", compare_table()),
+        (ROOT / "docs" / "benchmarks.md", "data-efficiency", data_efficiency()),
         (ROOT / "docs" / "benchmarks.md", "throughput", throughput()),
     ]
 
