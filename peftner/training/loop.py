@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from peftner.data.alignment import words_from_positions
 from peftner.data.collator import MODEL_INPUTS, LengthGroupedBatchSampler, PaddingCollator, length_sorted_batches
+from peftner.config import OPTIMIZER_KERNELS
 from peftner.errors import PeftnerError
 from peftner.metrics import score
 from peftner.training.checkpoint import (Checkpointer, Position, load_trainable_state, run_fingerprint,
@@ -96,9 +97,6 @@ def evaluate_split(model, loader, accelerator, eval_set: EvalSet, id2label: dict
 
 def _no_decay(name: str) -> bool:
     return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or "norm." in name.lower()
-
-
-OPTIMIZER_KERNELS = ("auto", "fused", "foreach")
 
 
 def build_optimizer(model, learning_rate: float, weight_decay: float, kernel: str = "auto",
