@@ -168,6 +168,8 @@ def parse_args(method: Method, argv=None) -> tuple[TrainConfig, object]:
         raise PeftnerError(f"{yaml_path or 'options'}: unknown option(s) {', '.join(unknown)} for method {method.name}")
     train = _build(TrainConfig, values, yaml_path or "options")
     train.output_dir = train.output_dir.replace("{method}", method.name)
+    if train.threads is not None and train.threads < 1:
+        raise PeftnerError(f"{yaml_path or 'options'}: threads must be at least 1, got {train.threads}")
     if train.optimizer_kernel not in OPTIMIZER_KERNELS:
         raise PeftnerError(f"{yaml_path or 'options'}: optimizer_kernel must be {', '.join(OPTIMIZER_KERNELS[:-1])} "
                            f"or {OPTIMIZER_KERNELS[-1]}, got {train.optimizer_kernel!r}")

@@ -44,7 +44,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
 
     from peftner.reuse import prepare_init_adapter, write_artifacts
 
-    if cfg.threads:
+    if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     init = prepare_init_adapter(cfg.init_adapter, method) if cfg.init_adapter else None
     model_name = cfg.model or (init.base_model if init else None) or default_model()

@@ -43,6 +43,8 @@ def test_optimizer_kernel_choice():
         build_optimizer(layer, 1e-3, 0.01, "turbo")
     with pytest.raises(PeftnerError, match="optimizer_kernel must be auto, fused or foreach"):
         parse_args(get_method("full"), ["--optimizer-kernel", "turbo"])
+    with pytest.raises(PeftnerError, match="threads must be at least 1, got 0"):
+        parse_args(get_method("full"), ["--threads", "0"])
 
 
 def test_fused_optimizer_trains_like_foreach(eager_foreach, memorisable_files, tiny_model, tmp_path):
