@@ -108,8 +108,25 @@ def throughput() -> str | None:
     return "\n".join(lines)
 
 
+def method_defaults() -> str:
+    """Every method's learning rate and knobs, from the method config classes (docs/methods.md)."""
+    import dataclasses
+
+    from peftner.config import run_defaults, show_default
+    from peftner.methods import METHODS
+
+    lines = ["| method | learning rate | knobs (flag: default) |", "|---|---:|---|"]
+    for method in METHODS.values():
+        knobs = method.default_config()
+        shown = ", ".join(f"`--{f.name.replace('_', '-')} {show_default(getattr(knobs, f.name))}`"
+                          for f in dataclasses.fields(knobs)) or "none"
+        lines.append(f"| {method.name} | {run_defaults(method).learning_rate:g} | {shown} |")
+    return "\n".join(lines)
+
+
 def sections() -> list[tuple[Path, str, str | None]]:
     return [
+        (ROOT / "docs" / "methods.md", "method-defaults", method_defaults()),
         (ROOT / "README.md", "readme-sample", readme_sample()),
         (ROOT / "README.md", "compare-table", compare_table(link_prefix="")),
         (ROOT / "docs" / "data.md", "wnut16-split", describe("wnut16")),

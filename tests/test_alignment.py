@@ -1,7 +1,6 @@
 import random
 
-from peftner.data.alignment import (IGNORE_INDEX, encode_sentences, plan_windows,
-                                    words_from_positions)
+from peftner.data.alignment import IGNORE_INDEX, WordSlots, encode_sentences, plan_windows
 from peftner.data.collator import LengthGroupedBatchSampler, PaddingCollator
 
 
@@ -25,10 +24,14 @@ def _round_trip(tokenizer, sentences, max_length, label_all=False):
     features = encode_sentences(tokens, tags, tokenizer, label2id, max_length, label_all)
     assert all(len(f["input_ids"]) <= max_length for f in features)
     # Predict with the gold label at every position that carries one: words must come back exact.
-    per_word, missing = words_from_positions(
-        [len(t) for t in tokens], [f["example_id"] for f in features], [f["word_index"] for f in features],
-        [[lab if lab != IGNORE_INDEX else -7 for lab in f["labels"]] for f in features])
-    assert missing == 0
+    batch = PaddingCollator(0)(features)
+    slots = WordSlots([len(t) for t in tokens])
+    per_word = [-1] * slots.total
+    mask, at = slots.at(batch["example_id"], batch["word_index"])
+    for slot, label in zip(at.tolist(), batch["labels"][mask].tolist()):
+        per_word[slot] = label
+    assert -1 not in per_word and IGNORE_INDEX not in per_word
+    per_word = slots.split(per_word)
     id2label = {v: k for k, v in label2id.items()}
     assert [[id2label[i] for i in row] for row in per_word] == tags
     return features

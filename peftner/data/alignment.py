@@ -159,18 +159,31 @@ def encode_sentences(sentences_tokens, sentences_tags, tokenizer, label2id, max_
     return features
 
 
-def words_from_positions(num_words: list[int], example_ids, word_indices, predictions, default=0):
-    """Collect position-level predictions into one prediction per word of each sentence.
+class WordSlots:
+    """One flat slot per word of a list of sentences, and where predictions at positions go.
 
-    ``example_ids[i]`` is the sentence of row ``i``; ``word_indices[i][j]`` and ``predictions[i][j]``
-    the word and prediction at position ``j``. Words with no prediction (cannot happen for features
-    built by :func:`encode_sentences`) would keep ``default``; the count of those is returned too.
+    Every consumer of position-level predictions (evaluation in the training loop, ``Tagger.predict``)
+    maps them to words through :meth:`at`: a position whose ``word_index`` (or ``subword_word``) is
+    ``w >= 0`` in a row of sentence ``e`` predicts slot ``offsets[e] + w``; :meth:`split` turns the
+    flat slots back into one list per sentence.
     """
-    result = [[None] * n for n in num_words]
-    for example_id, words, preds in zip(example_ids, word_indices, predictions):
-        row = result[int(example_id)]
-        for w, p in zip(words, preds):
-            if w >= 0:
-                row[int(w)] = p
-    missing = sum(p is None for row in result for p in row)
-    return [[default if p is None else p for p in row] for row in result], missing
+
+    def __init__(self, num_words: list[int]):
+        import torch
+
+        self.num_words = list(num_words)
+        self.total = sum(self.num_words)
+        self.offsets = torch.tensor([0] + self.num_words[:-1], dtype=torch.long).cumsum(0)
+
+    def at(self, example_ids, word_index):
+        """``(mask, slots)``: the positions of a ``(rows, length)`` batch that predict a word, and its slot."""
+        mask = word_index >= 0
+        rows = mask.nonzero(as_tuple=True)[0]
+        return mask, self.offsets[example_ids[rows]] + word_index[mask]
+
+    def split(self, flat: list) -> list[list]:
+        result, start = [], 0
+        for n in self.num_words:
+            result.append(flat[start:start + n])
+            start += n
+        return result

@@ -2,7 +2,7 @@
 
 The adapter itself is a registered PEFT method (:mod:`peftner.tuners.adapter`), so training,
 saving and reloading go through PEFT exactly like LoRA. Its knobs are the tuner's
-:class:`~peftner.tuners.adapter.AdapterOptions`.
+:class:`~peftner.tuners.options.AdapterOptions`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from peftner.methods.base import Method, MethodConfig, head_module_names
-from peftner.tuners.adapter import AdapterOptions
+from peftner.methods.base import Method, MethodConfig, own_tuner
+from peftner.tuners.options import AdapterOptions
 
 
 @dataclass
@@ -22,20 +22,9 @@ class AdapterMethodConfig(AdapterOptions, MethodConfig):
     train_defaults: ClassVar[dict] = {"learning_rate": 5e-4}
 
 
-def apply_adapter(model, config: AdapterMethodConfig):
-    from peft import TaskType
-
-    from peftner.tuners import get_peft_model
-    from peftner.tuners.adapter import BottleneckConfig
-
-    return get_peft_model(model, lambda: BottleneckConfig(
-        task_type=TaskType.TOKEN_CLS, variant=config.variant, reduction_factor=config.reduction_factor,
-        non_linearity=config.non_linearity, modules_to_save=head_module_names(model)), "adapter")
-
-
 ADAPTER = Method(
     name="adapter",
     summary="bottleneck adapters (Houlsby or Pfeiffer placement) in every layer, head trained",
     config_cls=AdapterMethodConfig,
-    apply=apply_adapter,
+    apply=own_tuner("adapter", "BottleneckConfig", "adapter"),
 )

@@ -61,6 +61,29 @@ def head_module_names(model) -> list[str]:
     return names
 
 
+def own_tuner(package: str, config_name: str, name: str) -> Callable[[Any, Any], Any]:
+    """``apply`` for a method whose config is the options of one of peftner's own PEFT tuners.
+
+    The tuner's PEFT config (``peftner.tuners.<package>.<config_name>``) is built from the method
+    config's fields, so the knobs are defined once (:mod:`peftner.tuners.options`).
+    """
+
+    def apply(model, options):
+        import dataclasses
+        import importlib
+
+        from peft import TaskType
+
+        from peftner.tuners import get_peft_model
+
+        config_cls = getattr(importlib.import_module(f"peftner.tuners.{package}"), config_name)
+        return get_peft_model(model, lambda: config_cls(
+            task_type=TaskType.TOKEN_CLS, modules_to_save=head_module_names(model), **dataclasses.asdict(options)),
+            name)
+
+    return apply
+
+
 def head_prefixes(model) -> tuple[str, ...]:
     """Parameter-name prefixes of the head (``("classifier.",)``), for name predicates."""
     return tuple(f"{h}." for h in head_module_names(model))

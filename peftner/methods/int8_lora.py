@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from peftner.methods.base import Method
-from peftner.methods.lora import LoraMethodConfig, apply_kbit_lora, bitsandbytes_config
+from peftner.methods.lora import LoraMethodConfig, bitsandbytes_config, lora_apply, prepare_kbit_model
 
 
 @dataclass
@@ -23,6 +23,6 @@ INT8_LORA = Method(
     name="int8_lora",
     summary="LoRA on an 8-bit (LLM.int8) quantized backbone, head in full precision",
     config_cls=Int8LoraConfig,
-    apply=apply_kbit_lora,
+    apply=lora_apply("int8_lora", prepare_kbit_model),
     load_kwargs=int8_load_kwargs,
 )

@@ -29,21 +29,28 @@ class LoraMethodConfig(MethodConfig):
     train_defaults: ClassVar[dict] = {"learning_rate": 1e-3}
 
 
-def apply_lora(model, config: LoraMethodConfig):
-    from peft import LoraConfig, TaskType
+def lora_apply(name: str, prepare=None):
+    """``apply`` of a LoRA method: ``prepare`` readies a quantized backbone first (int8_lora, qlora)."""
 
-    from peftner.tuners import get_peft_model
+    def apply(model, config: LoraMethodConfig):
+        from peft import LoraConfig, TaskType
 
-    return get_peft_model(model, lambda: LoraConfig(
-        task_type=TaskType.TOKEN_CLS, r=config.r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        target_modules=list(config.target_modules), modules_to_save=head_module_names(model)), "lora")
+        from peftner.tuners import get_peft_model
+
+        if prepare is not None:
+            model = prepare(model)
+        return get_peft_model(model, lambda: LoraConfig(
+            task_type=TaskType.TOKEN_CLS, r=config.r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+            target_modules=list(config.target_modules), modules_to_save=head_module_names(model)), name)
+
+    return apply
 
 
 LORA = Method(
     name="lora",
     summary="LoRA low-rank updates on attention query/value, head trained",
     config_cls=LoraMethodConfig,
-    apply=apply_lora,
+    apply=lora_apply("lora"),
 )
 
 
@@ -74,7 +81,3 @@ def prepare_kbit_model(model):
     # LLM.int8 casts fp32 activations to fp16 for the int8 matmul and logs it on every call.
     logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-
-
-def apply_kbit_lora(model, config: LoraMethodConfig):
-    return apply_lora(prepare_kbit_model(model), config)

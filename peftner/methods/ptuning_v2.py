@@ -1,7 +1,7 @@
 """P-tuning v2 / deep prompt tuning (Liu et al. 2021) on the shared method contract.
 
 Trained key/value prefixes in every self-attention layer (:mod:`peftner.tuners.ptuning_v2`, a
-registered PEFT method whose knobs, :class:`~peftner.tuners.ptuning_v2.PtuningV2Options`, are this
+registered PEFT method whose knobs, :class:`~peftner.tuners.options.PtuningV2Options`, are this
 method's). The prefixes live only inside attention, so inputs, positions and logits are unchanged:
 one logit row per input position.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from peftner.methods.base import Method, MethodConfig, head_module_names
-from peftner.tuners.ptuning_v2 import PtuningV2Options
+from peftner.methods.base import Method, MethodConfig, own_tuner
+from peftner.tuners.options import PtuningV2Options
 
 
 @dataclass
@@ -21,21 +21,9 @@ class PtuningV2MethodConfig(PtuningV2Options, MethodConfig):
     train_defaults: ClassVar[dict] = {"learning_rate": 1e-2}
 
 
-def apply_ptuning_v2(model, config: PtuningV2MethodConfig):
-    from peft import TaskType
-
-    from peftner.tuners import get_peft_model
-    from peftner.tuners.ptuning_v2 import PtuningV2Config
-
-    return get_peft_model(model, lambda: PtuningV2Config(
-        task_type=TaskType.TOKEN_CLS, num_virtual_tokens=config.num_virtual_tokens,
-        prefix_projection=config.prefix_projection, encoder_hidden_size=config.encoder_hidden_size,
-        prefix_dropout=config.prefix_dropout, modules_to_save=head_module_names(model)), "ptuning_v2")
-
-
 PTUNING_V2 = Method(
     name="ptuning_v2",
     summary="P-tuning v2: trained key/value prefixes in every attention layer, head trained",
     config_cls=PtuningV2MethodConfig,
-    apply=apply_ptuning_v2,
+    apply=own_tuner("ptuning_v2", "PtuningV2Config", "ptuning_v2"),
 )

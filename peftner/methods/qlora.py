@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from peftner.errors import require
 from peftner.methods.base import Method
-from peftner.methods.lora import LoraMethodConfig, apply_kbit_lora, bitsandbytes_config
+from peftner.methods.lora import LoraMethodConfig, bitsandbytes_config, lora_apply, prepare_kbit_model
 
 COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 
@@ -42,6 +42,6 @@ QLORA = Method(
     name="qlora",
     summary="LoRA on a 4-bit NF4 double-quantized backbone (QLoRA), head in full precision",
     config_cls=QLoraConfig,
-    apply=apply_kbit_lora,
+    apply=lora_apply("qlora", prepare_kbit_model),
     load_kwargs=qlora_load_kwargs,
 )

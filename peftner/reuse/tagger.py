@@ -284,10 +284,11 @@ class Tagger:
         """
         import torch
 
+        from peftner.data import WordSlots
         from peftner.data.collator import PaddingCollator, length_sorted_batches
 
-        first_word = torch.tensor([0] + num_words[:-1], dtype=torch.long).cumsum(0)  # global id of word 0
-        total = sum(num_words)
+        slots = WordSlots(num_words)
+        total = slots.total
         word_ids = torch.zeros(total, dtype=torch.long)
         word_probs = torch.full((total,), float("nan"))
         sums, counts = None, torch.zeros(total)  # "average": summed probabilities per word
@@ -298,9 +299,7 @@ class Tagger:
                 batch = collate([features[i] for i in indices])
                 logits = self.model(input_ids=batch["input_ids"].to(self.device),
                                     attention_mask=batch["attention_mask"].to(self.device)).logits
-                where = batch[key] >= 0
-                rows = where.nonzero(as_tuple=True)[0]
-                words = first_word[batch["example_id"][rows]] + batch[key][where]
+                where, words = slots.at(batch["example_id"], batch[key])
                 p = logits[where.to(logits.device)].float().softmax(dim=-1).cpu()
                 if aggregation == "first":
                     word_probs[words], word_ids[words] = p.max(dim=-1)

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from peftner.data.alignment import words_from_positions
+from peftner.data.alignment import WordSlots
 from peftner.data.collator import MODEL_INPUTS, LengthGroupedBatchSampler, PaddingCollator, length_sorted_batches
 from peftner.config import OPTIMIZER_KERNELS
 from peftner.errors import PeftnerError
@@ -88,20 +88,20 @@ def make_eval_loader(eval_set: EvalSet, batch_size: int, collator, num_workers: 
 def predict_words(model, loader, accelerator, num_words: list[int]) -> list[list[int]]:
     """Label ids for every word of every sentence, gathered over all processes."""
     model.eval()
-    example_ids, word_indices, predictions = [], [], []
+    slots = WordSlots(num_words)
+    word_ids = torch.full((slots.total,), -1, dtype=torch.long)
     for batch in loader:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         preds = logits.argmax(dim=-1)
         preds = accelerator.pad_across_processes(preds, dim=1, pad_index=0)
         words = accelerator.pad_across_processes(batch["word_index"], dim=1, pad_index=-1)
-        preds, words, ids = accelerator.gather_for_metrics((preds, words, batch["example_id"]))
-        example_ids += ids.tolist()
-        word_indices += words.tolist()
-        predictions += preds.tolist()
-    per_word, missing = words_from_positions(num_words, example_ids, word_indices, predictions)
+        preds, words, ids = (t.cpu() for t in accelerator.gather_for_metrics((preds, words, batch["example_id"])))
+        mask, at = slots.at(ids, words)
+        word_ids[at] = preds[mask]
+    missing = int((word_ids < 0).sum())
     if missing:
         raise RuntimeError(f"{missing} words received no prediction (alignment bug)")
-    return per_word
+    return slots.split(word_ids.tolist())
 
 
 def evaluate_split(model, loader, accelerator, eval_set: EvalSet, scorer: Scorer) -> tuple[dict, list[list[str]]]:

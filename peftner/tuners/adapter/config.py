@@ -8,8 +8,7 @@ from typing import Optional, Union
 from peft.config import PeftConfig
 
 from peftner.tuners.registry import peft_type, targets_as_sets
-
-from .options import NON_LINEARITIES, VARIANTS, AdapterOptions  # noqa: F401  (re-exported)
+from peftner.tuners.options import NON_LINEARITIES, VARIANTS, AdapterOptions  # noqa: F401  (re-exported)
 
 
 @dataclass

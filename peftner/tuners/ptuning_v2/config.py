@@ -7,9 +7,8 @@ from typing import Optional, Union
 
 from peft.config import PeftConfig
 
+from peftner.tuners.options import PtuningV2Options
 from peftner.tuners.registry import peft_type, targets_as_sets
-
-from .options import PtuningV2Options
 
 
 @dataclass
