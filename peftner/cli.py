@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `peftner predict ... | head`
         sys.stderr.close()
         return 0
+    except OSError as err:  # a path the user gave: unreadable, a directory, disk full, read-only
+        from peftner.integrity import os_error_message
+
+        print(f"peftner: error: {os_error_message(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
     return int(status or 0)
 
 

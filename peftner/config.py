@@ -56,6 +56,7 @@ class TrainConfig:
     label_all_subwords: bool = field(default=False, metadata={"help": "label every subword, not only the first"})
     strict: bool = field(default=False, metadata={"help": "refuse invalid BIO transitions instead of repairing them"})
     strict_metric: bool = field(default=False, metadata={"help": "seqeval strict mode (IOB2/IOBES) for entity F1"})
+    tag_scheme: str = field(default="auto", metadata={"help": "auto: detect IOB1/IOB2/IOBES (a mix of BIO and other tags is refused); none: score token accuracy whatever the tags"})
     allow_unseen_tags: bool = field(default=False, metadata={"help": "score dev/test tags unseen in training as 'O' instead of failing"})
     mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16"})
     cpu: bool = field(default=False, metadata={"help": "force CPU even when a GPU is present"})

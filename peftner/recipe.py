@@ -56,7 +56,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
 
     corpus = load_corpus(cfg.dataset, cfg.train_file, cfg.validation_file, cfg.test_file,
                          max_train_samples=cfg.max_train_samples, seed=cfg.seed, strict=cfg.strict,
-                         allow_unseen_tags=cfg.allow_unseen_tags)
+                         allow_unseen_tags=cfg.allow_unseen_tags, tag_scheme=cfg.tag_scheme)
     schema = init.extend_schema(corpus.schema) if init else corpus.schema  # old label ids kept
     strict_scheme = schema.scheme if (cfg.strict_metric and schema.scheme in ("IOB2", "IOBES")) else None
     tokenizer = load_tokenizer(model_name, cfg.trust_remote_code)
@@ -160,6 +160,7 @@ def _quiet_libraries():
 def main(method_name: str, argv: list[str] | None = None) -> dict | None:
     """Entry point of every recipe: parse flags, run, and turn user errors into one-line messages."""
     argv = sys.argv[1:] if argv is None else argv
+    cfg = None
     try:
         method = get_method(method_name)
         cfg, method_config = parse_args(method, argv)
@@ -169,6 +170,21 @@ def main(method_name: str, argv: list[str] | None = None) -> dict | None:
     except PeftnerError as err:
         print(f"peftner: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as err:  # disk full, read-only, permissions while saving: where, and what is still good
+        print(f"peftner: error: {_os_error_line(err, cfg)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _os_error_line(err: OSError, cfg) -> str:
+    from peftner.integrity import os_error_message
+    from peftner.training.checkpoint import complete_checkpoints
+
+    line = os_error_message(err, cfg.output_dir if cfg else "")
+    if cfg is None or not cfg.keep_checkpoints:
+        return line
+    kept = complete_checkpoints(Path(cfg.output_dir) / "checkpoints")
+    return line + (f"; the last good checkpoint is {kept[-1]} (free space, then rerun with --resume)"
+                   if kept else "; no checkpoint had been written yet")
 
 
 def train_arguments(parser):

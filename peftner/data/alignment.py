@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from peftner.errors import PeftnerError
+
 IGNORE_INDEX = -100
 
 
@@ -115,7 +117,9 @@ def encode_sentences(sentences_tokens, sentences_tags, tokenizer, label2id, max_
     special = SpecialTokens.of(tokenizer)
     budget = max_length - len(special.prefix) - len(special.suffix)
     if budget < 1:
-        raise ValueError(f"max_length {max_length} leaves no room for tokens")
+        specials = len(special.prefix) + len(special.suffix)
+        raise PeftnerError(f"--max-length {max_length} leaves no room for words after the model's {specials} "
+                           f"special tokens; use at least {specials + 1}")
     pieces_all = subwords_per_word(tokenizer, sentences_tokens)
     features = []
     for example_id, pieces in enumerate(pieces_all):

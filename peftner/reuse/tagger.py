@@ -15,7 +15,9 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
+from peftner.data.readers import token_problem
 from peftner.errors import PeftnerError
+from peftner.validation import resolve_device
 from peftner.reuse.artifact import AdapterInfo, check_same_base, read_adapter_dir, resolve_base_model
 from peftner.reuse.text import entity_spans, tokenize
 
@@ -71,7 +73,7 @@ def _check_items(inputs) -> list:
     for i, item in enumerate(items):
         if isinstance(item, str):
             continue
-        if not isinstance(item, (list, tuple)) or not all(isinstance(t, str) and t.strip() for t in item):
+        if not isinstance(item, (list, tuple)) or not item or any(token_problem(t) for t in item):
             raise PeftnerError(f"input {i}: expected a text (str) or a list of non-empty word strings")
     return items
 
@@ -107,7 +109,7 @@ class Tagger:
         from peftner.modeling import load_token_classifier, load_tokenizer
 
         info = read_adapter_dir(path)
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = resolve_device(device, "device")
         if info.kind == "full":
             model = load_token_classifier(str(info.path), info.id2label, trust_remote_code)
             tokenizer = load_tokenizer(str(info.path), trust_remote_code)
@@ -125,6 +127,7 @@ class Tagger:
             except (RuntimeError, ValueError, KeyError) as err:
                 raise PeftnerError(f"{info.path}: the adapter does not fit the base model {base_name} "
                                    f"(a different base?): {str(err).splitlines()[0]}") from None
+            _check_loaded_keys(model, adapter_name, info.path)
             has_tokenizer = (info.path / "tokenizer_config.json").is_file()
             tokenizer = load_tokenizer(str(info.path) if has_tokenizer else base_name, trust_remote_code)
             name = adapter_name
@@ -156,6 +159,7 @@ class Tagger:
         except (RuntimeError, ValueError, KeyError) as err:
             raise PeftnerError(f"{info.path}: the adapter does not fit the loaded base model: "
                                f"{str(err).splitlines()[0]}") from None
+        _check_loaded_keys(self.model, name, info.path)
         self.model.to(self.device).eval()
         self._infos[name] = info
         with torch.no_grad():
@@ -254,6 +258,9 @@ class Tagger:
                 batch = collate([features[i] for i in indices])
                 logits = self.model(input_ids=batch["input_ids"].to(self.device),
                                     attention_mask=batch["attention_mask"].to(self.device)).logits
+                if not torch.isfinite(logits).all():  # never tag from (or print) NaN scores
+                    raise PeftnerError(f"{info.path}: the model produced NaN or infinite scores "
+                                       "(non-finite weights, or an overflow in reduced precision)")
                 probs, ids = logits.float().softmax(dim=-1).max(dim=-1)
                 example_ids += batch["example_id"].tolist()
                 word_indices += batch["word_index"].tolist()
@@ -288,3 +295,18 @@ def _check_name_free(name: str, model):
     """Adapter parameters are found by name component, so the name must not be a module name."""
     if any(name in n.split(".") for n, _ in model.named_parameters()):
         raise PeftnerError(f"adapter name {name!r} is also a module name of the model; choose another")
+
+
+def _check_loaded_keys(model, adapter_name: str, directory):
+    """PEFT fills adapter weights missing from the file with fresh ones and only warns: refuse instead."""
+    from peft import get_peft_model_state_dict
+    from safetensors import safe_open
+
+    path = directory / "adapter_model.safetensors"
+    with safe_open(str(path), framework="pt") as handle:
+        stored = set(handle.keys())
+    missing = sorted(set(get_peft_model_state_dict(model, adapter_name=adapter_name)) - stored)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise PeftnerError(f"{path}: lacks the weights {missing[0]}{more}; the file is incomplete or was "
+                           "written for another configuration")
