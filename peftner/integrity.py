@@ -12,6 +12,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -146,3 +147,34 @@ def check_writable_file(path) -> None:
         raise PeftnerError(f"{path}: directory {parent} is not writable")
     if path.exists() and not os.access(path, os.W_OK):
         raise PeftnerError(f"{path}: file is not writable")
+
+
+def previous_copy(directory: Path) -> Path:
+    return Path(directory).with_name(Path(directory).name + ".previous")
+
+
+def set_aside(directory) -> None:
+    """Move an existing ``directory`` out of the way before it is rewritten (see :func:`restore_previous`)."""
+    directory, previous = Path(directory), previous_copy(directory)
+    if previous.exists():  # left by a run that died before it could clean up: that copy is the good one
+        if directory.exists():
+            shutil.rmtree(directory)
+        return
+    if directory.exists():
+        os.replace(directory, previous)
+
+
+def restore_previous(directory) -> bool:
+    """After a failed rewrite: put the set-aside copy back (dropping the partial one). True if restored."""
+    directory, previous = Path(directory), previous_copy(directory)
+    if not previous.exists():
+        return False
+    if directory.exists():
+        shutil.rmtree(directory, ignore_errors=True)
+    os.replace(previous, directory)
+    return True
+
+
+def drop_previous(directory) -> None:
+    """The rewrite succeeded: the set-aside copy goes."""
+    shutil.rmtree(previous_copy(directory), ignore_errors=True)

@@ -37,11 +37,13 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     from accelerate.utils import set_seed
 
     from peftner.data import encode_sentences, load_corpus, max_sequence_length
+    from peftner.data.alignment import window_budget
     from peftner.modeling import backbone_bytes, load_token_classifier, load_tokenizer, saved_base_config
     from peftner.report import (format_summary, library_versions, machine_description, peak_memory_mb,
                                 weights_bytes, write_json_atomic)
     from peftner.training.loop import EvalSet, PaddingCollator, evaluate_split, make_eval_loader, train
 
+    from peftner.integrity import drop_previous, set_aside
     from peftner.reuse import prepare_init_adapter, write_artifacts
 
     if cfg.threads is not None:
@@ -60,6 +62,8 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     schema = init.extend_schema(corpus.schema) if init else corpus.schema  # old label ids kept
     strict_scheme = schema.scheme if (cfg.strict_metric and schema.scheme in ("IOB2", "IOBES")) else None
     tokenizer = load_tokenizer(model_name, cfg.trust_remote_code)
+    if cfg.max_length is not None:
+        window_budget(tokenizer, cfg.max_length)  # too small for the special tokens: say so before the model loads
     load_kwargs = method.load_kwargs(method_config) if method.load_kwargs else {}
     if "quantization_config" in load_kwargs and accelerator.device.type == "cuda":
         # Quantized weights cannot be moved after loading: place them on this process's GPU.
@@ -98,6 +102,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     metrics = None
     if accelerator.is_main_process:
         adapter_dir = output_dir / "adapter"
+        set_aside(adapter_dir)  # an earlier run's adapter survives a failed save (disk full): see main()
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.save_pretrained(adapter_dir, safe_serialization=True)
         saved_base_config(unwrapped).save_pretrained(adapter_dir)  # label maps travel with the adapter
@@ -143,6 +148,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
         write_artifacts(adapter_dir, method=method, model=unwrapped, base_model=model_name, schema=schema,
                         metrics=metrics, init_adapter=cfg.init_adapter)  # peftner.json + README.md
         write_json_atomic(output_dir / "metrics.json", metrics)
+        drop_previous(adapter_dir)
         print(format_summary(metrics), flush=True)
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -167,11 +173,13 @@ def main(method_name: str, argv: list[str] | None = None) -> dict | None:
         _quiet_libraries()
         command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *argv])
         return run(method, cfg, method_config, command=command)
-    except PeftnerError as err:
-        print(f"peftner: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as err:  # disk full, read-only, permissions while saving: where, and what is still good
-        print(f"peftner: error: {_os_error_line(err, cfg)}", file=sys.stderr)
+    except (PeftnerError, OSError) as err:  # OSError: disk full, read-only, permissions while saving
+        if cfg is not None:
+            from peftner.integrity import restore_previous
+
+            restore_previous(Path(cfg.output_dir) / "adapter")  # a half-written adapter never replaces a good one
+        line = err if isinstance(err, PeftnerError) else _os_error_line(err, cfg)
+        print(f"peftner: error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -106,6 +106,16 @@ def plan_windows(lengths: list[int], budget: int) -> list[tuple[int, int, int, i
     return windows
 
 
+def window_budget(tokenizer, max_length: int, special: SpecialTokens | None = None) -> int:
+    """Subwords of words that fit in a window of ``max_length`` (refused when none fit)."""
+    special = special or SpecialTokens.of(tokenizer)
+    specials = len(special.prefix) + len(special.suffix)
+    if max_length - specials < 1:
+        raise PeftnerError(f"--max-length {max_length} leaves no room for words after the model's {specials} "
+                           f"special tokens; use at least {specials + 1}")
+    return max_length - specials
+
+
 def encode_sentences(sentences_tokens, sentences_tags, tokenizer, label2id, max_length: int,
                      label_all_subwords: bool = False) -> list[dict]:
     """Turn word-level sentences into model features, one per window.
@@ -115,11 +125,7 @@ def encode_sentences(sentences_tokens, sentences_tags, tokenizer, label2id, max_
     position predicts, -1 elsewhere).
     """
     special = SpecialTokens.of(tokenizer)
-    budget = max_length - len(special.prefix) - len(special.suffix)
-    if budget < 1:
-        specials = len(special.prefix) + len(special.suffix)
-        raise PeftnerError(f"--max-length {max_length} leaves no room for words after the model's {specials} "
-                           f"special tokens; use at least {specials + 1}")
+    budget = window_budget(tokenizer, max_length, special)
     pieces_all = subwords_per_word(tokenizer, sentences_tokens)
     features = []
     for example_id, pieces in enumerate(pieces_all):

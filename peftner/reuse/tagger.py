@@ -124,7 +124,10 @@ class Tagger:
             check_same_base(info.fingerprint, base, info.path, base_name)
             try:
                 model = PeftModel.from_pretrained(base, str(info.path), adapter_name=adapter_name)
-            except (RuntimeError, ValueError, KeyError) as err:
+            except KeyError as err:  # a weight PEFT needs (e.g. the head) is not in the file
+                raise PeftnerError(f"{info.path / 'adapter_model.safetensors'}: lacks the weights {err.args[0]}; "
+                                   "the file is incomplete or was written for another configuration") from None
+            except (RuntimeError, ValueError) as err:
                 raise PeftnerError(f"{info.path}: the adapter does not fit the base model {base_name} "
                                    f"(a different base?): {str(err).splitlines()[0]}") from None
             _check_loaded_keys(model, adapter_name, info.path)
