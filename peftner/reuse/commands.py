@@ -36,6 +36,8 @@ def predict_arguments(parser):
                              "conll: token<TAB>tag lines")
     parser.add_argument("--output", metavar="FILE", default="-", help="where to write (default: standard output)")
     parser.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass")
+    parser.add_argument("--aggregation", choices=("first", "average", "max"), default="first",
+                        help="word tag from its subwords, as transformers.pipeline's aggregation_strategy")
     parser.add_argument("--base-model", default=None,
                         help="base model to load the adapter onto (default: the one recorded in the adapter)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, … (default: cuda when available)")
@@ -58,7 +60,7 @@ def predict(args) -> int:
         _check_conll_representable(items)
     _quiet()
     tagger = Tagger.from_pretrained(args.adapter, base_model=args.base_model, device=str(device))
-    predictions = tagger.predict(items, batch_size=args.batch_size)
+    predictions = tagger.predict(items, batch_size=args.batch_size, aggregation=args.aggregation)
     if args.output_format == "jsonl":  # strict JSON: a NaN would raise here instead of printing `NaN`
         text = "".join(json.dumps(p.to_dict(), ensure_ascii=False, allow_nan=False) + "\n" for p in predictions)
     else:
