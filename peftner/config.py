@@ -44,7 +44,7 @@ class TrainConfig:
     output_dir: str = field(default="runs/{method}", metadata={"help": "where metrics.json and adapter/ go ({method} is replaced)"})
     init_adapter: str | None = field(default=None, metadata={"help": "continue from this adapter directory (OUTPUT_DIR/adapter of an earlier run of the same method); new tags extend its head"})
     epochs: int = field(default=5, metadata={"min": 1, "help": "training epochs"})
-    learning_rate: float = field(default=5e-5, metadata={"above": 0, "help": "peak learning rate (method-specific default)"})
+    learning_rate: float = field(default=5e-5, metadata={"min": 0, "help": "peak learning rate (method-specific default)"})
     batch_size: int = field(default=16, metadata={"min": 1, "help": "training batch size per process"})
     eval_batch_size: int = field(default=64, metadata={"min": 1, "help": "evaluation batch size per process"})
     gradient_accumulation_steps: int = field(default=1, metadata={"min": 1, "help": "optimizer step every N batches"})

@@ -33,7 +33,7 @@ def resolve_device(name: str | None, what: str = "--device"):
 # --------------------------------------------------------------------------- run configuration
 # Each dataclass field of a run configuration declares its own limits in its metadata, next to its
 # help text, so the check cannot drift from the field:
-#   "min" / "max": inclusive bounds; "above": exclusive lower bound; "choices": allowed values.
+#   "min" / "max": inclusive bounds; "above" / "below": exclusive bounds; "choices": allowed values.
 # Types come from the annotation; floats must be finite; booleans accept true/false (and the strings
 # yes/no/on/off/1/0 the command line accepts), never a truthy string.
 
@@ -132,6 +132,8 @@ def check_limits(value, metadata, where: str):
         raise PeftnerError(f"{where} must be greater than {metadata['above']}, got {_describe(value)}")
     if "max" in metadata and value > metadata["max"]:
         raise PeftnerError(f"{where} must be at most {metadata['max']}, got {_describe(value)}")
+    if "below" in metadata and value >= metadata["below"]:
+        raise PeftnerError(f"{where} must be below {metadata['below']}, got {_describe(value)}")
 
 
 def validated(config_cls, values: dict, origins: dict):

@@ -45,6 +45,7 @@ class Case:
     files: dict = field(default_factory=dict)  # name -> bytes, written into {d}
     setup: object = None  # callable(d: Path, monkeypatch, fixtures) for what files cannot express
     model_loads: bool = False  # the error needs the model (e.g. a check against its weights)
+    method: str = "lora"  # the recipe a train case runs
 
 
 def _deny(name):
@@ -124,9 +125,10 @@ CASES = [
          "--learning-rate must be a finite number, got nan"),
     Case("lr-inf", "`--learning-rate inf`", ["--learning-rate", "inf"],
          "--learning-rate must be a finite number, got inf"),
-    Case("lr-0", "`--learning-rate 0`", ["--learning-rate", "0"], "--learning-rate must be greater than 0, got 0.0"),
     Case("lr-negative", "`--learning-rate -0.001`", ["--learning-rate", "-0.001"],
-         "--learning-rate must be greater than 0, got -0.001"),
+         "--learning-rate must be at least 0, got -0.001"),
+    Case("warmup-negative", "`--warmup-ratio -0.1`", ["--warmup-ratio", "-0.1"],
+         "--warmup-ratio must be at least 0, got -0.1"),
     Case("grad-accum-0", "`--gradient-accumulation-steps 0`", ["--gradient-accumulation-steps", "0"],
          "--gradient-accumulation-steps must be at least 1, got 0"),
     Case("max-length-0", "`--max-length 0`", ["--max-length", "0"], "--max-length must be at least 1, got 0"),
@@ -168,6 +170,20 @@ CASES = [
          "{d}/nothing: no such directory (expected OUTPUT_DIR/adapter of a peftner run)"),
     Case("output-dir-under-file", "`--output-dir` below a file", ["--output-dir", "{d}/in.txt/out"],
          "{d}/in.txt/out: output directory is not writable (Not a directory)", files=IN_TXT),
+    Case("lora-r-0", "`--r 0` (LoRA rank)", ["--r", "0"], "--r must be at least 1, got 0"),
+    Case("lora-dropout-1", "`--lora-dropout 1`", ["--lora-dropout", "1"], "--lora-dropout must be below 1, got 1.0"),
+    Case("adapter-variant", "adapter `--variant sideways`", ["--variant", "sideways"],
+         "--variant must be one of houlsby, pfeiffer, got 'sideways'", method="adapter"),
+    Case("adapter-reduction", "adapter `--reduction-factor 0`", ["--reduction-factor", "0"],
+         "--reduction-factor must be at least 1, got 0", method="adapter"),
+    Case("prompt-tokens", "prompt `--num-virtual-tokens 0`", ["--num-virtual-tokens", "0"],
+         "--num-virtual-tokens must be at least 1, got 0", method="prompt"),
+    Case("ptuning-dropout", "ptuning_v2 `--prefix-dropout 1.5`", ["--prefix-dropout", "1.5"],
+         "--prefix-dropout must be below 1, got 1.5", method="ptuning_v2"),
+    Case("qlora-dtype", "qlora `--compute-dtype int3`", ["--compute-dtype", "int3"],
+         "--compute-dtype must be one of auto, bfloat16, float16, float32, got 'int3'", method="qlora"),
+    Case("full-top-layers", "full `--train-top-layers -1`", ["--train-top-layers", "-1"],
+         "--train-top-layers must be at least 0, got -1", method="full"),
     # ------------------------------------------------------------------ YAML configs
     Case("yaml-missing", "`--config` file missing", ["--config", "{d}/none.yaml"], "{d}/none.yaml: config file not found"),
     Case("yaml-directory", "`--config` naming a directory", ["--config", "{d}"],
@@ -204,6 +220,8 @@ CASES = [
          "{d}/c.yaml:1: num_workers must be at least 0, got -4", files={"c.yaml": b"num_workers: -4\n"}),
     Case("yaml-null", "YAML `learning_rate:` (no value)", ["--config", "{d}/c.yaml"],
          "{d}/c.yaml:1: learning_rate needs a value", files={"c.yaml": b"learning_rate:\n"}),
+    Case("yaml-method-knob", "YAML `method: {r: 0}`", ["--config", "{d}/c.yaml"],
+         "{d}/c.yaml:3: r must be at least 1, got 0", files={"c.yaml": b"strict: false\nmethod:\n  r: 0\n"}),
     Case("yaml-method-shape", "YAML `method: 5`", ["--config", "{d}/c.yaml"],
          "{d}/c.yaml:1: method must be a mapping of method options, got 5", files={"c.yaml": b"method: 5\n"}),
     # ------------------------------------------------------------------ data files
@@ -394,7 +412,7 @@ def run_case(case: Case, d: Path, fx: dict, monkeypatch, capsys) -> tuple[int, s
     argv = [_fill(a, d, fx) for a in case.argv]
     with pytest.raises(SystemExit) as exit_info:
         if case.command == "train":
-            main("lora", ["--model", str(fx["model"]), "--train-file", str(fx["train"]), "--validation-file",
+            main(case.method, ["--model", str(fx["model"]), "--train-file", str(fx["train"]), "--validation-file",
                           str(fx["train"]), "--test-file", str(fx["train"]), "--output-dir", str(d / "out"),
                           "--epochs", "1", "--batch-size", "8", *argv])
         else:
@@ -420,13 +438,31 @@ def test_the_table_has_at_least_70_distinct_cases():
     assert len({c.message for c in CASES}) >= 70  # not one message 70 times
 
 
+def test_every_numeric_setting_declares_its_limits():
+    """New fields cannot skip validation: each int/float setting states its range next to its help."""
+    import dataclasses
+    import typing
+
+    from peftner.config import TrainConfig
+    from peftner.methods import METHODS
+    from peftner.validation import _field_type
+
+    classes = {TrainConfig, *(m.config_cls for m in METHODS.values())}
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in hints and _field_type(cls, f.name)[0] in (int, float):
+                assert {"min", "max", "above", "below"} & set(f.metadata), f"{cls.__name__}.{f.name}"
+
+
 def doc_table() -> str:
     """The Markdown table of docs/reliability.md, generated from CASES."""
-    rows = ["| input | command | message (after `peftner: error: `; exit status 2) |", "|---|---|---|"]
+    rows = ["| input | recipe or command | message (after `peftner: error: `; exit status 2) |", "|---|---|---|"]
     for case in CASES:
         message = (case.message.replace("{d}/", "").replace("{d}", "DIR").replace("{nan_key}", "NAME")
                    .replace("{head_key}", "NAME").replace("|", "\\|"))
-        rows.append(f"| {case.what} | {case.command} | `{message}` |")
+        command = case.method if case.command == "train" else case.command
+        rows.append(f"| {case.what} | {command} | `{message}` |")
     return "\n".join(rows)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peftner.errors import PeftnerError
 from peftner.methods.base import Method, MethodConfig, head_module_names
 
 VARIANTS = ("houlsby", "pfeiffer")
@@ -17,19 +16,12 @@ NON_LINEARITIES = ("relu", "gelu", "swish", "tanh")
 
 @dataclass
 class AdapterMethodConfig(MethodConfig):
-    variant: str = field(default="houlsby", metadata={
+    variant: str = field(default="houlsby", metadata={"choices": VARIANTS,
         "help": "houlsby: adapters after attention and feed-forward; pfeiffer: after feed-forward only"})
     # Pfeiffer et al.'s default reduction factor; bottleneck = hidden size // reduction factor.
-    reduction_factor: int = field(default=16, metadata={"help": "hidden size / adapter bottleneck size"})
-    non_linearity: str = field(default="relu", metadata={"help": f"one of {', '.join(NON_LINEARITIES)}"})
-
-    def __post_init__(self):
-        if self.variant not in VARIANTS:
-            raise PeftnerError(f"--variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
-        if self.non_linearity not in NON_LINEARITIES:
-            raise PeftnerError(f"--non-linearity must be one of {', '.join(NON_LINEARITIES)}, got {self.non_linearity!r}")
-        if self.reduction_factor < 1:
-            raise PeftnerError(f"--reduction-factor must be at least 1, got {self.reduction_factor}")
+    reduction_factor: int = field(default=16, metadata={"min": 1, "help": "hidden size / adapter bottleneck size"})
+    non_linearity: str = field(default="relu", metadata={"choices": NON_LINEARITIES,
+                                                         "help": f"one of {', '.join(NON_LINEARITIES)}"})
 
 
 def apply_adapter(model, config: AdapterMethodConfig):

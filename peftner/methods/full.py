@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_module_names
 
 
 @dataclass
 class FullConfig(MethodConfig):
-    train_top_layers: int | None = None  # None: all layers; K: only the top K encoder layers + head
+    train_top_layers: int | None = field(default=None, metadata={
+        "min": 0, "help": "train only the top K encoder layers and the head (default: all layers)"})
 
 
 def _layer_index(name: str) -> int | None:

@@ -17,9 +17,9 @@ from peftner.methods.base import HEAD_NAMES, Method, MethodConfig, head_module_n
 
 @dataclass
 class LoraMethodConfig(MethodConfig):
-    r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.1
+    r: int = field(default=8, metadata={"min": 1, "help": "rank of the update matrices"})
+    lora_alpha: int = field(default=16, metadata={"min": 1, "help": "scaling: the update is multiplied by alpha / r"})
+    lora_dropout: float = field(default=0.1, metadata={"min": 0, "below": 1, "help": "dropout on the LoRA input"})
     # Hu et al. adapt the attention query and value projections.
     target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
 

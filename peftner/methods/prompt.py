@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peftner.errors import PeftnerError
 from peftner.methods.base import Method, MethodConfig, head_module_names
 
 PROMPT_INITS = ("sample_vocab", "random")
@@ -16,15 +15,9 @@ PROMPT_INITS = ("sample_vocab", "random")
 
 @dataclass
 class PromptMethodConfig(MethodConfig):
-    num_virtual_tokens: int = field(default=20, metadata={"help": "soft-prompt length (input positions it uses)"})
+    num_virtual_tokens: int = field(default=20, metadata={"min": 1, "help": "soft-prompt length (input positions it uses)"})
     # Lester et al. initialise the prompt from embeddings of sampled vocabulary tokens.
-    prompt_init: str = field(default="sample_vocab", metadata={"help": f"one of {', '.join(PROMPT_INITS)}"})
-
-    def __post_init__(self):
-        if self.num_virtual_tokens < 1:
-            raise PeftnerError(f"--num-virtual-tokens must be at least 1, got {self.num_virtual_tokens}")
-        if self.prompt_init not in PROMPT_INITS:
-            raise PeftnerError(f"--prompt-init must be one of {', '.join(PROMPT_INITS)}, got {self.prompt_init!r}")
+    prompt_init: str = field(default="sample_vocab", metadata={"choices": PROMPT_INITS, "help": f"one of {', '.join(PROMPT_INITS)}"})
 
 
 def apply_prompt(model, config: PromptMethodConfig):

@@ -9,25 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peftner.errors import PeftnerError
 from peftner.methods.base import Method, MethodConfig, head_module_names
 
 
 @dataclass
 class PtuningV2MethodConfig(MethodConfig):
-    num_virtual_tokens: int = field(default=16, metadata={"help": "prefix length in every layer"})
+    num_virtual_tokens: int = field(default=16, metadata={"min": 1, "help": "prefix length in every layer"})
     prefix_projection: bool = field(default=False, metadata={
         "help": "reparameterise the prefixes with an MLP (off: train keys/values directly, as Liu et al. do for NER)"})
-    encoder_hidden_size: int = field(default=512, metadata={"help": "hidden size of that MLP"})
-    prefix_dropout: float = field(default=0.1, metadata={"help": "dropout on the prefix keys/values"})
-
-    def __post_init__(self):
-        if self.num_virtual_tokens < 1:
-            raise PeftnerError(f"--num-virtual-tokens must be at least 1, got {self.num_virtual_tokens}")
-        if self.encoder_hidden_size < 1:
-            raise PeftnerError(f"--encoder-hidden-size must be at least 1, got {self.encoder_hidden_size}")
-        if not 0.0 <= self.prefix_dropout < 1.0:
-            raise PeftnerError(f"--prefix-dropout must be in [0, 1), got {self.prefix_dropout}")
+    encoder_hidden_size: int = field(default=512, metadata={"min": 1, "help": "hidden size of that MLP"})
+    prefix_dropout: float = field(default=0.1, metadata={"min": 0, "below": 1, "help": "dropout on the prefix keys/values"})
 
 
 def apply_ptuning_v2(model, config: PtuningV2MethodConfig):
