@@ -53,13 +53,10 @@ def read_weights(path, expected_keys=None) -> dict:
     return state
 
 
-def check_shapes(path, state: dict, expected: dict):
-    """Refuse a state whose tensors do not have the shapes of ``expected`` (name -> tensor), naming the file."""
-    for key, tensor in state.items():
-        target = expected.get(key)
-        if target is not None and tuple(target.shape) != tuple(tensor.shape):
-            raise PeftnerError(f"{path}: tensor {key} has shape {tuple(tensor.shape)}, the model expects "
-                               f"{tuple(target.shape)} (written for another model or label set?)")
+def load_error_line(err: Exception) -> str:
+    """The informative line of a torch/PEFT load error (the ``size mismatch for ...`` one when there is one)."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return next((line for line in lines if line.startswith("size mismatch")), lines[0] if lines else type(err).__name__)
 
 
 def file_sha256(path: Path) -> str:

@@ -89,6 +89,13 @@ def _drop_head(state):
     del state[sorted(k for k in state if "classifier" in k)[0]]
 
 
+def _wrong_shape(state):
+    import torch
+
+    key = sorted(k for k in state if "classifier" in k and k.endswith("weight"))[0]
+    state[key] = torch.zeros(state[key].shape[0] + 2, state[key].shape[1])
+
+
 def _truncate(directory):
     path = directory / "adapter_model.safetensors"
     path.write_bytes(path.read_bytes()[:-100])
@@ -319,6 +326,11 @@ CASES = [
          "{d}/adapter/adapter_model.safetensors: lacks the weights {head_key}; the file is incomplete or was "
          "written for another configuration", "predict", IN_TXT, _adapter_copy(_edit_weights(_drop_head)),
          model_loads=True),
+    Case("predict-weights-shape", "adapter weights of the wrong shape (a head for 5 tags, 3 in config.json)",
+         ["predict", "--adapter", "{d}/adapter", "--input", "{d}/in.txt"],
+         "{d}/adapter: the adapter does not fit the base model {model} (a different base?): size mismatch for "
+         "base_model.model.classifier.modules_to_save.default.weight: copying a param with shape torch.Size([5, 32]) from checkpoint, the shape in current model "
+         "is torch.Size([3, 32]).", "predict", IN_TXT, _adapter_copy(_edit_weights(_wrong_shape)), model_loads=True),
     Case("predict-config-missing", "adapter without `config.json`", ["predict", "--adapter", "{d}/adapter", "--input", "{d}/in.txt"],
          "{d}/adapter: config.json with the label maps is missing", "predict", IN_TXT,
          _adapter_copy(lambda a: (a / "config.json").unlink())),
@@ -394,7 +406,8 @@ def fixtures(tmp_path_factory, tiny_model):
 
 def _fill(text: str, d: Path, fx: dict) -> str:
     return (text.replace("{d}", str(d)).replace("{adapter}", str(fx["adapter"]))
-            .replace("{nan_key}", fx["nan_key"]).replace("{head_key}", fx["head_key"]))
+            .replace("{nan_key}", fx["nan_key"]).replace("{head_key}", fx["head_key"])
+            .replace("{model}", str(fx["model"])))
 
 
 def run_case(case: Case, d: Path, fx: dict, monkeypatch, capsys) -> tuple[int, str, str]:
@@ -460,7 +473,8 @@ def doc_table() -> str:
     rows = ["| input | recipe or command | message (after `peftner: error: `; exit status 2) |", "|---|---|---|"]
     for case in CASES:
         message = (case.message.replace("{d}/", "").replace("{d}", "DIR").replace("{nan_key}", "NAME")
-                   .replace("{head_key}", "NAME").replace("|", "\\|"))
+                   .replace("{head_key}", "NAME")
+                   .replace("{model}", "MODEL").replace("|", "\\|"))
         command = case.method if case.command == "train" else case.command
         rows.append(f"| {case.what} | {command} | `{message}` |")
     return "\n".join(rows)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 from peftner.data.readers import token_problem
 from peftner.errors import PeftnerError
+from peftner.integrity import load_error_line
 from peftner.validation import resolve_device
 from peftner.reuse.artifact import AdapterInfo, check_same_base, read_adapter_dir, resolve_base_model
 from peftner.reuse.text import entity_spans, tokenize
@@ -131,7 +132,7 @@ class Tagger:
                                    "the file is incomplete or was written for another configuration") from None
             except (RuntimeError, ValueError) as err:
                 raise PeftnerError(f"{info.path}: the adapter does not fit the base model {base_name} "
-                                   f"(a different base?): {str(err).splitlines()[0]}") from None
+                                   f"(a different base?): {load_error_line(err)}") from None
             _check_loaded_keys(model, adapter_name, info.path)
             has_tokenizer = (info.path / "tokenizer_config.json").is_file()
             tokenizer = load_tokenizer(str(info.path) if has_tokenizer else base_name, trust_remote_code)
