@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from peftner.errors import PeftnerError
+from peftner.errors import OptionError, PeftnerError
 
 
 def resolve_device(name: str | None, what: str = "--device"):
@@ -72,13 +72,13 @@ def coerce(value, annotation, optional: bool, where: str):
     if value is None:
         if optional:
             return None
-        raise PeftnerError(f"{where} needs a value")
+        raise OptionError(f"{where} needs a value")
     if annotation is bool:
         if isinstance(value, bool):
             return value
         parsed = parse_bool(value) if isinstance(value, str) else None
         if parsed is None:
-            raise PeftnerError(f"{where} must be true or false, got {_describe(value)}")
+            raise OptionError(f"{where} must be true or false, got {_describe(value)}")
         return parsed
     if annotation is int:
         if isinstance(value, float) and value.is_integer():
@@ -89,7 +89,7 @@ def coerce(value, annotation, optional: bool, where: str):
             except ValueError:
                 pass
         if not isinstance(value, int) or isinstance(value, bool):
-            raise PeftnerError(f"{where} must be an integer, got {_describe(value)}")
+            raise OptionError(f"{where} must be an integer, got {_describe(value)}")
         return value
     if annotation is float:
         if isinstance(value, str):  # YAML 1.1 reads 5e-5 (no dot) as a string
@@ -98,20 +98,20 @@ def coerce(value, annotation, optional: bool, where: str):
             except ValueError:
                 pass
         if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise PeftnerError(f"{where} must be a number, got {_describe(value)}")
+            raise OptionError(f"{where} must be a number, got {_describe(value)}")
         if not math.isfinite(value):
-            raise PeftnerError(f"{where} must be a finite number, got {value}")
+            raise OptionError(f"{where} must be a finite number, got {value}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
-            raise PeftnerError(f"{where} must be a string, got {_describe(value)}")
+            raise OptionError(f"{where} must be a string, got {_describe(value)}")
         return value
     if typing.get_origin(annotation) is list:
         item = typing.get_args(annotation)[0] if typing.get_args(annotation) else str
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
-            raise PeftnerError(f"{where} must be a list, got {_describe(value)}")
+            raise OptionError(f"{where} must be a list, got {_describe(value)}")
         return [coerce(v, item, False, f"{where} item") for v in value]
     return value
 
@@ -123,37 +123,48 @@ def check_limits(value, metadata, where: str):
     choices = metadata.get("choices")
     if choices is not None and value not in choices:
         listed = ", ".join(map(str, choices))
-        raise PeftnerError(f"{where} must be one of {listed}, got {_describe(value)}")
+        raise OptionError(f"{where} must be one of {listed}, got {_describe(value)}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     if "min" in metadata and value < metadata["min"]:
-        raise PeftnerError(f"{where} must be at least {metadata['min']}, got {_describe(value)}")
+        raise OptionError(f"{where} must be at least {metadata['min']}, got {_describe(value)}")
     if "above" in metadata and value <= metadata["above"]:
-        raise PeftnerError(f"{where} must be greater than {metadata['above']}, got {_describe(value)}")
+        raise OptionError(f"{where} must be greater than {metadata['above']}, got {_describe(value)}")
     if "max" in metadata and value > metadata["max"]:
-        raise PeftnerError(f"{where} must be at most {metadata['max']}, got {_describe(value)}")
+        raise OptionError(f"{where} must be at most {metadata['max']}, got {_describe(value)}")
     if "below" in metadata and value >= metadata["below"]:
-        raise PeftnerError(f"{where} must be below {metadata['below']}, got {_describe(value)}")
+        raise OptionError(f"{where} must be below {metadata['below']}, got {_describe(value)}")
 
 
-def validated(config_cls, values: dict, origins: dict):
-    """An instance of ``config_cls`` from ``values``, each checked against its field's type and limits.
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
-    ``origins`` names where each value came from (``--epochs``, ``lora.yaml:3: epochs``) for the message.
+
+def check_fields(instance) -> None:
+    """Every field of a config object within the limits its metadata declares (``__post_init__`` of
+    the config classes calls this, so objects built in code are checked like the CLI's)."""
+    import dataclasses
+
+    for f in dataclasses.fields(instance):
+        check_limits(getattr(instance, f.name), f.metadata, flag(f.name))
+
+
+def validated(defaults, values: dict, origins: dict):
+    """``defaults`` (a config object) with the fields named in ``values`` replaced, each value checked
+    against its field's type and limits first.
+
+    ``origins`` names where each value came from (``lora.yaml:3: epochs``; a flag otherwise) for the message.
     """
     import dataclasses
 
+    config_cls = type(defaults)
     kwargs = {}
     for f in dataclasses.fields(config_cls):
-        if f.name not in values:
+        if f.name not in values or not f.init:
             continue
-        where = origins.get(f.name) or "--" + f.name.replace("_", "-")
+        where = origins.get(f.name) or flag(f.name)
         annotation, optional = _field_type(config_cls, f.name)
         value = coerce(values[f.name], annotation, optional, where)
         check_limits(value, f.metadata, where)
         kwargs[f.name] = value
-    instance = config_cls(**kwargs)
-    for f in dataclasses.fields(config_cls):  # defaults obey the same limits (a wrong one is a bug here)
-        if f.name not in kwargs:
-            check_limits(getattr(instance, f.name), f.metadata, f"default of {f.name}")
-    return instance
+    return dataclasses.replace(defaults, **kwargs)
