@@ -164,7 +164,8 @@ CASES = [
          "--optimizer-kernel must be one of auto, fused, foreach, got 'turbo'"),
     Case("tag-scheme", "`--tag-scheme bio`", ["--tag-scheme", "bio"],
          "--tag-scheme must be one of auto, none, got 'bio'"),
-    Case("bool-word", "`--strict maybe`", ["--strict", "maybe"], "argument --strict: expected true/false, got 'maybe'"),
+    Case("bool-word", "`--strict maybe`", ["--strict", "maybe"],
+         "argument --refuse-invalid-transitions/--strict: expected true/false, got 'maybe'"),
     Case("unknown-flag", "an unknown flag", ["--epoch", "3", "--lorra-r", "4"], "unrecognized arguments: --lorra-r 4"),
     Case("model-missing-dir", "`--model` naming a directory that does not exist", ["--model", "{d}/no-such-model"],
          "{d}/no-such-model: model directory not found"),
@@ -271,8 +272,8 @@ CASES = [
          ["--validation-file", "{d}/dev.conll"], "{d}/dev.conll:1: tag 'B-ORG' never occurs in the training data "
          "(pass --allow-unseen-tags to score it as 'O')", files={"dev.conll": b"acme\tB-ORG\n"}),
     Case("data-strict", "an invalid BIO transition with `--strict`", [*data("c.conll"), "--strict"],
-         "{d}/c.conll:2: invalid transition: 'I-LOC' does not continue an entity (--strict refuses; drop it to "
-         "repair I- to B-)", files={"c.conll": b"alice\tB-PER\nparis\tI-LOC\n"}),
+         "{d}/c.conll:2: invalid transition: 'I-LOC' does not continue an entity (--refuse-invalid-transitions "
+         "refuses; drop it to repair I- to B-)", files={"c.conll": b"alice\tB-PER\nparis\tI-LOC\n"}),
     Case("jsonl-syntax", "JSON Lines with a syntax error", data("c.jsonl"),
          "{d}/c.jsonl:2: invalid JSON: Expecting property name enclosed in double quotes (column 2)",
          files={"c.jsonl": _jsonl({"tokens": ["a"], "tags": ["O"]}) + b"{oops\n"}),

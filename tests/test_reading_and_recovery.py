@@ -72,7 +72,7 @@ def test_yaml_booleans_are_typed(tmp_path):
                            ("strict: true", True), ("strict: off", False)):
         path = tmp_path / "c.yaml"
         path.write_text(text + "\n", encoding="utf-8")
-        assert parse_args(lora, ["--config", str(path)])[0].strict is expected, text
+        assert parse_args(lora, ["--config", str(path)])[0].refuse_invalid_transitions is expected, text
     path.write_text("learning_rate: 5e-4\nmethod:\n  r: 4\n", encoding="utf-8")  # YAML 1.1 reads 5e-4 as text
     train, method_config = parse_args(lora, ["--config", str(path), "--r", "8"])
     assert train.learning_rate == 5e-4 and method_config.r == 8  # the flag overrides the file
