@@ -95,3 +95,18 @@ def memorise_argv(files, model, output_dir, *extra) -> list[str]:
     return ["--model", str(model), "--train-file", str(files["train"]),
             "--validation-file", str(files["validation"]), "--test-file", str(files["test"]),
             "--output-dir", str(output_dir), "--batch-size", "8", "--seed", "0", *map(str, extra)]
+
+
+def words_from_features(features: list[dict], values: list[list[int]], num_words: list[int]) -> list[list[int]]:
+    """Per sentence, the value at each word's predicting position (``word_index``), -1 where none,
+    mapped through :class:`peftner.data.WordSlots` as evaluation maps predictions."""
+    from peftner.data import WordSlots
+    from peftner.data.collator import PaddingCollator
+
+    batch = PaddingCollator(0)([{**f, "labels": v} for f, v in zip(features, values)])
+    slots = WordSlots(num_words)
+    flat = [-1] * slots.total
+    mask, at = slots.at(batch["example_id"], batch["word_index"])
+    for slot, value in zip(at.tolist(), batch["labels"][mask].tolist()):
+        flat[slot] = value
+    return slots.split(flat)

@@ -1,6 +1,8 @@
 import random
 
-from peftner.data.alignment import IGNORE_INDEX, WordSlots, encode_sentences, plan_windows
+from conftest import words_from_features
+
+from peftner.data.alignment import IGNORE_INDEX, encode_sentences, plan_windows
 from peftner.data.collator import LengthGroupedBatchSampler, PaddingCollator
 
 
@@ -24,14 +26,8 @@ def _round_trip(tokenizer, sentences, max_length, label_all=False):
     features = encode_sentences(tokens, tags, tokenizer, label2id, max_length, label_all)
     assert all(len(f["input_ids"]) <= max_length for f in features)
     # Predict with the gold label at every position that carries one: words must come back exact.
-    batch = PaddingCollator(0)(features)
-    slots = WordSlots([len(t) for t in tokens])
-    per_word = [-1] * slots.total
-    mask, at = slots.at(batch["example_id"], batch["word_index"])
-    for slot, label in zip(at.tolist(), batch["labels"][mask].tolist()):
-        per_word[slot] = label
-    assert -1 not in per_word and IGNORE_INDEX not in per_word
-    per_word = slots.split(per_word)
+    per_word = words_from_features(features, [f["labels"] for f in features], [len(t) for t in tokens])
+    assert all(-1 not in row and IGNORE_INDEX not in row for row in per_word)
     id2label = {v: k for k, v in label2id.items()}
     assert [[id2label[i] for i in row] for row in per_word] == tags
     return features

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peftner.errors import require
+from peftner.validation import check_fields
 
 VARIANTS = ("houlsby", "pfeiffer")
 NON_LINEARITIES = ("relu", "gelu", "swish", "tanh")
@@ -17,30 +17,24 @@ NON_LINEARITIES = ("relu", "gelu", "swish", "tanh")
 
 @dataclass
 class AdapterOptions:
-    variant: str = field(default="houlsby", metadata={
+    variant: str = field(default="houlsby", metadata={"choices": VARIANTS,
         "help": "houlsby: adapters after attention and feed-forward; pfeiffer: after feed-forward only"})
     # Pfeiffer et al.'s default reduction factor; bottleneck = hidden size // reduction factor.
-    reduction_factor: int = field(default=16, metadata={"help": "hidden size / adapter bottleneck size"})
-    non_linearity: str = field(default="relu", metadata={"help": f"one of {', '.join(NON_LINEARITIES)}"})
+    reduction_factor: int = field(default=16, metadata={"min": 1, "help": "hidden size / adapter bottleneck size"})
+    non_linearity: str = field(default="relu", metadata={"choices": NON_LINEARITIES,
+                                                         "help": f"one of {', '.join(NON_LINEARITIES)}"})
 
     def __post_init__(self):
-        require(self.variant in VARIANTS, "variant", f"one of {', '.join(VARIANTS)}", self.variant)
-        require(self.non_linearity in NON_LINEARITIES, "non_linearity", f"one of {', '.join(NON_LINEARITIES)}",
-                self.non_linearity)
-        require(isinstance(self.reduction_factor, int) and self.reduction_factor >= 1, "reduction_factor",
-                "at least 1", self.reduction_factor)
+        check_fields(self)  # the limits each field declares in its metadata
 
 
 @dataclass
 class PtuningV2Options:
-    num_virtual_tokens: int = field(default=16, metadata={"help": "prefix length in every layer"})
+    num_virtual_tokens: int = field(default=16, metadata={"min": 1, "help": "prefix length in every layer"})
     prefix_projection: bool = field(default=False, metadata={
         "help": "reparameterise the prefixes with an MLP (off: train keys/values directly, as Liu et al. do for NER)"})
-    encoder_hidden_size: int = field(default=512, metadata={"help": "hidden size of that MLP"})
-    prefix_dropout: float = field(default=0.1, metadata={"help": "dropout on the prefix keys/values"})
+    encoder_hidden_size: int = field(default=512, metadata={"min": 1, "help": "hidden size of that MLP"})
+    prefix_dropout: float = field(default=0.1, metadata={"min": 0, "below": 1, "help": "dropout on the prefix keys/values"})
 
     def __post_init__(self):
-        require(isinstance(self.num_virtual_tokens, int) and self.num_virtual_tokens >= 1, "num_virtual_tokens",
-                "at least 1", self.num_virtual_tokens)
-        require(self.encoder_hidden_size >= 1, "encoder_hidden_size", "at least 1", self.encoder_hidden_size)
-        require(0.0 <= self.prefix_dropout < 1.0, "prefix_dropout", "in [0, 1)", self.prefix_dropout)
+        check_fields(self)  # the limits each field declares in its metadata
