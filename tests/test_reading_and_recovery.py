@@ -210,6 +210,26 @@ def test_predict_output_is_whole_or_absent_and_strict_json(adapter, tmp_path, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.jsonl"]  # no temporary left
 
 
+def test_read_only_output_is_one_line_and_keeps_the_earlier_file(adapter, tmp_path, monkeypatch, capsys):
+    import os
+
+    texts = tmp_path / "in.txt"
+    texts.write_text("Alice lives in Paris\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    out.write_text("earlier\n", encoding="utf-8")
+
+    def read_only(src, dst):
+        raise OSError(errno.EROFS, "Read-only file system", str(dst))
+
+    monkeypatch.setattr(os, "replace", read_only)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["predict", "--adapter", str(adapter), "--input", str(texts), "--output", str(out)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == f"peftner: error: {out}: cannot write (read-only file system)"
+    assert out.read_text(encoding="utf-8") == "earlier\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.jsonl"]
+
+
 def test_entry_points_exit_2_with_one_line_and_no_traceback(tmp_path, adapter):
     """As a user runs them: a separate process each (in parallel), stderr holds one line."""
     latin1 = tmp_path / "c.yaml"
