@@ -135,14 +135,25 @@ def decoder_attention_modules(model) -> list:
     return [m for m in model.modules() if getattr(m, "is_causal", None) is True]
 
 
+def head_names(model) -> list[str]:
+    """The token-classification head, whatever its name: every top-level module with parameters
+    besides the backbone (``classifier``; ``score`` in LLaMA-style decoders; ``head`` + ``classifier``
+    in ModernBERT, whose prediction-head block sits between the encoder and the classifier)."""
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    backbone = getattr(model, prefix, None) if prefix else None
+    names = [n for n, child in model.named_children()
+             if child is not backbone and any(True for _ in child.parameters())]
+    if not names or backbone is None:
+        raise PeftnerError(f"{type(model).__name__}: cannot tell its token-classification head from its backbone")
+    return names
+
+
 def facts_of(model) -> ModelFacts:
     """Facts about a token-classification model already built (on any device, meta included)."""
     config = model.config
     model_type = getattr(config, "model_type", "?")
     prefix = getattr(model, "base_model_prefix", "") or ""
-    backbone = getattr(model, prefix, None) if prefix else None
-    head = [n for n, child in model.named_children()
-            if child is not backbone and any(True for _ in child.parameters())]
+    head = head_names(model)
     linear = [n for n, m in model.named_modules()
               if _is_linear(m) and n.split(".", 1)[0] not in head]
     biases = sum(p.numel() for n, p in model.named_parameters()
@@ -354,3 +365,43 @@ def _add_prefix_space(pre_tokenizer) -> bool:
         found = _add_prefix_space(item) or found
         index += 1
     return found
+
+
+# ----------------------------------------------------------------------------- the recipe's checks
+def preflight(method, method_config, model_name: str, trust_remote_code: bool = False,
+              bidirectional: bool = False):
+    """Resolve ``method_config``'s architecture defaults and refuse what cannot apply, from the config
+    alone, before any data is read. Returns ``(facts, method_config)``; facts is None when the config
+    cannot be read (loading the model then reports why)."""
+    try:
+        facts = inspect(model_name, trust_remote_code)
+    except PeftnerError:
+        return None, method_config
+    if bidirectional and not facts.decoder:
+        raise PeftnerError(f"--bidirectional: this {facts.model_type} model has no causal attention to lift "
+                           "(it already attends in both directions); the flag is for decoder LLMs")
+    if getattr(method, "for_model", None) is not None:
+        method_config = method.for_model(method_config, facts)
+    return facts, method_config
+
+
+def never_quantize_head(load_kwargs: dict, facts: ModelFacts | None) -> dict:
+    """Keep the head (whatever its name) out of bitsandbytes quantization so it trains in full precision."""
+    quantization = load_kwargs.get("quantization_config")
+    if quantization is not None and facts is not None:
+        quantization.llm_int8_skip_modules = sorted(set(quantization.llm_int8_skip_modules or []) | set(facts.head))
+    return load_kwargs
+
+
+def restore_bidirectional(model, adapter_dir) -> None:
+    """Re-apply ``--bidirectional`` on reload: the run saved ``is_causal: false`` in the adapter's config.json."""
+    import json
+    from pathlib import Path
+
+    path = Path(adapter_dir) / "config.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if saved.get("is_causal") is False:
+        make_bidirectional(model)

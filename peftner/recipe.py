@@ -36,6 +36,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    from peftner.architectures import make_bidirectional, never_quantize_head, preflight
     from peftner.data import encode_sentences, load_corpus, max_sequence_length
     from peftner.modeling import backbone_bytes, load_token_classifier, load_tokenizer, saved_base_config
     from peftner.report import (format_summary, library_versions, machine_description, peak_memory_mb,
@@ -48,6 +49,8 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
         torch.set_num_threads(cfg.threads)
     init = prepare_init_adapter(cfg.init_adapter, method) if cfg.init_adapter else None
     model_name = cfg.model or (init.base_model if init else None) or default_model()
+    # architecture defaults and refusals from the model config alone, before any data is read
+    facts, method_config = preflight(method, method_config, model_name, cfg.trust_remote_code, cfg.bidirectional)
     output_dir = Path(cfg.output_dir)
     _check_output_dir(output_dir)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu,
@@ -64,7 +67,10 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     if "quantization_config" in load_kwargs and accelerator.device.type == "cuda":
         # Quantized weights cannot be moved after loading: place them on this process's GPU.
         load_kwargs.setdefault("device_map", {"": accelerator.device})
-    model = load_token_classifier(model_name, schema.id2label, cfg.trust_remote_code, **load_kwargs)
+    model = load_token_classifier(model_name, schema.id2label, cfg.trust_remote_code,
+                                  **never_quantize_head(load_kwargs, facts))
+    if cfg.bidirectional:
+        make_bidirectional(model)
     max_length = max_sequence_length(tokenizer, model.config, cfg.max_length)
     model = method.apply(model, method_config)
     max_length = min(max_length, max_sequence_length(tokenizer, model.config) - virtual_positions(model))
