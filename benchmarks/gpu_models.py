@@ -9,9 +9,9 @@ tokens/s (after ``--warmup`` steps), peak CUDA memory, and model FLOPs utilisati
 
     MFU = tokens/s x (6 N + 12 L d s) / peak bf16 FLOP/s of the GPU
 
-(Chowdhery et al. 2022's model-FLOPs convention: N parameters of the whole model, L layers, d hidden
-size, s sequence length; the same count for every method, so MFU compares the work done, not the
-work a frozen backbone skips). Writes benchmarks/results/gpu_models/result.json.
+(Chowdhery et al. 2022's model-FLOPs convention: N parameters outside the input embedding (a lookup,
+not a matmul), L layers, d hidden size, s sequence length; the same count for every method, so MFU
+compares the work done, not the work a frozen backbone skips). Writes benchmarks/results/gpu_models/result.json.
 
     python benchmarks/gpu_models.py                 # on a CUDA GPU (bash benchmarks/gpu_check.sh runs it)
     python benchmarks/gpu_models.py --dry-run       # CPU, tiny configs, 2 steps: checks the script only
@@ -60,6 +60,7 @@ def measure(model_dir: Path, method_name: str, device, batch: int, seq_len: int,
             autocast_dtype) -> dict:
     import torch
 
+    from peftner.architectures import inspect, never_quantize_head
     from peftner.config import parse_args
     from peftner.methods import count_parameters, get_method
     from peftner.modeling import load_token_classifier
@@ -67,7 +68,8 @@ def measure(model_dir: Path, method_name: str, device, batch: int, seq_len: int,
     method = get_method(method_name)
     _, method_config = parse_args(method, ["--model", str(model_dir)])
     id2label = {i: f"L{i}" for i in range(9)}
-    load_kwargs = method.load_kwargs(method_config) if method.load_kwargs else {}
+    load_kwargs = never_quantize_head(method.load_kwargs(method_config) if method.load_kwargs else {},
+                                      inspect(str(model_dir)))
     if "quantization_config" in load_kwargs:
         if device.type != "cuda":
             return {"skipped": "quantized backbones are measured on a GPU only"}
@@ -108,7 +110,7 @@ def measure(model_dir: Path, method_name: str, device, batch: int, seq_len: int,
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     tokens_per_second = batch * seq_len * steps / seconds
-    flops = model_flops_per_token(model.config, n_total, seq_len)
+    flops = model_flops_per_token(model.config, n_total - model.get_input_embeddings().weight.numel(), seq_len)
     peak = peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
     result = {
         "trainable_params": int(trainable), "total_params": int(n_total),

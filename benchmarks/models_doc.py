@@ -10,6 +10,7 @@ architecture (:mod:`peftner.tiny`, built on the meta device: nothing is download
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def _facts():
 
     facts = {}
     for name in SPECS:
-        config = build_config(SPECS[name], vocab_size=400, num_labels=3)
+        config = build_config(SPECS[name], vocab_size=200_000, num_labels=3)  # meta: no memory
         with torch.device("meta"):
             model = AutoModelForTokenClassification.from_config(config)
         facts[name] = (type(model).__name__, facts_of(model))
@@ -80,6 +81,11 @@ def _facts():
 
 def _code(items) -> str:
     return ", ".join(f"`{i}`" for i in items) if items else "—"
+
+
+def _module_suffix(regex: str) -> str:
+    """``.*\\.layer\\.\\d+\\.attention\\.output\\.dense`` -> ``attention.output.dense`` (names inside a block)."""
+    return re.sub(r"^\.\*\\\.\w+\\\.\\d\+\\\.", "", regex).replace("\\.", ".")
 
 
 def _try(function, *args) -> str:
@@ -99,10 +105,11 @@ def defaults_table(facts) -> str:
             "adapter after | P-tuning v2 | causal |", "|---|---|---|---|---|---|---|---|---|"]
     for name, (cls, f) in facts.items():
         ia3 = _try(A.ia3_modules, f, None, None, None)
-        ia3_text = ia3 if isinstance(ia3, str) else f"{_code(ia3[0])} ({_code(ia3[1])})"
+        ia3_text = ia3 if isinstance(ia3, str) else f"{_code(ia3[0])} ({_code(ia3[1])})" + (
+            f", not {_code(ia3[2])}" if ia3[2] else "")
         adapter = _try(A.adapter_targets, f, "houlsby")
         adapter_text = adapter if adapter.startswith("refused") else \
-            _code([p.rsplit("\\.", 1)[-1].replace("\\", "") for p in (f.layout.adapter_attention, f.layout.adapter_feedforward)])
+            _code([_module_suffix(p) for p in (f.layout.adapter_attention, f.layout.adapter_feedforward)])
         ptuning = _try(A.ptuning_v2_mode, f)
         ptuning_text = {"bert": "BERT attention layer", "interface": "attention interface"}.get(ptuning, ptuning)
         rows.append(f"| {name} (`{f.model_type}`) | `{cls}` | {_code(f.head)} | {_code(A.lora_targets(f, None))} | "

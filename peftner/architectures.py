@@ -86,8 +86,8 @@ LAYOUTS: dict[str, Layout] = {
     "distilbert": DISTILBERT,
     "modernbert": MODERNBERT,
     "gpt2": GPT2,
-    **{t: LLAMA for t in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3",
-                          "olmo", "olmo2", "granite", "starcoder2", "mixtral", "qwen2_moe", "ministral")},
+    **{t: LLAMA for t in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo",
+                          "olmo2", "granite")},
 }
 
 
@@ -253,25 +253,27 @@ def lora_targets(facts: ModelFacts, requested, method: str = "lora"):
 
 
 def ia3_modules(facts: ModelFacts, targets, feedforward, exclude):
-    """IA3 (targets, feed-forward, exclude): the layout's unless given; every family must be present."""
+    """IA3 (targets, feed-forward, exclude): the layout's unless given; every listed target must exist."""
+    if facts.layout is not None:
+        default = (list(facts.layout.ia3), list(facts.layout.ia3_feedforward), list(facts.layout.ia3_exclude))
+    else:
+        peft_targets = _peft_mapping("IA3", facts.model_type)
+        default = (list(peft_targets), list(_peft_ff(facts.model_type) or []), []) if peft_targets else None
     if targets in (None, []):
-        if facts.layout is not None:
-            targets, default_ff, default_exclude = (list(facts.layout.ia3), list(facts.layout.ia3_feedforward),
-                                                    list(facts.layout.ia3_exclude))
-        else:
-            targets = _peft_mapping("IA3", facts.model_type)
-            default_ff = list((_peft_ff(facts.model_type) or []))
-            default_exclude = []
-            if not targets:
-                _need_layout(facts, "ia3", "target modules")
-        feedforward = default_ff if feedforward is None else feedforward
-        exclude = default_exclude if exclude is None else exclude
-    feedforward, exclude = list(feedforward or []), list(exclude or [])
+        if default is None:
+            _need_layout(facts, "ia3", "target modules")
+        targets = default[0]
+    targets = list(targets)
+    if feedforward is None:
+        feedforward = [f for f in (default[1] if default else []) if f in targets]
+    if exclude is None:
+        exclude = default[2] if default else []
+    feedforward, exclude = list(feedforward), list(exclude)
     check_targets(facts, "ia3", targets)
     unscaled = [f for f in feedforward if f not in targets]
     if unscaled:
         raise PeftnerError(f"ia3: --feedforward-modules {','.join(unscaled)} must also be in --target-modules")
-    return list(targets), feedforward, exclude
+    return targets, feedforward, exclude
 
 
 def _peft_ff(model_type: str):
@@ -280,15 +282,19 @@ def _peft_ff(model_type: str):
     return constants.TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING.get(model_type)
 
 
-def adapter_targets(facts: ModelFacts, variant: str) -> str:
-    """Regex of the output projections an adapter follows: Houlsby both sub-layers, Pfeiffer feed-forward."""
-    layout = facts.layout
-    if layout is None or layout.adapter_feedforward is None:
-        raise PeftnerError(f"adapter: no known attention/feed-forward output projections for model type "
-                           f"{facts.model_type!r}; its linear layers are: {facts.describe_linear()}")
+def adapter_regex(layout: Layout, variant: str) -> str:
+    """Regex of the projections an adapter follows: Houlsby both sub-layers, Pfeiffer feed-forward only."""
     if variant == "pfeiffer":
         return layout.adapter_feedforward
     return f"(?:{layout.adapter_attention})|(?:{layout.adapter_feedforward})"
+
+
+def adapter_targets(facts: ModelFacts, variant: str) -> str:
+    """:func:`adapter_regex` of the model's layout, or a one-line refusal."""
+    if facts.layout is None or facts.layout.adapter_feedforward is None:
+        raise PeftnerError(f"adapter: no known attention/feed-forward output projections for model type "
+                           f"{facts.model_type!r}; its linear layers are: {facts.describe_linear()}")
+    return adapter_regex(facts.layout, variant)
 
 
 def ptuning_v2_mode(facts: ModelFacts) -> str:
@@ -303,6 +309,17 @@ def ptuning_v2_mode(facts: ModelFacts) -> str:
         raise PeftnerError(f"ptuning_v2 cannot apply to model type {facts.model_type!r}: its attention does not "
                            "use transformers' attention interface, so the keys/values cannot be reached")
     return mode
+
+
+def ptuning_v2_attention(facts: ModelFacts, model):
+    """P-tuning v2 targets: None for the BERT-family layer (its own default), else the attention modules."""
+    if ptuning_v2_mode(facts) == "bert":
+        return None
+    if facts.layout is not None and facts.layout.ptuning_v2_attention:
+        return [facts.layout.ptuning_v2_attention]
+    from peftner.tuners.ptuning_v2.interface import supports_interface
+
+    return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if supports_interface(m)})
 
 
 def check_bitfit(facts: ModelFacts) -> None:

@@ -50,7 +50,7 @@ SPECS = {s.name: s for s in (
 )}
 
 
-def build_config(spec: TinySpec, vocab_size: int, hidden: int = 32, layers: int = 2, heads: int = 2,
+def build_config(spec: TinySpec, vocab_size: int, hidden: int = 64, layers: int = 2, heads: int = 4,
                  intermediate: int | None = None, max_positions: int = 128, **overrides):
     """The config of ``spec`` at the given size (tiny by default)."""
     from transformers import AutoConfig

@@ -58,7 +58,7 @@ def expected_trainable(arch: str, method: str, s: dict, total: int, C: int = len
     prefix_width = kv if arch in ("llama", "qwen2") else d
     bias_per_layer = {"bert": 7 * d + F, "distilbert": 7 * d + F, "gpt2": 7 * d + F,
                       "deberta-v2": 9 * d + F, "qwen2": d + 2 * kv}
-    bias_extra = {"bert": d, "distilbert": d, "gpt2": d, "deberta-v2": 2 * d, "qwen2": 0}
+    bias_extra = {"bert": d, "distilbert": d, "gpt2": d, "deberta-v2": d, "qwen2": 0}  # embedding or final LayerNorm
     return {
         "full": total,
         "head": head,

@@ -38,9 +38,19 @@ def apply_adapter(model, config: AdapterMethodConfig):
     from peftner.tuners import get_peft_model
     from peftner.tuners.adapter import BottleneckConfig
 
+    from peftner.architectures import adapter_targets, facts_of
+
     return get_peft_model(model, BottleneckConfig(
         task_type=TaskType.TOKEN_CLS, variant=config.variant, reduction_factor=config.reduction_factor,
-        non_linearity=config.non_linearity, modules_to_save=head_module_names(model)))
+        non_linearity=config.non_linearity, modules_to_save=head_module_names(model),
+        target_modules=adapter_targets(facts_of(model), config.variant)))
+
+
+def adapter_for_model(config: AdapterMethodConfig, facts):
+    from peftner.architectures import adapter_targets
+
+    adapter_targets(facts, config.variant)  # refuses architectures whose output projections are unknown
+    return config
 
 
 ADAPTER = Method(
@@ -52,4 +62,5 @@ ADAPTER = Method(
     # collapsed to all-"O" on one of three seeds of the embedded benchmark (seed 44: dev F1 0 in
     # every epoch); 5e-4 trains that seed normally.
     train_defaults={"learning_rate": 5e-4},
+    for_model=adapter_for_model,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_module_names
+from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_module_names, resolved
 
 
 @dataclass
@@ -12,7 +12,15 @@ class BitFitConfig(MethodConfig):
     """No knobs: every ``*.bias`` (attention, feed-forward and LayerNorm) and the head train."""
 
 
+def bitfit_for_model(config: BitFitConfig, facts):
+    from peftner.architectures import check_bitfit
+
+    check_bitfit(facts)  # a backbone without biases would leave a linear probe, silently
+    return config
+
+
 def apply_bitfit(model, config: BitFitConfig):
+    resolved(BITFIT, model, config)
     heads = tuple(f"{h}." for h in head_module_names(model))
     return freeze_all_but(model, lambda name: name.startswith(heads) or name.endswith(".bias"))
 
@@ -25,4 +33,5 @@ BITFIT = Method(
     # Ben Zaken et al. search 1e-4..1e-3 for BERT-base; small models with few biases sit at the top.
     train_defaults={"learning_rate": 1e-3},
     is_peft=False,
+    for_model=bitfit_for_model,
 )

@@ -2,29 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
-from peftner.methods.base import Method, MethodConfig, head_module_names
+from peftner.methods.base import Method, MethodConfig, head_module_names, resolved
 
 
 @dataclass
 class IA3MethodConfig(MethodConfig):
-    # Names match module-name suffixes (PEFT's rule). In BERT ``output.dense`` is the feed-forward down
-    # projection but also the suffix of ``attention.output.dense``, which the paper does not scale:
-    # it is excluded by name.
-    target_modules: list[str] = field(default_factory=lambda: ["key", "value", "output.dense"],
-                                      metadata={"help": "module-name suffixes to rescale"})
+    # Names match module-name suffixes (PEFT's rule); None resolves them per architecture
+    # (peftner.architectures). For BERT: key, value, output.dense. There ``output.dense`` is the
+    # feed-forward down projection but also the suffix of ``attention.output.dense``, which the paper
+    # does not scale: it is excluded by name.
+    target_modules: list[str] | None = field(default=None, metadata={
+        "help": "module-name suffixes to rescale (default: the architecture's keys, values, feed-forward down-projection)"})
     # Feed-forward targets are scaled on their input (the intermediate activation, size d_ff), the
     # others on their output (size d): l_k, l_v and l_ff of the paper.
-    feedforward_modules: list[str] = field(default_factory=lambda: ["output.dense"], metadata={
-        "help": "targets rescaled on their input (feed-forward down-projection)"})
-    exclude_modules: list[str] = field(default_factory=lambda: ["attention.output.dense"],
-                                       metadata={"help": "module-name suffixes never adapted"})
+    feedforward_modules: list[str] | None = field(default=None, metadata={
+        "help": "targets rescaled on their input (default: the architecture's feed-forward down-projection)"})
+    exclude_modules: list[str] | None = field(default=None, metadata={
+        "help": "module-name suffixes never adapted (default: per architecture, e.g. BERT's attention.output.dense)"})
+
+
+def ia3_for_model(config: IA3MethodConfig, facts):
+    from peftner.architectures import ia3_modules
+
+    targets, feedforward, exclude = ia3_modules(facts, config.target_modules, config.feedforward_modules,
+                                                config.exclude_modules)
+    return dataclasses.replace(config, target_modules=targets, feedforward_modules=feedforward,
+                               exclude_modules=exclude)
 
 
 def ia3_peft_config(config: IA3MethodConfig, model):
     from peft import IA3Config, TaskType
 
+    config = resolved(IA3, model, config)
     return IA3Config(task_type=TaskType.TOKEN_CLS, target_modules=list(config.target_modules),
                      feedforward_modules=list(config.feedforward_modules),
                      exclude_modules=list(config.exclude_modules) or None,
@@ -49,4 +61,5 @@ IA3 = Method(
     apply=apply_ia3,
     # (IA)^3 vectors start at 1 and need large steps: Liu et al. train them at 3e-3.
     train_defaults={"learning_rate": 3e-3},
+    for_model=ia3_for_model,
 )

@@ -36,10 +36,20 @@ def apply_ptuning_v2(model, config: PtuningV2MethodConfig):
     from peftner.tuners import get_peft_model
     from peftner.tuners.ptuning_v2 import PtuningV2Config
 
+    from peftner.architectures import facts_of, ptuning_v2_attention
+
     return get_peft_model(model, PtuningV2Config(
         task_type=TaskType.TOKEN_CLS, num_virtual_tokens=config.num_virtual_tokens,
         prefix_projection=config.prefix_projection, encoder_hidden_size=config.encoder_hidden_size,
-        prefix_dropout=config.prefix_dropout, modules_to_save=head_module_names(model)))
+        prefix_dropout=config.prefix_dropout, modules_to_save=head_module_names(model),
+        target_modules=ptuning_v2_attention(facts_of(model), model)))
+
+
+def ptuning_v2_for_model(config: PtuningV2MethodConfig, facts):
+    from peftner.architectures import ptuning_v2_mode
+
+    ptuning_v2_mode(facts)  # refuses attention whose keys/values cannot be reached
+    return config
 
 
 PTUNING_V2 = Method(
@@ -49,4 +59,5 @@ PTUNING_V2 = Method(
     apply=apply_ptuning_v2,
     # Liu et al.'s sequence-labelling scripts use learning rates around 1e-2 to 5e-2 with AdamW.
     train_defaults={"learning_rate": 1e-2},
+    for_model=ptuning_v2_for_model,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from peftner.methods.base import Method
-from peftner.methods.lora import LORA, LoraMethodConfig, apply_kbit_lora, bitsandbytes_config
+from peftner.methods.lora import LORA, LoraMethodConfig, apply_kbit_lora, bitsandbytes_config, lora_for_model
 
 COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 
@@ -47,6 +47,7 @@ QLORA = Method(
     summary="LoRA on a 4-bit NF4 double-quantized backbone (QLoRA), head in full precision",
     config_cls=QLoraConfig,
     apply=apply_kbit_lora,
+    for_model=lora_for_model,
     train_defaults=dict(LORA.train_defaults),
     load_kwargs=qlora_load_kwargs,
 )

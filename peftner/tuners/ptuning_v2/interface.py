@@ -20,6 +20,8 @@ from torch import nn
 from transformers import AttentionInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from .layer import PtuningV2Layer, extend_attention_mask
+
 IMPLEMENTATION = "peftner_prefix"
 
 
@@ -35,8 +37,6 @@ def _inner_attention(module):
 
 def prefix_attention(module, query, key, value, attention_mask, **kwargs):
     """The model's own attention function, with the module's current prefix prepended to keys/values."""
-    from .layer import extend_attention_mask
-
     inner = _inner_attention(module)
     prefix = module.__dict__.get("_peftner_prefix")
     if prefix is None:
@@ -59,8 +59,8 @@ def prefix_attention(module, query, key, value, attention_mask, **kwargs):
 AttentionInterface.register(IMPLEMENTATION, prefix_attention)
 
 
-def attention_shape(config) -> tuple[int, int]:
-    """(key/value heads, head size) of a model config."""
+def attention_shape(config) -> tuple[int, int, int]:
+    """(key/value heads, head size, hidden width) of a model config."""
     def first(*names):
         return next((getattr(config, n) for n in names if isinstance(getattr(config, n, None), int)), None)
 
@@ -68,7 +68,7 @@ def attention_shape(config) -> tuple[int, int]:
     hidden = first("hidden_size", "n_embd", "dim", "d_model")
     kv_heads = first("num_key_value_heads") or heads
     head_dim = first("head_dim") or hidden // heads
-    return kv_heads, head_dim
+    return kv_heads, head_dim, hidden
 
 
 def supports_interface(module: nn.Module) -> bool:
@@ -85,3 +85,35 @@ def install(module: nn.Module) -> None:
     module.config = copy.copy(module.config)
     module.config._attn_implementation = IMPLEMENTATION
     module.__dict__["_peftner_inner_attention"] = inner
+
+
+class InterfacePrefixAttention(nn.Module, PtuningV2Layer):
+    """Any interface-calling attention module with trained key/value prefixes (one per key/value head)."""
+
+    def __init__(self, base_layer: nn.Module, adapter_name: str, config, model_config) -> None:
+        super().__init__()
+        PtuningV2Layer.__init__(self, base_layer, shape=attention_shape(model_config))
+        install(self.get_base_layer())
+        self._active_adapter = adapter_name
+        self.update_layer(adapter_name, config)
+
+    def forward(self, *args, **kwargs):
+        active = [n for n in self.active_adapters if n in self.ptuning_v2_prefix]
+        if self.disable_adapters or not active:
+            return self.base_layer(*args, **kwargs)
+        hidden = args[0] if args else kwargs["hidden_states"]
+        keys, values = [], []
+        for name in active:
+            prefix_keys, prefix_values = self.prefix_key_values(name, hidden.shape[0], hidden.dtype)
+            keys.insert(0, prefix_keys)
+            values.insert(0, prefix_values)
+        attention = self.get_base_layer()
+        attention.__dict__["_peftner_prefix"] = (torch.cat(keys, dim=2), torch.cat(values, dim=2))
+        try:
+            return self.base_layer(*args, **kwargs)
+        finally:
+            attention.__dict__.pop("_peftner_prefix", None)
+
+    def __repr__(self) -> str:
+        return "ptuning_v2." + super().__repr__()
+
