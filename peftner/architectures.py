@@ -63,18 +63,21 @@ DISTILBERT = Layout(
     "DistilBERT", lora=("q_lin", "v_lin"), ia3=("k_lin", "v_lin", "lin2"), ia3_feedforward=("lin2",),
     adapter_attention=r".*\.layer\.\d+\.attention\.out_lin", adapter_feedforward=r".*\.layer\.\d+\.ffn\.lin2",
     ptuning_v2_attention="attention", signature=("q_lin", "v_lin", "lin2"))
-MODERNBERT = Layout(
-    "ModernBERT", lora=("Wqkv",), ia3=("Wqkv", "mlp.Wo"), ia3_feedforward=("mlp.Wo",),
-    adapter_attention=r".*\.layers\.\d+\.attn\.Wo", adapter_feedforward=r".*\.layers\.\d+\.mlp\.Wo",
-    ptuning_v2_attention="attn",
-    notes="queries, keys and values share one projection (Wqkv): LoRA adapts all three, IA3 scales all three",
-    signature=("attn.Wqkv", "mlp.Wo"))
-GPT2 = Layout(
-    "GPT-2", lora=("c_attn",), ia3=("c_attn", "mlp.c_proj"), ia3_feedforward=("mlp.c_proj",),
-    adapter_attention=r".*\.h\.\d+\.attn\.c_proj", adapter_feedforward=r".*\.h\.\d+\.mlp\.c_proj",
-    ptuning_v2_attention="attn",
-    notes="queries, keys and values share one projection (c_attn): LoRA adapts all three, IA3 scales all three",
-    signature=("attn.c_attn", "mlp.c_proj"))
+
+
+def _fused_qkv(name: str, block: str, attention: str, qkv: str, attention_out: str, feedforward_out: str) -> Layout:
+    """A layout whose queries, keys and values come from one projection (LoRA adapts, IA3 scales all three)."""
+    prefix = rf".*\.{block}\.\d+\."
+    return Layout(
+        name, lora=(qkv,), ia3=(qkv, feedforward_out), ia3_feedforward=(feedforward_out,),
+        adapter_attention=prefix + rf"{attention}\.{attention_out}",
+        adapter_feedforward=prefix + feedforward_out.replace(".", r"\."),
+        ptuning_v2_attention=attention, signature=(f"{attention}.{qkv}", feedforward_out),
+        notes=f"queries, keys and values share one projection ({qkv}): LoRA adapts all three, IA3 scales all three")
+
+
+MODERNBERT = _fused_qkv("ModernBERT", "layers", "attn", "Wqkv", "Wo", "mlp.Wo")
+GPT2 = _fused_qkv("GPT-2", "h", "attn", "c_attn", "c_proj", "mlp.c_proj")
 LLAMA = Layout(
     "LLaMA", lora=("q_proj", "v_proj"), ia3=("k_proj", "v_proj", "down_proj"), ia3_feedforward=("down_proj",),
     adapter_attention=r".*\.layers\.\d+\.self_attn\.o_proj", adapter_feedforward=r".*\.layers\.\d+\.mlp\.down_proj",
