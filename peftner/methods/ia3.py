@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from peftner.methods.base import Method, MethodConfig, head_module_names, resolved
 
@@ -15,13 +16,16 @@ class IA3MethodConfig(MethodConfig):
     # feed-forward down projection but also the suffix of ``attention.output.dense``, which the paper
     # does not scale: it is excluded by name.
     target_modules: list[str] | None = field(default=None, metadata={
-        "help": "module-name suffixes to rescale (default: the architecture's keys, values, feed-forward down-projection)"})
+        "help": "module-name suffixes to rescale (default: the architecture's keys, values and "
+                "feed-forward down-projection, docs/models.md)"})
     # Feed-forward targets are scaled on their input (the intermediate activation, size d_ff), the
     # others on their output (size d): l_k, l_v and l_ff of the paper.
     feedforward_modules: list[str] | None = field(default=None, metadata={
         "help": "targets rescaled on their input (default: the architecture's feed-forward down-projection)"})
     exclude_modules: list[str] | None = field(default=None, metadata={
         "help": "module-name suffixes never adapted (default: per architecture, e.g. BERT's attention.output.dense)"})
+    # (IA)^3 vectors start at 1 and need large steps: Liu et al. train them at 3e-3.
+    train_defaults: ClassVar[dict] = {"learning_rate": 3e-3}
 
 
 def ia3_for_model(config: IA3MethodConfig, facts):
@@ -33,25 +37,18 @@ def ia3_for_model(config: IA3MethodConfig, facts):
                                exclude_modules=exclude)
 
 
-def ia3_peft_config(config: IA3MethodConfig, model):
+def apply_ia3(model, config: IA3MethodConfig):
     from peft import IA3Config, TaskType
 
+    from peftner.tuners import get_peft_model
+
     config = resolved(IA3, model, config)
-    return IA3Config(task_type=TaskType.TOKEN_CLS, target_modules=list(config.target_modules),
-                     feedforward_modules=list(config.feedforward_modules),
-                     exclude_modules=list(config.exclude_modules) or None,
-                     modules_to_save=head_module_names(model))
 
-
-def apply_ia3(model, config: IA3MethodConfig):
-    from peft import get_peft_model
-
-    from peftner.errors import PeftnerError
-
-    try:
-        return get_peft_model(model, ia3_peft_config(config, model))
-    except ValueError as err:  # e.g. feed-forward modules that are not targets, or no module matched
-        raise PeftnerError(f"ia3: {str(err).splitlines()[0]}") from None
+    # PEFT checks the options (e.g. feed-forward modules that are not targets) when the config is built.
+    return get_peft_model(model, lambda: IA3Config(
+        task_type=TaskType.TOKEN_CLS, target_modules=list(config.target_modules),
+        feedforward_modules=list(config.feedforward_modules), exclude_modules=list(config.exclude_modules) or None,
+        modules_to_save=head_module_names(model)), "ia3")
 
 
 IA3 = Method(
@@ -59,7 +56,5 @@ IA3 = Method(
     summary="(IA)^3 rescaling vectors on keys, values and feed-forward activations, head trained",
     config_cls=IA3MethodConfig,
     apply=apply_ia3,
-    # (IA)^3 vectors start at 1 and need large steps: Liu et al. train them at 3e-3.
-    train_defaults={"learning_rate": 3e-3},
     for_model=ia3_for_model,
 )
