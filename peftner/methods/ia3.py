@@ -16,14 +16,14 @@ class IA3MethodConfig(MethodConfig):
     # feed-forward down projection but also the suffix of ``attention.output.dense``, which the paper
     # does not scale: it is excluded by name.
     target_modules: list[str] | None = field(default=None, metadata={
-        "help": "module-name suffixes to rescale (default: the architecture's keys, values and "
+        "help": "module-name suffixes to rescale (unset: the architecture's keys, values and "
                 "feed-forward down-projection, docs/models.md)"})
     # Feed-forward targets are scaled on their input (the intermediate activation, size d_ff), the
     # others on their output (size d): l_k, l_v and l_ff of the paper.
     feedforward_modules: list[str] | None = field(default=None, metadata={
-        "help": "targets rescaled on their input (default: the architecture's feed-forward down-projection)"})
+        "help": "targets rescaled on their input (unset: the architecture's feed-forward down-projection)"})
     exclude_modules: list[str] | None = field(default=None, metadata={
-        "help": "module-name suffixes never adapted (default: per architecture, e.g. BERT's attention.output.dense)"})
+        "help": "module-name suffixes never adapted (unset: per architecture, e.g. BERT's attention.output.dense)"})
     # (IA)^3 vectors start at 1 and need large steps: Liu et al. train them at 3e-3.
     train_defaults: ClassVar[dict] = {"learning_rate": 3e-3}
 

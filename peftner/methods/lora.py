@@ -27,7 +27,7 @@ class LoraMethodConfig(MethodConfig):
     # linear layer of the backbone.
     target_modules: list[str] | None = field(default=None, metadata={
         "help": "module-name suffixes that get an update, or all-linear "
-                "(default: the architecture's query/value projections, docs/models.md)"})
+                "(unset: the architecture's query/value projections, docs/models.md)"})
     # Hu et al. tune RoBERTa-base on GLUE at 4e-4..5e-4; peftner's 5-epoch runs (README sample,
     # benchmark tables) use 1e-3.
     train_defaults: ClassVar[dict] = {"learning_rate": 1e-3}
