@@ -19,9 +19,9 @@ from peftner.methods.base import HEAD_NAMES, Method, MethodConfig, head_module_n
 
 @dataclass
 class LoraMethodConfig(MethodConfig):
-    r: int = field(default=8, metadata={"help": "rank of the update B·A"})
-    lora_alpha: int = field(default=16, metadata={"help": "scaling: the update is multiplied by lora_alpha / r"})
-    lora_dropout: float = field(default=0.1, metadata={"help": "dropout on the input of the update"})
+    r: int = field(default=8, metadata={"min": 1, "help": "rank of the update B·A"})
+    lora_alpha: int = field(default=16, metadata={"min": 1, "help": "scaling: the update is multiplied by lora_alpha / r"})
+    lora_dropout: float = field(default=0.1, metadata={"min": 0, "below": 1, "help": "dropout on the input of the update"})
     # Hu et al. adapt the attention query and value projections: None resolves them per architecture
     # (BERT: query,value; LLaMA: q_proj,v_proj; GPT-2: c_attn; docs/models.md); "all-linear": every
     # linear layer of the backbone.
