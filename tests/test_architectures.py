@@ -129,3 +129,32 @@ def test_cell(arch, method, checkpoints, memorisable_files, tmp_path, capsys, mo
         expected_logits = trained(**batch).logits
         reloaded = tagger.model(**batch).logits
     torch.testing.assert_close(reloaded, expected_logits, atol=1e-5, rtol=1e-4)
+
+
+def test_all_linear_adapts_every_backbone_linear_layer(checkpoints):
+    from peftner.methods import count_parameters
+    from peftner.modeling import load_token_classifier
+
+    method = METHODS["lora"]
+    model = load_token_classifier(str(checkpoints["llama"]), {0: "O", 1: "B-PER", 2: "B-LOC"})
+    linear = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not n.startswith("score")}
+    expected = sum(8 * (m.in_features + m.out_features) for m in linear.values()) + model.score.weight.numel() + 3
+    model = method.apply(model, method.config_cls(target_modules=["all-linear"]))
+    assert count_parameters(model)[0] == expected
+    adapted = {n.rsplit(".lora_A", 1)[0] for n, _ in model.named_parameters() if ".lora_A." in n}
+    assert {n.split("base_model.model.", 1)[-1] for n in adapted} == set(linear)
+
+
+@pytest.mark.parametrize("method, argv, fragment", [
+    ("lora", ["--target-modules", "query,value"], "lora: --target-modules query,value match no linear layer"),
+    ("ia3", ["--target-modules", "key,value,output.dense"], "ia3: --target-modules key,value match no linear layer"),
+])
+def test_targets_of_another_architecture_are_refused_with_the_real_names(method, argv, fragment, checkpoints,
+                                                                        tmp_path, capsys):
+    """BERT's names on DeBERTa: LoRA would crash in PEFT, IA3 would silently scale only output.dense."""
+    missing = {k: tmp_path / f"missing-{k}.conll" for k in ("train", "validation", "test")}
+    with pytest.raises(SystemExit):
+        main(method, memorise_argv(missing, checkpoints["deberta-v2"], tmp_path / "out", *argv))
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and fragment in err and "deberta-v2" in err, err
+    assert "query_proj" in err and "value_proj" in err and "all-linear" in err  # what to use instead
