@@ -54,10 +54,13 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = False, **kwargs):
+def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = False, complete: bool = False,
+                          **kwargs):
     """``AutoModelForTokenClassification`` with a fresh head for ``id2label``; safetensors only.
 
     Pickle checkpoints (``pytorch_model.bin``) are refused: unpickling can run arbitrary code.
+    ``complete``: the directory is a trained token classifier, so every weight must come from it
+    (transformers would fill missing ones, the head included, with fresh random values and only warn).
     """
     from transformers import AutoModelForTokenClassification
 
@@ -70,11 +73,18 @@ def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = F
         raise PeftnerError(f"{name}: no .safetensors weights{found}; peftner loads weights only from "
                            "safetensors, never from pickle files (convert them with a trusted tool first)")
     try:
-        return AutoModelForTokenClassification.from_pretrained(
+        model, info = AutoModelForTokenClassification.from_pretrained(
             name, num_labels=len(id2label), id2label=dict(id2label), label2id=label2id,
-            use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs)
+            use_safetensors=True, trust_remote_code=trust_remote_code, output_loading_info=True, **kwargs)
     except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: weights of the wrong shapes
         raise PeftnerError(f"{name}: could not load the model: {str(err).strip().splitlines()[0]}") from None
+    missing = sorted(k for k in info.get("missing_keys") or () if not k.endswith("position_ids"))
+    if complete and (missing or info.get("mismatched_keys")):
+        what = f"lacks the weights {missing[0]}" if missing else \
+            f"has weights of the wrong shape ({sorted(info['mismatched_keys'])[0]})"
+        raise PeftnerError(f"{name}: the model {what}; the directory is incomplete or was written for another "
+                           "label set")
+    return model
 
 
 def saved_base_config(model):

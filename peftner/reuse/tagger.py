@@ -115,7 +115,7 @@ class Tagger:
         info = read_adapter_dir(path)
         device = resolve_device(device, "device")
         if info.kind == "full":
-            model = load_token_classifier(str(info.path), info.id2label, trust_remote_code)
+            model = load_token_classifier(str(info.path), info.id2label, trust_remote_code, complete=True)
             restore_bidirectional(model, info.path)
             tokenizer = load_tokenizer(str(info.path), trust_remote_code)
             base_name, name = None, None
