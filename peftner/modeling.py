@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from peftner.architectures import prepare_tokenizer
 from peftner.errors import PeftnerError
 
 
@@ -47,8 +48,9 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
                            "this model only has a slow one")
     if len(tokenizer) <= len(tokenizer.all_special_tokens):
         raise PeftnerError(f"{name}: the tokenizer has an empty vocabulary")
+    prepare_tokenizer(tokenizer)  # decoders: a padding token; byte-level BPE: a space before each word
     if tokenizer.pad_token_id is None:
-        raise PeftnerError(f"{name}: the tokenizer defines no padding token")
+        raise PeftnerError(f"{name}: the tokenizer defines no padding token (nor an end-of-text token to pad with)")
     return tokenizer
 
 

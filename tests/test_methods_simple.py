@@ -181,7 +181,7 @@ def test_peft_config_file_errors(tmp_path, tiny_model):
 def test_recipe_user_errors_are_one_line(memorisable_files, tiny_model, tmp_path, capsys):
     for name, extra, message in [
             ("peft", [], "peftner: error: the peft method needs --peft-config FILE.json"),
-            ("ia3", ["--feedforward-modules", "query"], "peftner: error: ia3: `feedforward_modules` should be a subset"),
+            ("ia3", ["--feedforward-modules", "query"], "peftner: error: ia3: --feedforward-modules query must also be in --target-modules"),
             ("qlora", ["--compute-dtype", "int3"], "peftner: error: --compute-dtype must be one of")]:
         with pytest.raises(SystemExit) as exit_info:
             main(name, memorise_argv(memorisable_files, tiny_model, tmp_path / name, "--epochs", 1, *extra))
