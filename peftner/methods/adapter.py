@@ -22,9 +22,23 @@ class AdapterMethodConfig(AdapterOptions, MethodConfig):
     train_defaults: ClassVar[dict] = {"learning_rate": 5e-4}
 
 
+def adapter_targets_of(model, config: AdapterMethodConfig):
+    from peftner.architectures import adapter_targets, facts_of
+
+    return adapter_targets(facts_of(model), config.variant)
+
+
+def adapter_for_model(config: AdapterMethodConfig, facts):
+    from peftner.architectures import adapter_targets
+
+    adapter_targets(facts, config.variant)  # refuses architectures whose output projections are unknown
+    return config
+
+
 ADAPTER = Method(
     name="adapter",
     summary="bottleneck adapters (Houlsby or Pfeiffer placement) in every layer, head trained",
     config_cls=AdapterMethodConfig,
-    apply=own_tuner("adapter", "BottleneckConfig", "adapter"),
+    apply=own_tuner("adapter", "BottleneckConfig", "adapter", targets=adapter_targets_of),
+    for_model=adapter_for_model,
 )

@@ -20,7 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
-HEAD_NAMES = ("classifier",)
+# Never quantized by default (bitsandbytes skip list) even where the model is not inspected first:
+# the head names of BERT-style models and GPT-2, LLaMA-style decoders, and ModernBERT's head block.
+HEAD_NAMES = ("classifier", "score", "head")
 
 
 @dataclass
@@ -48,6 +50,9 @@ class Method:
     # Extra keyword arguments for ``from_pretrained`` (e.g. a quantization config), from the config.
     load_kwargs: Callable[[Any], dict] | None = None
     is_peft: bool = True
+    # ``for_model(config, facts) -> config``: fill the architecture defaults (None knobs) and refuse,
+    # in one line, what cannot apply (peftner.architectures); run on the config before data loads.
+    for_model: Callable[[Any, Any], Any] | None = None
 
     @property
     def train_defaults(self) -> dict:
@@ -59,18 +64,26 @@ class Method:
 
 
 def head_module_names(model) -> list[str]:
-    """Names of the classification head modules (``classifier`` for BERT-style models)."""
-    names = [n for n, _ in model.named_children() if n in HEAD_NAMES]
-    if not names:
-        raise ValueError(f"{type(model).__name__} has no classifier head named one of {HEAD_NAMES}")
-    return names
+    """Names of the token-classification head modules, whatever they are called (see
+    :func:`peftner.architectures.head_names`)."""
+    from peftner.architectures import head_names
+
+    return head_names(model)
 
 
-def own_tuner(package: str, config_name: str, name: str) -> Callable[[Any, Any], Any]:
+def resolved(method: Method, model, config):
+    """``config`` with the architecture defaults of ``model`` filled in (``Method.for_model``)."""
+    from peftner.architectures import facts_of
+
+    return method.for_model(config, facts_of(model)) if method.for_model else config
+
+
+def own_tuner(package: str, config_name: str, name: str, targets=None) -> Callable[[Any, Any], Any]:
     """``apply`` for a method whose config is the options of one of peftner's own PEFT tuners.
 
     The tuner's PEFT config (``peftner.tuners.<package>.<config_name>``) is built from the method
-    config's fields, so the knobs are defined once (:mod:`peftner.tuners.options`).
+    config's fields, so the knobs are defined once (:mod:`peftner.tuners.options`);
+    ``targets(model, options)`` gives its ``target_modules`` for this architecture.
     """
 
     def apply(model, options):
@@ -82,9 +95,10 @@ def own_tuner(package: str, config_name: str, name: str) -> Callable[[Any, Any],
         from peftner.tuners import get_peft_model
 
         config_cls = getattr(importlib.import_module(f"peftner.tuners.{package}"), config_name)
+        where = {"target_modules": targets(model, options)} if targets else {}
         return get_peft_model(model, lambda: config_cls(
-            task_type=TaskType.TOKEN_CLS, modules_to_save=head_module_names(model), **dataclasses.asdict(options)),
-            name)
+            task_type=TaskType.TOKEN_CLS, modules_to_save=head_module_names(model), **dataclasses.asdict(options),
+            **where), name)
 
     return apply
 

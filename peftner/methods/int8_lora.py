@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from peftner.methods.base import Method
-from peftner.methods.lora import LoraMethodConfig, bitsandbytes_config, lora_apply, prepare_kbit_model
+from peftner.methods.lora import LoraMethodConfig, bitsandbytes_config, lora_apply, lora_for_model, prepare_kbit_model
 
 
 @dataclass
@@ -24,5 +24,6 @@ INT8_LORA = Method(
     summary="LoRA on an 8-bit (LLM.int8) quantized backbone, head in full precision",
     config_cls=Int8LoraConfig,
     apply=lora_apply("int8_lora", prepare_kbit_model),
+    for_model=lora_for_model,
     load_kwargs=int8_load_kwargs,
 )

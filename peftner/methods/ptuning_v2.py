@@ -21,9 +21,23 @@ class PtuningV2MethodConfig(PtuningV2Options, MethodConfig):
     train_defaults: ClassVar[dict] = {"learning_rate": 1e-2}
 
 
+def ptuning_v2_targets_of(model, config: PtuningV2MethodConfig):
+    from peftner.architectures import facts_of, ptuning_v2_attention
+
+    return ptuning_v2_attention(facts_of(model), model)  # None: the BERT-family default
+
+
+def ptuning_v2_for_model(config: PtuningV2MethodConfig, facts):
+    from peftner.architectures import ptuning_v2_mode
+
+    ptuning_v2_mode(facts)  # refuses attention whose keys/values cannot be reached
+    return config
+
+
 PTUNING_V2 = Method(
     name="ptuning_v2",
     summary="P-tuning v2: trained key/value prefixes in every attention layer, head trained",
     config_cls=PtuningV2MethodConfig,
-    apply=own_tuner("ptuning_v2", "PtuningV2Config", "ptuning_v2"),
+    apply=own_tuner("ptuning_v2", "PtuningV2Config", "ptuning_v2", targets=ptuning_v2_targets_of),
+    for_model=ptuning_v2_for_model,
 )

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from peftner.errors import require
 from peftner.methods.base import Method
-from peftner.methods.lora import LoraMethodConfig, bitsandbytes_config, lora_apply, prepare_kbit_model
+from peftner.methods.lora import LoraMethodConfig, bitsandbytes_config, lora_apply, lora_for_model, prepare_kbit_model
 
 COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 
@@ -43,5 +43,6 @@ QLORA = Method(
     summary="LoRA on a 4-bit NF4 double-quantized backbone (QLoRA), head in full precision",
     config_cls=QLoraConfig,
     apply=lora_apply("qlora", prepare_kbit_model),
+    for_model=lora_for_model,
     load_kwargs=qlora_load_kwargs,
 )

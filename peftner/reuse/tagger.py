@@ -108,13 +108,15 @@ class Tagger:
         """
         import torch
 
+        from peftner.architectures import restore_bidirectional
         from peftner.data import max_sequence_length
         from peftner.modeling import load_token_classifier, load_tokenizer
 
         info = read_adapter_dir(path)
         device = resolve_device(device, "device")
         if info.kind == "full":
-            model = load_token_classifier(str(info.path), info.id2label, trust_remote_code)
+            model = load_token_classifier(str(info.path), info.id2label, trust_remote_code, complete=True)
+            restore_bidirectional(model, info.path)
             tokenizer = load_tokenizer(str(info.path), trust_remote_code)
             base_name, name = None, None
         else:
@@ -123,6 +125,7 @@ class Tagger:
             _check_adapter_name(adapter_name)
             base_name = resolve_base_model(info, base_model)
             base = load_token_classifier(base_name, info.id2label, trust_remote_code)
+            restore_bidirectional(base, info.path)  # a --bidirectional run: attention without the causal mask
             _check_name_free(adapter_name, base)
             check_same_base(info.fingerprint, base, info.path, base_name)
             try:

@@ -1,4 +1,4 @@
-"""What peftner's own tuners share: a PEFT ``BaseTuner`` that wraps each target module in a layer class."""
+"""What peftner's own tuners share: a PEFT ``BaseTuner`` that wraps each target module in a layer."""
 
 from __future__ import annotations
 
@@ -6,16 +6,13 @@ from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
 
 
 class WrappingTuner(BaseTuner):
-    """Wraps every target module in ``wrapper_cls`` (a module that is also the tuner's ``tuner_layer_cls``).
+    """Wraps every target module in a module that is also the tuner's ``tuner_layer_cls``.
 
-    Subclasses set ``wrapper_cls``, ``needs`` (what a target must be, for the error) and ``supports``.
+    Subclasses implement :meth:`wrap` (which layer for which base module, or a ``ValueError``); a target
+    wrapped already gets the new adapter added to its layer.
     """
 
-    wrapper_cls: type
-    needs: str
-
-    @staticmethod
-    def supports(base) -> bool:
+    def wrap(self, target, adapter_name: str, peft_config, base, current_key: str):
         raise NotImplementedError
 
     def _create_and_replace(self, peft_config, adapter_name, target, target_name, parent, current_key, **kwargs):
@@ -23,9 +20,7 @@ class WrappingTuner(BaseTuner):
             target.update_layer(adapter_name, peft_config)
             return
         base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        if not self.supports(base):
-            raise ValueError(f"{current_key}: {self.needs}, got {type(base).__name__}")
-        new_module = self.wrapper_cls(target, adapter_name, peft_config)
+        new_module = self.wrap(target, adapter_name, peft_config, base, current_key)
         if adapter_name not in self.active_adapters:
             new_module.requires_grad_(False)  # an added, inactive adapter does not train
         self._replace_module(parent, target_name, new_module, target)

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from peftner.tuners.base import WrappingTuner
 
 from .config import BottleneckConfig
-from .layer import BottleneckLayer, Linear
-
-# (attention output projection, feed-forward output projection) per model type, as regexes on
-# module names; BERT's names are shared by RoBERTa, XLM-R, ELECTRA, CamemBERT, DeBERTa, ...
-_BERT_LIKE = (r".*\.layer\.\d+\.attention\.output\.dense", r".*\.layer\.\d+\.output\.dense")
-OUTPUT_PROJECTIONS = {
-    "distilbert": (r".*\.layer\.\d+\.attention\.out_lin", r".*\.layer\.\d+\.ffn\.lin2"),
-}
-
+from .layer import BottleneckLayer, Linear, output_features
 
 def default_target_modules(model_type: str | None, variant: str) -> str:
-    """Regex of the projections an adapter follows: Houlsby both sub-layers, Pfeiffer feed-forward only."""
-    attention, feed_forward = OUTPUT_PROJECTIONS.get(model_type, _BERT_LIKE)
-    return feed_forward if variant == "pfeiffer" else f"(?:{attention})|(?:{feed_forward})"
+    """Regex of the projections an adapter follows: Houlsby both sub-layers, Pfeiffer feed-forward only.
+
+    The names per architecture are :mod:`peftner.architectures`'s layouts (BERT's for unknown types,
+    as before: RoBERTa, XLM-R, ELECTRA, DeBERTa share them).
+    """
+    from peftner.architectures import BERT, LAYOUTS, adapter_regex
+
+    layout = LAYOUTS.get(model_type, BERT)
+    return adapter_regex(layout if layout.adapter_feedforward else BERT, variant)
 
 
 class BottleneckModel(WrappingTuner):
@@ -29,18 +25,19 @@ class BottleneckModel(WrappingTuner):
 
     prefix: str = "bottleneck_"
     tuner_layer_cls = BottleneckLayer
-    wrapper_cls = Linear
-    needs = "bottleneck adapters need an nn.Linear output projection"
     target_module_mapping: dict = {}
-
-    @staticmethod
-    def supports(base) -> bool:
-        return isinstance(base, nn.Linear)
 
     def _prepare_adapter_config(self, peft_config: BottleneckConfig, model_config: dict) -> BottleneckConfig:
         if peft_config.target_modules is None:
             peft_config.target_modules = default_target_modules(model_config.get("model_type"), peft_config.variant)
         return peft_config
+
+    def wrap(self, target, adapter_name, peft_config, base, current_key):
+        try:
+            output_features(base)
+        except TypeError as err:
+            raise ValueError(f"{current_key}: {err}") from None
+        return Linear(target, adapter_name, peft_config)
 
     def _check_merge_allowed(self):
         raise ValueError("bottleneck adapters are non-linear and cannot be merged into the base weights")
