@@ -43,6 +43,8 @@ class TrainConfig:
     output_dir: str = field(default="runs/{method}", metadata={"help": "where metrics.json and adapter/ go ({method} is replaced)"})
     init_adapter: str | None = field(default=None, metadata={"help": "continue from this adapter directory (OUTPUT_DIR/adapter of an earlier run of the same method); new tags extend its head"})
     epochs: int = field(default=5, metadata={"help": "training epochs"})
+    max_steps: int | None = field(default=None, metadata={"help": "train exactly N optimizer steps, as many epochs as that takes (replaces --epochs: equal budgets for any data size)"})
+    eval_steps: int | None = field(default=None, metadata={"help": "evaluate dev every N optimizer steps, not only at epoch ends"})
     learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (method-specific default)"})
     batch_size: int = field(default=16, metadata={"help": "training batch size per process"})
     eval_batch_size: int = field(default=64, metadata={"help": "evaluation batch size per process"})
@@ -170,6 +172,9 @@ def parse_args(method: Method, argv=None) -> tuple[TrainConfig, object]:
     train.output_dir = train.output_dir.replace("{method}", method.name)
     if train.threads is not None and train.threads < 1:
         raise PeftnerError(f"{yaml_path or 'options'}: threads must be at least 1, got {train.threads}")
+    for name in ("max_steps", "eval_steps"):
+        if getattr(train, name) is not None and getattr(train, name) < 1:
+            raise PeftnerError(f"{yaml_path or 'options'}: {name} must be at least 1, got {getattr(train, name)}")
     if train.optimizer_kernel not in OPTIMIZER_KERNELS:
         raise PeftnerError(f"{yaml_path or 'options'}: optimizer_kernel must be {', '.join(OPTIMIZER_KERNELS[:-1])} "
                            f"or {OPTIMIZER_KERNELS[-1]}, got {train.optimizer_kernel!r}")

@@ -30,8 +30,14 @@ def _check_output_dir(path: Path):
         raise PeftnerError(f"{path}: output directory is not writable ({err.strerror or err})") from None
 
 
-def run(method: Method, cfg: TrainConfig, method_config, command: str | None = None) -> dict:
-    """Train and evaluate one method; returns the metrics dict (also written to metrics.json)."""
+def run(method: Method, cfg: TrainConfig, method_config, command: str | None = None, on_evaluate=None,
+        score_test: bool = True) -> dict:
+    """Train and evaluate one method; returns the metrics dict (also written to metrics.json).
+
+    ``on_evaluate`` is the training loop's hook after each dev evaluation. ``score_test=False`` (a
+    tuning trial: the test split must stay unseen) stops after training and returns the dev results
+    only, writing nothing.
+    """
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -89,7 +95,13 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
         torch.cuda.reset_peak_memory_stats()
     model, result = train(model, accelerator, train_features, dev_set, schema.id2label, schema.metric,
                           cfg, tokenizer.pad_token_id, strict_scheme,
-                          identity={"method": method.name, "method_config": config_to_dict(method_config)})
+                          identity={"method": method.name, "method_config": config_to_dict(method_config)},
+                          on_evaluate=on_evaluate)
+    if not score_test:
+        accelerator.end_training()
+        return {"best_dev_f1": float(result.best_dev_f1), "best_epoch": result.best_epoch, "history": result.history,
+                "trainable_params": int(trainable), "total_params": int(total),
+                "train_seconds": float(result.train_seconds), "optimizer_steps": result.optimizer_steps}
     test_loader = accelerator.prepare(make_eval_loader(test_set, cfg.eval_batch_size,
                                                        PaddingCollator(tokenizer.pad_token_id)))
     test_scores, _ = evaluate_split(model, test_loader, accelerator, test_set, schema.id2label,
@@ -107,7 +119,8 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
             "model": model_name,
             "dataset": corpus.name if corpus.name != "files" else cfg.train_file,
             "seed": cfg.seed,
-            "epochs": cfg.epochs,
+            "epochs": result.history[-1]["epoch"] if result.history else cfg.epochs,
+            "max_steps": cfg.max_steps,
             "metric": schema.metric,
             "scheme": schema.scheme,
             "test_f1": float(test_scores["f1"]),

@@ -154,12 +154,16 @@ def _epoch_loader(accelerator, train_loader, sampler, epoch: int, skip: int):
 
 def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2label: dict, metric: str,
           cfg, pad_token_id: int, strict_scheme: str | None = None,
-          identity: dict | None = None) -> tuple[object, TrainResult]:
+          identity: dict | None = None, on_evaluate=None) -> tuple[object, TrainResult]:
     """Train ``model`` on ``train_features``; returns the prepared model holding the best dev state.
 
     Checkpoints every ``cfg.checkpoint_every`` optimizer steps and at each epoch end; with
     ``cfg.resume`` it continues from the latest one and reproduces the uninterrupted run exactly.
     ``identity`` (method name and settings) must match for a checkpoint to be resumed.
+    ``cfg.max_steps`` fixes the number of optimizer steps instead of epochs (equal budgets whatever the
+    data size); ``cfg.eval_steps`` evaluates dev every N steps instead of at epoch ends.
+    ``on_evaluate(entry)`` is called after each dev evaluation with its history entry (a tuner
+    prunes there by raising).
     """
     collator = PaddingCollator(pad_token_id)
     # The batch order depends only on seed + epoch (mega-batches of 1 batch = plain shuffling), and
@@ -172,7 +176,10 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
     dev_loader = make_eval_loader(dev_set, cfg.eval_batch_size, collator, cfg.num_workers)
 
     steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
-    total_steps = steps_per_epoch * cfg.epochs
+    max_steps = getattr(cfg, "max_steps", None)
+    epochs = math.ceil(max_steps / steps_per_epoch) if max_steps else cfg.epochs
+    total_steps = max_steps or steps_per_epoch * epochs
+    eval_steps = getattr(cfg, "eval_steps", None)
     optimizer = build_optimizer(model, cfg.learning_rate, cfg.weight_decay, cfg.optimizer_kernel,
                                 accelerator.device.type)
     from transformers import get_linear_schedule_with_warmup
@@ -191,15 +198,32 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
         saved, position, best_state = restored
         result = TrainResult(**saved)
 
-    with tqdm(total=cfg.epochs * len(train_loader), desc="training", unit="batch",
+    def evaluate_dev(epoch: int, train_loss: float | None):
+        nonlocal best_state
+        dev_scores, _ = evaluate_split(model, dev_loader, accelerator, dev_set, id2label, metric, strict_scheme)
+        entry = {"epoch": epoch, "step": result.optimizer_steps, "train_loss": train_loss, "dev_f1": dev_scores["f1"]}
+        result.history.append(entry)
+        improved = dev_scores["f1"] > result.best_dev_f1
+        if improved:
+            result.best_dev_f1, result.best_epoch = dev_scores["f1"], epoch
+            best_state = trainable_state(accelerator.unwrap_model(model))
+        if accelerator.is_main_process:
+            loss = f"train loss {train_loss:.4f}  " if train_loss is not None else ""
+            progress.write(f"epoch {epoch}/{epochs} step {result.optimizer_steps}/{total_steps}: {loss}dev {metric} "
+                           f"{dev_scores['f1']:.4f}{'  (best)' if improved else ''}")
+        if on_evaluate is not None:
+            on_evaluate(entry)
+
+    with tqdm(total=epochs * len(train_loader), desc="training", unit="batch",
               initial=(position.epoch - 1) * len(train_loader) + position.batches_done,
               disable=not accelerator.is_local_main_process, dynamic_ncols=True) as progress:
-        for epoch in range(position.epoch, cfg.epochs + 1):
+        for epoch in range(position.epoch, epochs + 1):
             resumed = position if epoch == position.epoch else Position(epoch)
             model.train()
             started = time.perf_counter() - resumed.seconds_in_epoch
             loss_sum, tokens = resumed.running_sums(accelerator.process_index, accelerator.device)
             loader = _epoch_loader(accelerator, train_loader, sampler, epoch, resumed.batches_done)
+            batch_number = resumed.batches_done  # batches of this epoch trained so far
             for batch_number, batch in enumerate(loader, start=resumed.batches_done + 1):
                 with accelerator.accumulate(model):
                     outputs = train_step_model(**{k: batch[k] for k in MODEL_INPUTS})
@@ -218,25 +242,27 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
                 loss_sum += loss.detach()
                 progress.update(1)
                 progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False)
+                finished = bool(max_steps) and result.optimizer_steps >= max_steps
+                if (accelerator.sync_gradients and eval_steps and result.optimizer_steps % eval_steps == 0
+                        and batch_number < len(train_loader) and not finished):  # epoch end evaluates below
+                    paused = time.perf_counter()
+                    evaluate_dev(epoch, None)
+                    model.train()
+                    started += time.perf_counter() - paused  # evaluation is not training time
                 if (accelerator.sync_gradients and checkpoints.due(result.optimizer_steps)
-                        and batch_number < len(train_loader)):  # the epoch-end checkpoint follows anyway
+                        and batch_number < len(train_loader) and not finished):  # the epoch-end checkpoint follows anyway
                     here = Position(epoch, batch_number, seconds_in_epoch=time.perf_counter() - started)
                     started += checkpoints.save(model, result, here, best_state, loss_sum, tokens)
+                if finished:
+                    break
             result.train_seconds += time.perf_counter() - started
             result.train_tokens += int(accelerator.reduce(tokens, reduction="sum").item())
-            mean_loss = accelerator.reduce(loss_sum, reduction="mean").item() / max(1, len(train_loader))
-
-            dev_scores, _ = evaluate_split(model, dev_loader, accelerator, dev_set, id2label, metric, strict_scheme)
-            result.history.append({"epoch": epoch, "train_loss": mean_loss, "dev_f1": dev_scores["f1"]})
-            improved = dev_scores["f1"] > result.best_dev_f1
-            if improved:
-                result.best_dev_f1, result.best_epoch = dev_scores["f1"], epoch
-                best_state = trainable_state(accelerator.unwrap_model(model))
-            if accelerator.is_main_process:
-                progress.write(f"epoch {epoch}/{cfg.epochs}: train loss {mean_loss:.4f}  dev {metric} "
-                               f"{dev_scores['f1']:.4f}{'  (best)' if improved else ''}")
+            mean_loss = accelerator.reduce(loss_sum, reduction="mean").item() / max(1, batch_number)
+            evaluate_dev(epoch, mean_loss)
             if checkpoints.enabled:
                 checkpoints.save(model, result, Position(epoch + 1), best_state)
+            if max_steps and result.optimizer_steps >= max_steps:
+                break
     if best_state is not None:
         load_trainable_state(accelerator.unwrap_model(model), best_state)
     return model, result
