@@ -386,24 +386,26 @@ def tune_command(args) -> int:
     flags = winner_flags(study)
     progress.show(search_status(study, args.n_trials, search_space(method)), force=True)
     progress.close()
-    if not args.seeds:
-        return 0
     command = "peftner tune " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["tune"] else \
         f"peftner tune {method.name}"
 
     def matrix():
+        if not args.seeds:
+            return []
         return run_matrix(storage, out, [method.name], args.seeds, [None], {method.name: [*base, *flags]},
                           progress=progress, stale_after=args.stale_after)
 
     def report(rows):
-        written = write_tuned_report(storage, out, command)
         best = best_trial(study)
-        mine = [r["test_f1"] for r in rows]
-        print(f"best trial {best.number} of {study.study_name}: dev F1 {best.value:.4f} with {' '.join(flags)}; "
-              f"test F1 over {len(mine)} seeds {statistics.fmean(mine):.4f}"
-              + (f" ± {statistics.stdev(mine):.4f}" if len(mine) > 1 else "") + f" | wrote {written}", flush=True)
+        line = f"best trial {best.number} of {study.study_name}: dev F1 {best.value:.4f} with {' '.join(flags)}"
+        if rows:
+            mine = [r["test_f1"] for r in rows]
+            line += (f"; test F1 over {len(mine)} seeds {statistics.fmean(mine):.4f}"
+                     + (f" ± {statistics.stdev(mine):.4f}" if len(mine) > 1 else "")
+                     + f" | wrote {write_tuned_report(storage, out, command)}")
+        print(line, flush=True)
 
-    finish(storage, f"{out.name}-{method.name}", matrix, report, args.seeds)
+    finish(storage, f"{out.name}-{method.name}-seeds{args.seeds}", matrix, report, args.seeds)
     return 0
 
 
