@@ -30,12 +30,12 @@ def _check_output_dir(path: Path):
         raise PeftnerError(f"{path}: output directory is not writable ({err.strerror or err})") from None
 
 
-def run(method: Method, cfg: TrainConfig, method_config, command: str | None = None, on_evaluate=None,
+def run(method: Method, cfg: TrainConfig, method_config, command: str | None = None, callbacks=(),
         score_test: bool = True) -> dict:
     """Train and evaluate one method; returns the metrics dict (also written to metrics.json).
 
-    ``on_evaluate`` is the training loop's hook after each dev evaluation. ``score_test=False`` (a
-    tuning trial: the test split must stay unseen) stops after training and returns the dev results
+    ``callbacks``: hooks into the training loop (:mod:`peftner.training.callbacks`). ``score_test=False``
+    (a tuning trial: the test split must stay unseen) stops after training and returns the dev results
     only, writing nothing.
     """
     import torch
@@ -96,7 +96,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     model, result = train(model, accelerator, train_features, dev_set, schema.id2label, schema.metric,
                           cfg, tokenizer.pad_token_id, strict_scheme,
                           identity={"method": method.name, "method_config": config_to_dict(method_config)},
-                          on_evaluate=on_evaluate)
+                          callbacks=callbacks)
     if not score_test:
         accelerator.end_training()
         return {"best_dev_f1": float(result.best_dev_f1), "best_epoch": result.best_epoch, "history": result.history,

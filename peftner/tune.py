@@ -24,63 +24,19 @@ import sys
 import shlex
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from peftner.errors import PeftnerError
 from peftner import sweep
+from peftner.errors import PeftnerError
+from peftner.methods.space import Bundle, Choice, LogUniform
+from peftner.training.callbacks import Callback
 
 DEFAULT_TRIALS = 20
 
 
-@dataclass(frozen=True)
-class LogUniform:
-    """A float drawn on a log scale (learning rates)."""
-
-    low: float
-    high: float
-
-    def suggest(self, trial, name: str):
-        return trial.suggest_float(name, self.low, self.high, log=True)
-
-    def describe(self) -> str:
-        return f"{self.low:g} … {self.high:g} (log scale)"
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One of a few options. An option is a flag value, or a name standing for several flags
-    (``{"kv": {"target_modules": "key,value", "feedforward_modules": ""}}``)."""
-
-    options: tuple
-
-    def suggest(self, trial, name: str):
-        return trial.suggest_categorical(name, list(self.options))
-
-    def describe(self) -> str:
-        return ", ".join(map(str, self.options))
-
-
-@dataclass(frozen=True)
-class Bundle(Choice):
-    """A :class:`Choice` whose options are names of flag sets (options that must change together)."""
-
-    flags: tuple = ()  # ((name, {field: value}), ...)
-
-    @classmethod
-    def of(cls, mapping: dict) -> "Bundle":
-        return cls(tuple(mapping), tuple(mapping.items()))
-
-    def expand(self, value) -> dict:
-        return dict(dict(self.flags)[value])
-
-    def describe(self) -> str:
-        return "; ".join(f"{name} ({', '.join(f'{k}={v}' for k, v in flags.items())})" for name, flags in self.flags)
-
-
 def search_space(method) -> dict:
-    """The method's search space: its ``search_space`` attribute (method files), else the shared table."""
-    space = getattr(method, "search_space", None) or SEARCH_SPACES.get(method.name)
+    """The method's search space, declared in its file (``Method.search_space``)."""
+    space = method.search_space
     if not space:
         raise PeftnerError(f"method {method.name!r} has no search space")
     return space
@@ -91,7 +47,7 @@ def space_fields(method_name: str) -> list[str]:
     from peftner.methods import METHODS
 
     method = METHODS.get(method_name)
-    space = (getattr(method, "search_space", None) if method else None) or SEARCH_SPACES.get(method_name) or {}
+    space = method.search_space if method else {}
     names = ["learning_rate"]
     for name, spec in space.items():
         names += list(spec.flags[0][1]) if isinstance(spec, Bundle) else [name]
@@ -143,35 +99,6 @@ def _same(current, option) -> bool:
     return current == option
 
 
-# Search spaces of each method (learning rate + the method's main structural knob). Ranges bracket the
-# literature's values and each recipe's default; docs/methods.md lists them.
-LORA_SPACE = {
-    "learning_rate": LogUniform(1e-4, 5e-3),
-    "r": Choice((4, 8, 16, 32)),
-    "targets": Bundle.of({"query,value": {"target_modules": "query,value"},
-                          "query,key,value": {"target_modules": "query,key,value"},
-                          "all-linear": {"target_modules": "all-linear"}}),
-}
-SEARCH_SPACES = {
-    "full": {"learning_rate": LogUniform(1e-5, 3e-4)},
-    "head": {"learning_rate": LogUniform(1e-4, 3e-2)},
-    "bitfit": {"learning_rate": LogUniform(1e-4, 1e-2)},
-    "lora": LORA_SPACE,
-    "int8_lora": LORA_SPACE,
-    "qlora": LORA_SPACE,
-    "adapter": {"learning_rate": LogUniform(5e-5, 3e-3), "reduction_factor": Choice((4, 8, 16, 32, 64)),
-                "variant": Choice(("houlsby", "pfeiffer"))},
-    "prompt": {"learning_rate": LogUniform(1e-3, 1e-1), "num_virtual_tokens": Choice((5, 10, 20, 50))},
-    "ptuning_v2": {"learning_rate": LogUniform(1e-3, 5e-2), "num_virtual_tokens": Choice((4, 8, 16, 32, 64))},
-    "ia3": {"learning_rate": LogUniform(1e-3, 3e-2),
-            "targets": Bundle.of({"key,value,ffn": {"target_modules": "key,value,output.dense",
-                                                    "feedforward_modules": "output.dense"},
-                                  "key,value": {"target_modules": "key,value", "feedforward_modules": ""},
-                                  "query,key,value,ffn": {"target_modules": "query,key,value,output.dense",
-                                                          "feedforward_modules": "output.dense"}})},
-}
-
-
 def make_pruner(startup_trials: int = 4):
     """Median pruning on per-evaluation dev F1, after a few complete trials and never at the first
     evaluation (every method is near 0 after one epoch)."""
@@ -187,12 +114,30 @@ def _objective_flags(trial, space: dict) -> dict:
     return {name: spec.suggest(trial, name) for name, spec in space.items()}
 
 
+class Pruning(Callback):
+    """The loop hook of a trial: reports each dev evaluation to Optuna, stamps the heartbeat, and
+    stops a trial the pruner gives up on. Reported by evaluation number: every trial of a study
+    evaluates at the same steps."""
+
+    def __init__(self, trial, on_progress=None):
+        self.trial, self.on_progress, self.evaluations = trial, on_progress, 0
+
+    def on_evaluate(self, entry: dict):
+        self.evaluations += 1
+        self.trial.report(entry["dev_f1"], self.evaluations)
+        sweep.stamp(self.trial)
+        if self.on_progress:
+            self.on_progress(self.trial.number, entry)
+        if self.trial.should_prune():
+            raise sweep._optuna().TrialPruned(f"dev F1 {entry['dev_f1']:.4f} at evaluation {self.evaluations} "
+                                              f"(step {entry['step']})")
+
+
 def run_trial(method, trial, space: dict, base_argv: list[str], log_dir: Path, on_progress=None) -> float:
     """Train one trial in this process (dev only) and return its best dev F1; raises TrialPruned."""
     from peftner.config import parse_args
     from peftner.recipe import run
 
-    optuna = sweep._optuna()
     values = _objective_flags(trial, space)
     flags = flags_of(values, space)
     trial.set_user_attr("flags", " ".join(flags))
@@ -200,21 +145,10 @@ def run_trial(method, trial, space: dict, base_argv: list[str], log_dir: Path, o
     log_dir.mkdir(parents=True, exist_ok=True)
     cfg, method_cfg = parse_args(method, [*base_argv, *flags, "--output-dir", str(log_dir), "--keep-checkpoints", "0"])
 
-    evaluations = []
-
-    def on_evaluate(entry):
-        evaluations.append(entry)  # reported by evaluation number: every trial evaluates at the same steps
-        trial.report(entry["dev_f1"], len(evaluations))
-        sweep.stamp(trial)
-        if on_progress:
-            on_progress(trial.number, entry)
-        if trial.should_prune():
-            raise optuna.TrialPruned(f"dev F1 {entry['dev_f1']:.4f} at evaluation {len(evaluations)} "
-                                     f"(step {entry['step']})")
-
     with open(log_dir / "log.txt", "w", encoding="utf-8") as log, \
             contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        result = run(method, cfg, method_cfg, command="peftner tune", on_evaluate=on_evaluate, score_test=False)
+        result = run(method, cfg, method_cfg, command="peftner tune", callbacks=[Pruning(trial, on_progress)],
+                     score_test=False)
     trial.set_user_attr("trainable_params", result["trainable_params"])
     trial.set_user_attr("train_seconds", round(result["train_seconds"], 1))
     return result["best_dev_f1"]
@@ -457,4 +391,4 @@ def wait_for_search(study, storage, stale_after: float, progress, n_trials: int,
         time.sleep(poll)
 
 
-__all__ = ["Bundle", "Choice", "LogUniform", "SEARCH_SPACES", "flags_of", "search", "search_space", "tune_command"]
+__all__ = ["Bundle", "Choice", "LogUniform", "flags_of", "search", "search_space", "tune_command"]

@@ -15,7 +15,7 @@ from peftner import sweep, tune  # noqa: E402
 from peftner.benchmark import (pareto_front, spread_labels, summarize, tuned_table_markdown, versus_full,  # noqa: E402
                                welch_p)
 from peftner.errors import PeftnerError  # noqa: E402
-from peftner.methods import get_method  # noqa: E402
+from peftner.methods import METHODS, get_method  # noqa: E402
 
 
 def test_max_steps_fixes_the_budget_and_eval_steps_adds_evaluations(tmp_path, tiny_model, memorisable_files):
@@ -44,9 +44,9 @@ def test_search_space_flags_and_recipe_defaults():
     assert tune.default_values(get_method("lora"), tune.search_space(get_method("lora"))) == {
         "learning_rate": 1e-3, "r": 8, "targets": "query,value"}
     # Every space contains its recipe's defaults: the first trial reproduces the untuned recipe.
-    for name in tune.SEARCH_SPACES:
-        method = get_method(name)
-        assert tune.default_values(method, tune.search_space(method)) is not None, name
+    for method in METHODS.values():
+        if method.search_space:
+            assert tune.default_values(method, tune.search_space(method)) is not None, method.name
     assert tune.space_fields("ia3") == ["learning_rate", "target_modules", "feedforward_modules"]
 
 
@@ -54,10 +54,11 @@ def test_every_point_of_a_space_parses(tmp_path):
     """Each option of each method's space is a valid recipe flag set (no trial fails on a typo)."""
     from peftner.config import parse_args
 
-    for name, space in tune.SEARCH_SPACES.items():
-        method = get_method(name)
+    for method in METHODS.values():
+        space = method.search_space
         for key, spec in space.items():
             options = spec.options if isinstance(spec, tune.Choice) else (spec.low, spec.high)
+            assert key == "learning_rate" or isinstance(spec, tune.Choice), (method.name, key)
             for option in options:
                 point = {**tune.default_values(method, space), key: option}
                 parse_args(method, tune.flags_of(point, space))

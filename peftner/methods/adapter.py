@@ -1,6 +1,6 @@
 """Bottleneck adapters (Houlsby et al. 2019; Pfeiffer et al. 2021) on the shared method contract.
 
-The adapter itself is a registered PEFT method (:mod:`peftner.methods.bottleneck`), so training,
+The adapter itself is a registered PEFT method (:mod:`peftner.tuners.adapter`), so training,
 saving and reloading go through PEFT exactly like LoRA.
 """
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from peftner.errors import PeftnerError
 from peftner.methods.base import Method, MethodConfig, head_module_names
+from peftner.methods.space import Choice, LogUniform
 
 VARIANTS = ("houlsby", "pfeiffer")
 NON_LINEARITIES = ("relu", "gelu", "swish", "tanh")
@@ -35,10 +36,10 @@ class AdapterMethodConfig(MethodConfig):
 def apply_adapter(model, config: AdapterMethodConfig):
     from peft import TaskType
 
-    from peftner.methods.bottleneck import BottleneckConfig
-    from peftner.methods.peft_wrap import wrap
+    from peftner.tuners import get_peft_model
+    from peftner.tuners.adapter import BottleneckConfig
 
-    return wrap(model, BottleneckConfig(
+    return get_peft_model(model, BottleneckConfig(
         task_type=TaskType.TOKEN_CLS, variant=config.variant, reduction_factor=config.reduction_factor,
         non_linearity=config.non_linearity, modules_to_save=head_module_names(model)))
 
@@ -52,4 +53,6 @@ ADAPTER = Method(
     # collapsed to all-"O" on one of three seeds of the embedded benchmark (seed 44: dev F1 0 in
     # every epoch); 5e-4 trains that seed normally.
     train_defaults={"learning_rate": 5e-4},
+    search_space={"learning_rate": LogUniform(5e-5, 3e-3), "reduction_factor": Choice((4, 8, 16, 32, 64)),
+                  "variant": Choice(VARIANTS)},
 )

@@ -37,6 +37,8 @@ class Method:
     # Extra keyword arguments for ``from_pretrained`` (e.g. a quantization config), from the config.
     load_kwargs: Callable[[Any], dict] | None = None
     is_peft: bool = True
+    # What ``peftner tune`` searches: config field (or bundle name) -> peftner.methods.space entry.
+    search_space: dict = field(default_factory=dict)
 
     def default_config(self):
         return self.config_cls()

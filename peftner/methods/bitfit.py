@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_module_names
+from peftner.methods.space import LogUniform
 
 
 @dataclass
@@ -25,4 +26,5 @@ BITFIT = Method(
     # Ben Zaken et al. search 1e-4..1e-3 for BERT-base; small models with few biases sit at the top.
     train_defaults={"learning_rate": 1e-3},
     is_peft=False,
+    search_space={"learning_rate": LogUniform(1e-4, 1e-2)},
 )

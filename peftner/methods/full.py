@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_module_names
+from peftner.methods.space import LogUniform
 
 
 @dataclass
@@ -43,4 +44,5 @@ FULL = Method(
     apply=apply_full,
     train_defaults={"learning_rate": 5e-5},
     is_peft=False,
+    search_space={"learning_rate": LogUniform(1e-5, 3e-4)},
 )

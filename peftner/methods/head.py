@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_module_names
+from peftner.methods.space import LogUniform
 
 
 @dataclass
@@ -25,4 +26,5 @@ HEAD = Method(
     # A lone linear layer on frozen features tolerates (and needs) a much larger step than fine-tuning.
     train_defaults={"learning_rate": 5e-3},
     is_peft=False,
+    search_space={"learning_rate": LogUniform(1e-4, 3e-2)},
 )

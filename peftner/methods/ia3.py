@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from peftner.methods.base import Method, MethodConfig, head_module_names
+from peftner.methods.space import Bundle, LogUniform
 
 
 @dataclass
@@ -49,4 +50,12 @@ IA3 = Method(
     apply=apply_ia3,
     # (IA)^3 vectors start at 1 and need large steps: Liu et al. train them at 3e-3.
     train_defaults={"learning_rate": 3e-3},
+    search_space={
+        "learning_rate": LogUniform(1e-3, 3e-2),
+        "targets": Bundle.of({
+            "key,value,ffn": {"target_modules": "key,value,output.dense", "feedforward_modules": "output.dense"},
+            "key,value": {"target_modules": "key,value", "feedforward_modules": ""},
+            "query,key,value,ffn": {"target_modules": "query,key,value,output.dense",
+                                    "feedforward_modules": "output.dense"}}),
+    },
 )

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from peftner.methods.base import Method
-from peftner.methods.kbit import apply_kbit_lora, bitsandbytes_config
-from peftner.methods.lora import LORA, LoraMethodConfig
+from peftner.methods.lora import LORA, LoraMethodConfig, apply_kbit_lora, bitsandbytes_config
 
 
 @dataclass
@@ -27,4 +26,5 @@ INT8_LORA = Method(
     apply=apply_kbit_lora,
     train_defaults=dict(LORA.train_defaults),
     load_kwargs=int8_load_kwargs,
+    search_space=dict(LORA.search_space),
 )

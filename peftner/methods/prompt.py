@@ -1,6 +1,6 @@
 """Prompt tuning (Lester et al. 2021): trained soft-prompt embeddings prepended to the input.
 
-Uses PEFT's ``PromptTuningConfig``; :class:`~peftner.methods.prompt_model.PromptTokenClassifier`
+Uses PEFT's ``PromptTuningConfig``; :class:`~peftner.tuners.prompt.PromptTokenClassifier`
 removes the virtual positions from logits and loss so the method obeys the shared contract.
 """
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from peftner.errors import PeftnerError
 from peftner.methods.base import Method, MethodConfig, head_module_names
+from peftner.methods.space import Choice, LogUniform
 
 PROMPT_INITS = ("sample_vocab", "random")
 
@@ -30,7 +31,7 @@ class PromptMethodConfig(MethodConfig):
 def apply_prompt(model, config: PromptMethodConfig):
     from peft import PromptTuningConfig, TaskType
 
-    from peftner.methods.prompt_model import PromptTokenClassifier
+    from peftner.tuners.prompt import PromptTokenClassifier
 
     peft_config = PromptTuningConfig(
         task_type=TaskType.TOKEN_CLS, num_virtual_tokens=config.num_virtual_tokens,
@@ -48,4 +49,5 @@ PROMPT = Method(
     # Lester et al. use 0.3 with Adafactor on T5; with AdamW on BERT-size encoders rates around
     # 1e-2..3e-2 are the usual choice, far above LoRA's.
     train_defaults={"learning_rate": 3e-2},
+    search_space={"learning_rate": LogUniform(1e-3, 1e-1), "num_virtual_tokens": Choice((5, 10, 20, 50))},
 )

@@ -1,6 +1,6 @@
 """P-tuning v2 / deep prompt tuning (Liu et al. 2021) on the shared method contract.
 
-Trained key/value prefixes in every self-attention layer (:mod:`peftner.methods.ptuning_v2`, a
+Trained key/value prefixes in every self-attention layer (:mod:`peftner.tuners.ptuning_v2`, a
 registered PEFT method). The prefixes live only inside attention, so inputs, positions and logits
 are unchanged: one logit row per input position.
 """
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from peftner.errors import PeftnerError
 from peftner.methods.base import Method, MethodConfig, head_module_names
+from peftner.methods.space import Choice, LogUniform
 
 
 @dataclass
@@ -33,10 +34,10 @@ class PtuningV2MethodConfig(MethodConfig):
 def apply_ptuning_v2(model, config: PtuningV2MethodConfig):
     from peft import TaskType
 
-    from peftner.methods.peft_wrap import wrap
-    from peftner.methods.ptuning_v2 import PtuningV2Config
+    from peftner.tuners import get_peft_model
+    from peftner.tuners.ptuning_v2 import PtuningV2Config
 
-    return wrap(model, PtuningV2Config(
+    return get_peft_model(model, PtuningV2Config(
         task_type=TaskType.TOKEN_CLS, num_virtual_tokens=config.num_virtual_tokens,
         prefix_projection=config.prefix_projection, encoder_hidden_size=config.encoder_hidden_size,
         prefix_dropout=config.prefix_dropout, modules_to_save=head_module_names(model)))
@@ -49,4 +50,5 @@ PTUNING_V2 = Method(
     apply=apply_ptuning_v2,
     # Liu et al.'s sequence-labelling scripts use learning rates around 1e-2 to 5e-2 with AdamW.
     train_defaults={"learning_rate": 1e-2},
+    search_space={"learning_rate": LogUniform(1e-3, 5e-2), "num_virtual_tokens": Choice((4, 8, 16, 32, 64))},
 )
