@@ -207,6 +207,45 @@ def inference_speed(rounds: int, seed: int, tmp: str) -> dict:
             "predict_tokens_per_second": tokens / predict_t, "rounds": rounds}
 
 
+# ---- time to quality -----------------------------------------------------------------------------
+
+TIME_TO_QUALITY = Path(__file__).parent / "results" / "time_to_quality" / "result.json"
+
+
+def first_reaching(history: list[dict], target: float) -> dict | None:
+    """The first dev evaluation at or above ``target`` (its training seconds and step), or None."""
+    return next((h for h in history if h["dev_f1"] >= target), None)
+
+
+def time_to_quality(seed: int, tmp: str, epochs: int | None = None, eval_steps: int = 20,
+                    methods=("full", "lora")) -> dict:
+    """Training seconds peftner full fine-tuning and LoRA need to reach the dev F1 that the Transformers
+    ``Trainer`` tutorial recipe reaches after all its epochs, as a ratio to the Trainer's training time.
+
+    The Trainer trains first (its dev F1 after the last epoch is the target); peftner then trains with
+    its defaults and a dev evaluation every ``eval_steps`` optimizer steps (evaluation time is not
+    counted: the loop's ``train_seconds`` at each evaluation). Both in this process, one after the other.
+    """
+    cfg, _ = parse_args(get_method("full"), ["--epochs", str(epochs)] if epochs else [])
+    corpus = load_corpus(cfg.dataset, seed=seed)
+    trainer = run_trainer(corpus, default_model(), f"{tmp}/trainer-ttq", epochs=cfg.epochs, seed=seed,
+                          batch_size=cfg.batch_size, score_dev=True)
+    target = trainer["dev_f1"]
+    result = {"target_dev_f1": target, "trainer": trainer, "eval_steps": eval_steps, "seed": seed}
+    for name in methods:
+        method = get_method(name)
+        flags = ["--seed", str(seed), "--output-dir", f"{tmp}/ttq-{name}", "--keep-checkpoints", "0",
+                 "--eval-steps", str(eval_steps), *(["--epochs", str(epochs)] if epochs else [])]
+        mcfg, method_cfg = parse_args(method, flags)
+        metrics = run(method, mcfg, method_cfg, command="benchmarks/throughput.py --time-to-quality")
+        hit = first_reaching(metrics["history"], target)
+        result[name] = {"reached": hit is not None, "seconds": hit["train_seconds"] if hit else None,
+                        "step": hit["step"] if hit else None, "best_dev_f1": metrics["best_dev_f1"],
+                        "train_seconds_total": metrics["train_seconds"], "history": metrics["history"],
+                        "ratio_to_trainer": hit["train_seconds"] / trainer["train_seconds"] if hit else None}
+    return result
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: peftner's default)")
@@ -215,8 +254,14 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--recipes", default=",".join(RECIPES), help="training recipes to time (comma-separated)")
     parser.add_argument("--skip-training", action="store_true", help="only step time and inference")
-    parser.add_argument("--output", default=str(RESULT))
+    parser.add_argument("--output", default=None, help="default: benchmarks/results/throughput/result.json "
+                                                       "(time_to_quality/result.json with --time-to-quality)")
+    parser.add_argument("--time-to-quality", action="store_true",
+                        help="only the time peftner full and LoRA need to reach the Trainer recipe's final dev F1")
     args = parser.parse_args(argv)
+    if args.time_to_quality:
+        return time_to_quality_main(args, argv)
+    args.output = args.output or str(RESULT)
     result = {"command": "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": machine_description(), "versions": library_versions(),
               "torch_threads": torch.get_num_threads()}
@@ -247,3 +292,23 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+
+
+def time_to_quality_main(args, argv) -> dict:
+    """``--time-to-quality``: one run of :func:`time_to_quality`, written to its own result file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = time_to_quality(args.seed, tmp, args.epochs)
+    result.update(command="python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                  machine=machine_description(), versions=library_versions(), torch_threads=torch.get_num_threads())
+    output = Path(args.output or TIME_TO_QUALITY)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output, result)
+    trainer = result["trainer"]
+    print(f"Trainer recipe: dev F1 {result['target_dev_f1']:.4f} after {trainer['epochs']} epochs, "
+          f"{trainer['train_seconds']:.0f} s of training")
+    for name in ("full", "lora"):
+        r = result[name]
+        print(f"peftner {name}: " + (f"reached it after {r['seconds']:.0f} s (step {r['step']}), "
+                                     f"{r['ratio_to_trainer']:.2f}x the Trainer's time" if r["reached"] else
+                                     f"did not reach it (best dev F1 {r['best_dev_f1']:.4f})"))
+    return result

@@ -255,6 +255,9 @@ def tune_arguments(parser):
     parser.add_argument("method", choices=sorted(METHODS), help="method to tune")
     add_sweep_arguments(parser)
     parser.add_argument("--seeds", type=int, default=3, help="seeds for the winner's test runs (0: search only)")
+    parser.add_argument("--status", action="store_true",
+                        help="run nothing: print the study's progress line and export trials_<method>.csv "
+                             "(for committing a sweep that is still running)")
     parser.add_argument("--extra", default="", help="more recipe flags for every trial and run (data, model, "
                                                     "...), quoted: --extra '--model DIR --batch-size 8'")
 
@@ -312,6 +315,11 @@ def tune_command(args) -> int:
     storage = sweep.open_storage(args.storage or default_storage(out))
     progress = sweep.ProgressLine()
     base = [*extra, *budget_argv(args)]
+    if args.status:
+        study = sweep.load_study(storage, study_name(method.name))
+        sweep.export_csv(study, out / f"trials_{method.name}.csv")
+        print(search_status(study, args.n_trials, search_space(method)))
+        return 0
     with tempfile.TemporaryDirectory(prefix="peftner-tune-") as tmp:
         study = search(method, storage, study_name(method.name), args.n_trials, base, Path(tmp), progress,
                        args.stale_after)

@@ -28,6 +28,18 @@ def test_max_steps_fixes_the_budget_and_eval_steps_adds_evaluations(tmp_path, ti
     # every 2 steps, plus each epoch end (3, 6) and the end of the budget (7)
     assert [h["step"] for h in m["history"]] == [2, 3, 4, 6, 7]
     assert m["best_dev_f1"] == max(h["dev_f1"] for h in m["history"])
+    seconds = [h["train_seconds"] for h in m["history"]]  # training time so far, for time to quality
+    assert seconds == sorted(seconds) and 0 < seconds[-1] <= m["train_seconds"] + 1e-6
+
+
+def test_time_to_quality_takes_the_first_evaluation_at_the_target():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from throughput import first_reaching
+
+    history = [{"step": 20, "dev_f1": 0.2, "train_seconds": 5.0}, {"step": 40, "dev_f1": 0.45, "train_seconds": 9.0},
+               {"step": 60, "dev_f1": 0.5, "train_seconds": 14.0}]
+    assert first_reaching(history, 0.45)["train_seconds"] == 9.0
+    assert first_reaching(history, 0.51) is None
 
 
 def test_budget_flags_below_one_are_refused(tmp_path):

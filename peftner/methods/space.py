@@ -51,4 +51,8 @@ class Bundle(Choice):
         return dict(dict(self.flags)[value])
 
     def describe(self) -> str:
-        return "; ".join(f"{name} ({', '.join(f'{k}={v}' for k, v in flags.items())})" for name, flags in self.flags)
+        def one(name, flags):
+            if list(flags.values()) == [name]:
+                return name
+            return f"{name} ({', '.join(f'{k}={v or chr(8709)}' for k, v in flags.items())})"
+        return "; ".join(one(name, flags) for name, flags in self.flags)

@@ -198,10 +198,11 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
         saved, position, best_state = restored
         result = TrainResult(**saved)
 
-    def evaluate_dev(epoch: int, train_loss: float | None):
+    def evaluate_dev(epoch: int, train_loss: float | None, train_seconds: float):
         nonlocal best_state
         dev_scores, _ = evaluate_split(model, dev_loader, accelerator, dev_set, id2label, metric, strict_scheme)
-        entry = {"epoch": epoch, "step": result.optimizer_steps, "train_loss": train_loss, "dev_f1": dev_scores["f1"]}
+        entry = {"epoch": epoch, "step": result.optimizer_steps, "train_loss": train_loss, "dev_f1": dev_scores["f1"],
+                 "train_seconds": train_seconds}  # training time so far (time to quality)
         result.history.append(entry)
         improved = dev_scores["f1"] > result.best_dev_f1
         if improved:
@@ -251,7 +252,7 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
                 if (accelerator.sync_gradients and eval_steps and result.optimizer_steps % eval_steps == 0
                         and batch_number < len(train_loader) and not finished):  # epoch end evaluates below
                     paused = time.perf_counter()
-                    evaluate_dev(epoch, None)
+                    evaluate_dev(epoch, None, result.train_seconds + paused - started)
                     model.train()
                     started += time.perf_counter() - paused  # evaluation is not training time
                 if (accelerator.sync_gradients and checkpoints.due(result.optimizer_steps)
@@ -263,7 +264,7 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
             result.train_seconds += time.perf_counter() - started
             result.train_tokens += int(accelerator.reduce(tokens, reduction="sum").item())
             mean_loss = accelerator.reduce(loss_sum, reduction="mean").item() / max(1, batch_number)
-            dev_scores = evaluate_dev(epoch, mean_loss)
+            dev_scores = evaluate_dev(epoch, mean_loss, result.train_seconds)
             if checkpoints.enabled:
                 checkpoints.save(model, result, Position(epoch + 1), best_state)
             if any(notify(callbacks, "on_epoch_end", epoch, dev_scores)):
