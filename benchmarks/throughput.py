@@ -212,6 +212,16 @@ def inference_speed(rounds: int, seed: int, tmp: str) -> dict:
 TIME_TO_QUALITY = Path(__file__).parent / "results" / "time_to_quality" / "result.json"
 
 
+class DevCurve:
+    """Loop callback: (step, training seconds so far, dev F1) at every dev evaluation."""
+
+    def __init__(self):
+        self.points = []
+
+    def on_evaluate(self, entry: dict):
+        self.points.append({k: entry[k] for k in ("step", "train_seconds", "dev_f1")})
+
+
 def first_reaching(history: list[dict], target: float) -> dict | None:
     """The first dev evaluation at or above ``target`` (its training seconds and step), or None."""
     return next((h for h in history if h["dev_f1"] >= target), None)
@@ -237,11 +247,13 @@ def time_to_quality(seed: int, tmp: str, epochs: int | None = None, eval_steps: 
         flags = ["--seed", str(seed), "--output-dir", f"{tmp}/ttq-{name}", "--keep-checkpoints", "0",
                  "--eval-steps", str(eval_steps), *(["--epochs", str(epochs)] if epochs else [])]
         mcfg, method_cfg = parse_args(method, flags)
-        metrics = run(method, mcfg, method_cfg, command="benchmarks/throughput.py --time-to-quality")
-        hit = first_reaching(metrics["history"], target)
+        curve = DevCurve()
+        metrics = run(method, mcfg, method_cfg, command="benchmarks/throughput.py --time-to-quality",
+                      callbacks=[curve])
+        hit = first_reaching(curve.points, target)
         result[name] = {"reached": hit is not None, "seconds": hit["train_seconds"] if hit else None,
                         "step": hit["step"] if hit else None, "best_dev_f1": metrics["best_dev_f1"],
-                        "train_seconds_total": metrics["train_seconds"], "history": metrics["history"],
+                        "train_seconds_total": metrics["train_seconds"], "dev_curve": curve.points,
                         "ratio_to_trainer": hit["train_seconds"] / trainer["train_seconds"] if hit else None}
     return result
 

@@ -28,8 +28,25 @@ def test_max_steps_fixes_the_budget_and_eval_steps_adds_evaluations(tmp_path, ti
     # every 2 steps, plus each epoch end (3, 6) and the end of the budget (7)
     assert [h["step"] for h in m["history"]] == [2, 3, 4, 6, 7]
     assert m["best_dev_f1"] == max(h["dev_f1"] for h in m["history"])
-    seconds = [h["train_seconds"] for h in m["history"]]  # training time so far, for time to quality
+
+
+
+def test_evaluation_hook_gets_the_training_time_so_far(tmp_path, tiny_model, memorisable_files):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from throughput import DevCurve
+
+    from peftner.config import parse_args
+    from peftner.recipe import run
+
+    curve = DevCurve()
+    cfg, method_cfg = parse_args(get_method("lora"), memorise_argv(memorisable_files, tiny_model, tmp_path / "run",
+                                                                   "--epochs", 2, "--eval-steps", 2,
+                                                                   "--keep-checkpoints", 0))
+    m = run(get_method("lora"), cfg, method_cfg, callbacks=[curve])
+    assert [p["step"] for p in curve.points] == [h["step"] for h in m["history"]] == [2, 3, 4, 6]
+    seconds = [p["train_seconds"] for p in curve.points]
     assert seconds == sorted(seconds) and 0 < seconds[-1] <= m["train_seconds"] + 1e-6
+    assert "train_seconds" not in m["history"][0]  # the history stays what a resumed run reproduces
 
 
 def test_time_to_quality_takes_the_first_evaluation_at_the_target():

@@ -201,8 +201,7 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
     def evaluate_dev(epoch: int, train_loss: float | None, train_seconds: float):
         nonlocal best_state
         dev_scores, _ = evaluate_split(model, dev_loader, accelerator, dev_set, id2label, metric, strict_scheme)
-        entry = {"epoch": epoch, "step": result.optimizer_steps, "train_loss": train_loss, "dev_f1": dev_scores["f1"],
-                 "train_seconds": train_seconds}  # training time so far (time to quality)
+        entry = {"epoch": epoch, "step": result.optimizer_steps, "train_loss": train_loss, "dev_f1": dev_scores["f1"]}
         result.history.append(entry)
         improved = dev_scores["f1"] > result.best_dev_f1
         if improved:
@@ -212,7 +211,9 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
             loss = f"train loss {train_loss:.4f}  " if train_loss is not None else ""
             progress.write(f"epoch {epoch}/{epochs} step {result.optimizer_steps}/{total_steps}: {loss}dev {metric} "
                            f"{dev_scores['f1']:.4f}{'  (best)' if improved else ''}")
-        notify(callbacks, "on_evaluate", entry)
+        # Hooks also get the training time so far (time to quality); the history keeps only what was
+        # computed, so a resumed run's history equals the uninterrupted one's.
+        notify(callbacks, "on_evaluate", {**entry, "train_seconds": train_seconds})
         return dev_scores
 
     with tqdm(total=epochs * len(train_loader), desc="training", unit="batch",
