@@ -205,3 +205,22 @@ def test_two_workers_share_one_study(tmp_path, tiny_model, memorisable_files):
     assert summary["sweeps"]["lora"]["done"] == 8 and summary["sweeps"]["lora"]["best_trial"] == best.number
     assert (tmp_path / "out" / "trials_lora.csv").read_text().count("\n") == 1 + len(study.trials)
     assert os.path.exists(tmp_path / "out" / "table.md")
+
+
+def test_compare_tune_writes_the_tuned_table(tmp_path, tiny_model, memorisable_files):
+    """compare.py --tune: search each method, run its winner, and write the reader's table."""
+    from peftner.benchmark import main
+
+    result = main(["--methods", "head", "--tune", "--n-trials", "2", "--seeds", "1", "--epochs", "1",
+                   "--model", str(tiny_model), "--train-file", str(memorisable_files["train"]),
+                   "--validation-file", str(memorisable_files["validation"]),
+                   "--test-file", str(memorisable_files["test"]), "--results-dir", str(tmp_path), "--name", "t",
+                   "--extra", "--batch-size 8 --keep-checkpoints 0 --threads 1"])
+    out = tmp_path / "t"
+    table = (out / "table.md").read_text()
+    assert "| method | tuned settings |" in table and "| head | lr " in table and "| 2: " in table
+    assert (out / "trials_head.csv").read_text().count("COMPLETE") + \
+        (out / "trials_head.csv").read_text().count("PRUNED") == 2
+    assert [s["method"] for s in result["summary"]] == ["head"]
+    study = sweep.load_study(sweep.open_storage(str(out / "study.journal")), "tune-head")
+    assert result["summary"][0]["settings"] == f"lr {tune.best_trial(study).params['learning_rate']:.3g}"
