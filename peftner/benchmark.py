@@ -466,6 +466,7 @@ def main(argv=None) -> dict:
         from peftner import sweep
 
         storage = sweep.open_storage(args.storage or str(out / "study.journal"))
+        sweep.interrupt_on_sigterm()
     per_method = {m: list(recipe_args) for m in methods}
     progress = None
     if args.tune:
@@ -533,7 +534,8 @@ def tune_methods(args, storage, out: Path, methods, recipe_args: list[str]):
     with tempfile.TemporaryDirectory(prefix="peftner-tune-") as tmp:
         for name in methods:
             studies[name] = tune.search(get_method(name), storage, tune.study_name(name), args.n_trials, base,
-                                        Path(tmp) / name, progress, args.stale_after)
+                                        Path(tmp) / name, progress, args.stale_after,
+                                        status=lambda: tune.sweep_status(storage, methods, args.n_trials))
     per_method = {}
     for name, study in studies.items():
         tune.wait_for_search(study, storage, args.stale_after, progress, args.n_trials)

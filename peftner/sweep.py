@@ -90,13 +90,26 @@ def _process_alive(pid: int) -> bool:
 
 
 def is_stale(frozen, stale_after: float = STALE_AFTER, now: float | None = None) -> bool:
+    """Whether a RUNNING trial's worker is gone: its process no longer exists on this host, or its
+    heartbeat is older than ``stale_after`` seconds (any host; also catches a reused process id)."""
     attrs = frozen.user_attrs
     if attrs.get("host") == socket.gethostname() and attrs.get("pid") is not None:
         if attrs["pid"] == os.getpid():
             return False
-        return not _process_alive(int(attrs["pid"]))
+        if not _process_alive(int(attrs["pid"])):
+            return True
     beat = attrs.get("heartbeat") or (frozen.datetime_start.timestamp() if frozen.datetime_start else 0)
     return (now or time.time()) - beat > stale_after
+
+
+def interrupt_on_sigterm():
+    """SIGTERM (a scheduler stopping a worker) unwinds like Ctrl-C, so the worker hands its trial back."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def reap_stale(study, storage, stale_after: float = STALE_AFTER, requeue: bool = True) -> list[int]:

@@ -18,6 +18,7 @@ on disk, interrupted ones are retried.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import statistics
 import sys
@@ -161,8 +162,10 @@ def best_trial(study):
 
 
 def search(method, storage, name: str, n_trials: int, base_argv: list[str], work_dir: Path,
-           progress: sweep.ProgressLine | None = None, stale_after: float = sweep.STALE_AFTER, seed: int = 0):
-    """This worker's share of the search: trials until the study holds ``n_trials`` finished ones."""
+           progress: sweep.ProgressLine | None = None, stale_after: float = sweep.STALE_AFTER, seed: int = 0,
+           status=None):
+    """This worker's share of the search: trials until the study holds ``n_trials`` finished ones.
+    ``status()`` is the progress line's text (default: this study's)."""
     optuna = sweep._optuna()
     state = optuna.trial.TrialState
     space = search_space(method)
@@ -179,7 +182,7 @@ def search(method, storage, name: str, n_trials: int, base_argv: list[str], work
 
     def show(current: str = ""):
         if progress:
-            progress.show(search_status(study, n_trials, space) + current)
+            progress.show((status() if status else search_status(study, n_trials, space)) + current)
 
     while True:
         sweep.reap_stale(study, storage, stale_after)
@@ -198,16 +201,17 @@ def search(method, storage, name: str, n_trials: int, base_argv: list[str], work
         except optuna.TrialPruned as pruned:
             trial.set_user_attr("pruned_at", str(pruned))
             study.tell(trial, state=state.PRUNED)
-        except PeftnerError as err:  # a bad point of the space: record it, go on
-            trial.set_user_attr("error", str(err))
+        except Exception as err:  # noqa: BLE001 - a point of the space that fails: record it, go on
+            trial.set_user_attr("error", str(err) if isinstance(err, PeftnerError) else f"{type(err).__name__}: {err}")
             study.tell(trial, state=state.FAIL)
-        except BaseException:  # interrupted: retried by the next worker that starts
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM): retried by the next worker that starts
             trial.set_user_attr("interrupted", True)
             study.tell(trial, state=state.FAIL)
             study.enqueue_trial(dict(trial.params))
             raise
         else:
             study.tell(trial, value)
+        gc.collect()  # the trial's model and data, before the next one loads
         show()
     return study
 
@@ -229,6 +233,29 @@ def search_status(study, n_trials: int, space: dict) -> str:
     if best:
         text += f" | best dev F1 {best.value:.4f} (trial {best.number}: {describe_params(best.params)})"
     return text
+
+
+def sweep_status(storage, methods, n_trials: int) -> str:
+    """One line for a whole sweep of several methods: trials over all studies, best dev F1 of each."""
+    optuna = sweep._optuna()
+    existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    total = {"complete": 0, "pruned": 0, "failed": 0, "running": 0, "done": 0}
+    bests = []
+    for method in methods:
+        if study_name(method) not in existing:
+            continue
+        study = sweep.load_study(storage, study_name(method))
+        c = sweep.counts(study)
+        for key in total:
+            total[key] += c[key]
+        best = best_trial(study)
+        if best:
+            bests.append(f"{method} {best.value:.4f}")
+    target = n_trials * len(methods)
+    left = max(0, target - total["done"] - total["running"])
+    return (f"[sweep of {len(methods)} methods] {total['done']}/{target} trials: {total['complete']} complete, "
+            f"{total['pruned']} pruned, {total['failed']} failed, {total['running']} running, {left} left"
+            + (f" | best dev F1: {', '.join(bests)}" if bests else ""))
 
 
 def describe_params(params: dict) -> str:
@@ -293,21 +320,11 @@ def results_dir(args, dataset: str = "wnut16") -> Path:
     return Path(__file__).resolve().parent.parent / "benchmarks" / "results" / f"{dataset}_tuned"
 
 
-def _interrupt_on_sigterm():
-    """SIGTERM (a scheduler stopping the worker) unwinds like Ctrl-C, so the trial is handed back."""
-    import signal
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def tune_command(args) -> int:
     from peftner.benchmark import finish, run_matrix
     from peftner.methods import get_method
 
-    _interrupt_on_sigterm()
+    sweep.interrupt_on_sigterm()
     method = get_method(args.method)
     extra = shlex.split(args.extra)
     out = results_dir(args)

@@ -125,6 +125,10 @@ def test_reaping_by_heartbeat_for_other_hosts():
                                        user_attrs={"host": "elsewhere", "pid": 1, "heartbeat": 1000.0})
     assert sweep.is_stale(frozen, stale_after=60, now=1100.0)
     assert not sweep.is_stale(frozen, stale_after=600, now=1100.0)
+    # Same host, a live process (the id may have been reused): only the heartbeat can tell.
+    alive = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, user_attrs={
+        "host": sweep.socket.gethostname(), "pid": os.getppid(), "heartbeat": 1000.0})
+    assert sweep.is_stale(alive, stale_after=60, now=1100.0) and not sweep.is_stale(alive, stale_after=600, now=1100.0)
 
 
 def fake_summary(method, seeds, params):
@@ -224,3 +228,21 @@ def test_compare_tune_writes_the_tuned_table(tmp_path, tiny_model, memorisable_f
     assert [s["method"] for s in result["summary"]] == ["head"]
     study = sweep.load_study(sweep.open_storage(str(out / "study.journal")), "tune-head")
     assert result["summary"][0]["settings"] == f"lr {tune.best_trial(study).params['learning_rate']:.3g}"
+
+
+def test_one_line_for_the_whole_sweep(tmp_path):
+    storage = sweep.open_storage(str(tmp_path / "s.journal"))
+    for method, values in (("lora", [0.4, 0.5]), ("full", [0.45])):
+        study = sweep.load_study(storage, tune.study_name(method))
+        for v in values:
+            study.add_trial(optuna.trial.create_trial(value=v))
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED))
+    line = tune.sweep_status(storage, ["lora", "full", "adapter"], n_trials=4)
+    assert line == ("[sweep of 3 methods] 5/12 trials: 3 complete, 2 pruned, 0 failed, 0 running, 7 left "
+                    "| best dev F1: lora 0.5000, full 0.4500")
+    out = tmp_path / "progress.txt"
+    with open(out, "w") as stream:  # not a terminal: one line per update, repeats dropped
+        progress = sweep.ProgressLine(stream)
+        progress.show(line)
+        progress.show(line)
+    assert out.read_text() == line + "\n"
