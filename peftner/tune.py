@@ -20,9 +20,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import shlex
 import statistics
 import sys
-import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -292,7 +292,7 @@ def tune_arguments(parser):
 def add_sweep_arguments(parser, with_results_dir: bool = True):
     parser.add_argument("--storage", default=None,
                         help="Optuna storage shared by all workers: sqlite:///FILE.db, an RDB URL, or a journal "
-                             "file path (default: RESULTS/study.journal)")
+                             "file path (default: study.journal in the results folder)")
     parser.add_argument("--n-trials", type=int, default=DEFAULT_TRIALS,
                         help="finished trials per method the study should hold, over all workers")
     parser.add_argument("--budget-epochs", type=int, default=None,
@@ -302,7 +302,8 @@ def add_sweep_arguments(parser, with_results_dir: bool = True):
     parser.add_argument("--stale-after", type=float, default=sweep.STALE_AFTER,
                         help="seconds without a heartbeat after which another host's running trial is retried")
     if with_results_dir:
-        parser.add_argument("--results-dir", default=None, help="default: benchmarks/results/wnut16_tuned")
+        parser.add_argument("--results-dir", default=None,
+                            help="default: benchmarks/results/<dataset>_tuned (wnut16_tuned on the embedded data)")
 
 
 def budget_argv(args) -> list[str]:
@@ -314,9 +315,12 @@ def budget_argv(args) -> list[str]:
     return argv
 
 
-def results_dir(args, dataset: str = "wnut16") -> Path:
+def results_dir(args, extra: list[str]) -> Path:
+    """``--results-dir``, else benchmarks/results/<dataset>_tuned (``files_tuned`` for own files)."""
     if args.results_dir:
         return Path(args.results_dir)
+    dataset = "files" if "--train-file" in extra else \
+        next((extra[i + 1] for i, a in enumerate(extra[:-1]) if a == "--dataset"), "wnut16").replace("/", "_")
     return Path(__file__).resolve().parent.parent / "benchmarks" / "results" / f"{dataset}_tuned"
 
 
@@ -326,8 +330,9 @@ def tune_command(args) -> int:
 
     sweep.interrupt_on_sigterm()
     method = get_method(args.method)
+    search_space(method)  # a method without a space fails before any storage is touched
     extra = shlex.split(args.extra)
-    out = results_dir(args)
+    out = results_dir(args, extra)
     out.mkdir(parents=True, exist_ok=True)
     storage = sweep.open_storage(args.storage or default_storage(out))
     progress = sweep.ProgressLine()
