@@ -95,7 +95,8 @@ def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list
 
 
 def run_matrix(storage, out: Path, methods, seeds: int, sizes, recipe_args: dict[str, list[str]],
-               launcher: list[str] | None = None, progress=None, stale_after: float | None = None) -> list[dict]:
+               launcher: list[str] | None = None, progress=None, stale_after: float | None = None,
+               queue: str | None = None) -> list[dict]:
     """Run methods x seeds x sizes; returns the rows of the runs that have metrics.
 
     ``recipe_args`` maps each method to its recipe flags. Without ``storage`` this process runs the
@@ -119,7 +120,7 @@ def run_matrix(storage, out: Path, methods, seeds: int, sizes, recipe_args: dict
             f1 = work(key)
             print(f"    test F1 {f1:.4f}, {(time.perf_counter() - started) / 60:.1f} min so far", flush=True)
     else:
-        sweep.run_queue(storage, f"compare-{out.name}", list(specs), work, progress=progress,
+        sweep.run_queue(storage, queue or f"compare-{out.name}", list(specs), work, progress=progress,
                         stale_after=stale_after or sweep.STALE_AFTER, label=f"compare {out.name}")
     rows = []
     for key, spec in specs.items():

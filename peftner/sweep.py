@@ -29,8 +29,8 @@ from peftner.errors import PeftnerError
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
 STALE_AFTER = 3600.0
 # FAIL trials that did no work of their own: interrupted (requeued), a run claimed twice, an ask that
-# found the queue empty, a trial beyond the study's size.
-NOT_RUN = ("interrupted", "duplicate_of", "empty_queue", "surplus")  # seconds without a heartbeat before another host's RUNNING trial counts as dead
+# found the queue empty, a trial beyond the study's size, another matrix's run handed back.
+NOT_RUN = ("interrupted", "duplicate_of", "empty_queue", "surplus", "handed_back")  # seconds without a heartbeat before another host's RUNNING trial counts as dead
 
 
 def _optuna():
@@ -199,6 +199,11 @@ def run_queue(storage, study_name: str, keys: list[str], work, stale_after: floa
         if key is None:  # another worker took the last waiting run between our look and our ask
             trial.set_user_attr("empty_queue", True)
             study.tell(trial, state=state.FAIL)
+            continue
+        if key not in wanted:  # a run of another matrix sharing this queue: hand it back
+            trial.set_user_attr("handed_back", True)
+            study.tell(trial, state=state.FAIL)
+            study.enqueue_trial({}, user_attrs={"run": key})
             continue
         owner = min((t.number for t in study.get_trials(deepcopy=False, states=(state.RUNNING, state.COMPLETE))
                      if t.user_attrs.get("run") == key), default=trial.number)

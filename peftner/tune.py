@@ -357,7 +357,7 @@ def tune_command(args) -> int:
         if not args.seeds:
             return []
         return run_matrix(storage, out, [method.name], args.seeds, [None], {method.name: [*base, *flags]},
-                          progress=progress, stale_after=args.stale_after)
+                          progress=progress, stale_after=args.stale_after, queue=f"runs-{method.name}")
 
     def report(rows):
         best = best_trial(study)

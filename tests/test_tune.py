@@ -116,8 +116,14 @@ def test_run_queue_runs_each_key_once_and_requeues_a_dead_workers_run(tmp_path):
     assert scores == {key: float(done.index(key) + 1) for key in done}
     again = sweep.run_queue(storage, "compare-x", ["a", "b", "c"], lambda key: done.append(key) or 0.0)
     assert len(done) == 3 and set(again) == {"a", "b", "c"}  # nothing reran
+    # Another matrix in the same queue: a worker that pops its run hands it back untouched.
+    study.enqueue_trial({}, user_attrs={"run": "other"})
+    assert sweep.run_queue(storage, "compare-x", ["d"], lambda key: done.append(key) or 4.0) == {"d": 4.0}
+    assert done[3:] == ["d"]
+    waiting = [t.user_attrs["run"] for t in sweep.load_study(storage, "compare-x").trials if t.state.name == "WAITING"]
+    assert waiting == ["other"]
     states = [t.state.name for t in sweep.load_study(storage, "compare-x").trials]
-    assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1  # the dead worker's trial
+    assert states.count("COMPLETE") == 4 and states.count("FAIL") == 2  # the dead worker's, one handed back
 
 
 def test_reaping_by_heartbeat_for_other_hosts():
@@ -198,7 +204,7 @@ def test_two_workers_share_one_study(tmp_path, tiny_model, memorisable_files):
     assert len({t.number for t in finished}) == 8
     workers_seen = {t.user_attrs["pid"] for t in finished}
     assert workers_seen <= {w.pid for w in workers} and len(workers_seen) == 2, "both workers ran trials"
-    runs = sweep.load_study(sweep.open_storage(str(storage)), "compare-out")
+    runs = sweep.load_study(sweep.open_storage(str(storage)), "runs-lora")
     completed = [t.user_attrs["run"] for t in runs.trials if t.state.name == "COMPLETE"]
     assert completed == ["lora/size-all/seed-42"]  # run once, by one of the workers
     reports = [line for out in outputs for line in out.splitlines() if line.startswith("best trial")]
