@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import shlex
 import statistics
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 
 from peftner import sweep
 from peftner.errors import PeftnerError
-from peftner.methods.space import Bundle, Choice, LogUniform
+from peftner.space import Bundle, Choice, LogUniform
 from peftner.training.callbacks import Callback
 
 DEFAULT_TRIALS = 20
@@ -149,7 +148,7 @@ def run_trial(method, trial, space: dict, base_argv: list[str], log_dir: Path, o
     with open(log_dir / "log.txt", "w", encoding="utf-8") as log, \
             contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         result = run(method, cfg, method_cfg, command="peftner tune", callbacks=[Pruning(trial, on_progress)],
-                     score_test=False)
+                     evaluate_test=False)
     trial.set_user_attr("trainable_params", result["trainable_params"])
     trial.set_user_attr("train_seconds", round(result["train_seconds"], 1))
     return result["best_dev_f1"]
@@ -395,12 +394,12 @@ def sweep_summaries(storage, out: Path, methods) -> dict[str, dict]:
 def write_tuned_report(storage, out: Path, command: str) -> Path:
     """The tuned table of every method with runs in ``out`` (several ``peftner tune`` calls add up)."""
     from peftner.benchmark import RunSpec, row_of, summarize, write_outputs
-    from peftner.report import library_versions, machine_description
+    from peftner.report import RunMetrics, library_versions, machine_description
 
     rows = []
     for path in sorted((out / "runs").glob("*/size-all/seed-*/metrics.json")):
-        metrics = json.loads(path.read_text())
-        rows.append(row_of(RunSpec(metrics["method"], int(metrics["seed"]), None), metrics))
+        metrics = RunMetrics.read(path)
+        rows.append(row_of(RunSpec(metrics.method, int(metrics.seed), None), metrics))
     summary = summarize(rows)
     info = {"command": command, "machine": machine_description(), "versions": library_versions(),
             "methods": [s["method"] for s in summary], "tuned": True}

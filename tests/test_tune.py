@@ -24,7 +24,7 @@ def test_max_steps_fixes_the_budget_and_eval_steps_adds_evaluations(tmp_path, ti
     # 24 sentences, batch 8: 3 steps per epoch; 7 steps = 2 epochs and 1 step of a third.
     m = main("lora", memorise_argv(memorisable_files, tiny_model, tmp_path / "run", "--max-steps", 7,
                                    "--eval-steps", 2, "--keep-checkpoints", 0, "--threads", 1))
-    assert m["optimizer_steps"] == 7 and m["max_steps"] == 7 and m["epochs"] == 3
+    assert m["optimizer_steps"] == 7 and m["config"]["max_steps"] == 7 and m["epochs"] == 3
     # every 2 steps, plus each epoch end (3, 6) and the end of the budget (7)
     assert [h["step"] for h in m["history"]] == [2, 3, 4, 6, 7]
     assert m["best_dev_f1"] == max(h["dev_f1"] for h in m["history"])
@@ -175,11 +175,12 @@ def test_labels_of_equal_parameter_counts_are_spread():
 
 def test_summary_keeps_settings():
     from peftner.benchmark import RunSpec, row_of
+    from peftner.report import RunMetrics
 
     metrics = {"method": "lora", "test_f1": 0.5, "best_dev_f1": 0.5, "trainable_params": 10, "total_params": 100,
                "adapter_bytes": 1, "backbone_bytes": 1, "train_tokens_per_second": 1.0, "peak_memory_mb": 1.0,
                "config": {"learning_rate": 0.0012345}, "method_config": {"r": 16, "target_modules": ["all-linear"]}}
-    row = row_of(RunSpec("lora", 42, None), metrics)
+    row = row_of(RunSpec("lora", 42, None), RunMetrics.from_dict(metrics))
     assert row["settings"] == "lr 0.00123, r 16, target_modules all-linear"
     assert summarize([row])[0]["settings"] == row["settings"]
 

@@ -1,17 +1,25 @@
-"""Full fine-tuning: every weight trains (optionally only the top K encoder layers and the head)."""
+"""Full fine-tuning: every weight trains (optionally only the top K encoder layers and the head).
+
+Its learning rate is the shared default of :class:`peftner.config.TrainConfig` (5e-5, BERT's
+fine-tuning rate), so it declares no ``train_defaults``.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
-from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_module_names
-from peftner.methods.space import LogUniform
+from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_prefixes
+from peftner.space import LogUniform
 
 
 @dataclass
 class FullConfig(MethodConfig):
-    train_top_layers: int | None = None  # None: all layers; K: only the top K encoder layers + head
+    train_top_layers: int | None = field(default=None, metadata={
+        "help": "train only the top K encoder layers and the head (None: every layer)"})
+    # peftner tune: learning rate and the main structural knob (docs/methods.md lists them).
+    search_space: ClassVar[dict] = {"learning_rate": LogUniform(1e-5, 3e-4)}
 
 
 def _layer_index(name: str) -> int | None:
@@ -28,7 +36,7 @@ def apply_full(model, config: FullConfig):
         from peftner.errors import PeftnerError
 
         raise PeftnerError(f"--train-top-layers must be between 0 and {n_layers}, got {k}")
-    heads = tuple(f"{h}." for h in head_module_names(model))
+    heads = head_prefixes(model)
 
     def trainable(name):
         index = _layer_index(name)
@@ -42,7 +50,5 @@ FULL = Method(
     summary="full fine-tuning of every weight (or of the top K layers with --train-top-layers)",
     config_cls=FullConfig,
     apply=apply_full,
-    train_defaults={"learning_rate": 5e-5},
     is_peft=False,
-    search_space={"learning_rate": LogUniform(1e-5, 3e-4)},
 )
