@@ -155,7 +155,9 @@ def settings_of(metrics: RunMetrics) -> str:
     parts = []
     for name in names:
         value = values.get(name)
-        if isinstance(value, list):
+        if value is None:
+            value = "default"  # unset: e.g. the architecture's target modules
+        elif isinstance(value, list):
             value = ",".join(map(str, value)) or "none"
         parts.append(f"lr {value:.3g}" if name == "learning_rate" else f"{name} {value}")
     return ", ".join(parts)

@@ -52,7 +52,11 @@ class Bundle(Choice):
 
     def describe(self) -> str:
         def one(name, flags):
-            if list(flags.values()) == [name]:
+            if list(flags.values()) in ([name], [None]):
                 return name
-            return f"{name} ({', '.join(f'{k}={v or chr(8709)}' for k, v in flags.items())})"
+            return f"{name} ({', '.join(f'{k}={_shown(v)}' for k, v in flags.items())})"
         return "; ".join(one(name, flags) for name, flags in self.flags)
+
+
+def _shown(value) -> str:
+    return "default" if value is None else value or "\u2205"  # unset; an empty list

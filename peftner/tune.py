@@ -62,6 +62,8 @@ def flags_of(values: dict, space: dict) -> list[str]:
         fields.update(spec.expand(value) if isinstance(spec, Bundle) else {name: value})
     argv = []
     for name, value in fields.items():
+        if value is None:  # unset: the method's default (e.g. the architecture's target modules)
+            continue
         if isinstance(value, (list, tuple)):
             value = ",".join(map(str, value))
         argv += [f"--{name.replace('_', '-')}", f"{value:.6g}" if isinstance(value, float) else str(value)]

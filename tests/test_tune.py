@@ -62,7 +62,7 @@ def test_time_to_quality_takes_the_first_evaluation_at_the_target():
 def test_budget_flags_below_one_are_refused(tmp_path):
     from peftner.config import parse_args
 
-    with pytest.raises(PeftnerError, match="max_steps must be at least 1"):
+    with pytest.raises(PeftnerError, match="--max-steps must be at least 1"):
         parse_args(get_method("lora"), ["--max-steps", "0"])
 
 
@@ -253,3 +253,19 @@ def test_one_line_for_the_whole_sweep(tmp_path):
         progress.show(line)
         progress.show(line)
     assert out.read_text() == line + "\n"
+
+
+def test_lora_on_all_linear_layers(tiny_model):
+    """The search's all-linear option: every linear layer of the backbone gets an update, not the head."""
+    from transformers import AutoModelForTokenClassification
+
+    from peftner.config import parse_args
+
+    method = get_method("lora")
+    _, config = parse_args(method, tune.flags_of({"learning_rate": 1e-3, "r": 4, "targets": "all-linear"},
+                                                 method.search_space))
+    model = method.apply(AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=3), config)
+    adapted = {n.rsplit(".lora_A", 1)[0].split("encoder.layer.0.", 1)[-1] for n, _ in model.named_modules()
+               if n.endswith("lora_A") and ".layer.0." in n}
+    assert adapted == {"attention.self.query", "attention.self.key", "attention.self.value",
+                       "attention.output.dense", "intermediate.dense", "output.dense"}

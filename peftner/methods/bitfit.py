@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_prefixes
+from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_prefixes, resolved
 from peftner.space import LogUniform
 
 
@@ -15,11 +15,19 @@ class BitFitConfig(MethodConfig):
 
     # Ben Zaken et al. search 1e-4..1e-3 for BERT-base; small models with few biases sit at the top.
     train_defaults: ClassVar[dict] = {"learning_rate": 1e-3}
+
     # peftner tune: learning rate and the main structural knob (docs/methods.md lists them).
     search_space: ClassVar[dict] = {"learning_rate": LogUniform(1e-4, 1e-2)}
 
+def bitfit_for_model(config: BitFitConfig, facts):
+    from peftner.architectures import check_bitfit
+
+    check_bitfit(facts)  # a backbone without biases would leave a linear probe, silently
+    return config
+
 
 def apply_bitfit(model, config: BitFitConfig):
+    resolved(BITFIT, model, config)
     heads = head_prefixes(model)
     return freeze_all_but(model, lambda name: name.startswith(heads) or name.endswith(".bias"))
 
@@ -30,4 +38,5 @@ BITFIT = Method(
     config_cls=BitFitConfig,
     apply=apply_bitfit,
     is_peft=False,
+    for_model=bitfit_for_model,
 )

@@ -16,14 +16,14 @@ from peftner.space import LogUniform
 
 @dataclass
 class FullConfig(MethodConfig):
-    train_top_layers: int | None = field(default=None, metadata={
+    train_top_layers: int | None = field(default=None, metadata={"min": 0,
         "help": "train only the top K encoder layers and the head (None: every layer)"})
     # peftner tune: learning rate and the main structural knob (docs/methods.md lists them).
     search_space: ClassVar[dict] = {"learning_rate": LogUniform(1e-5, 3e-4)}
 
 
 def _layer_index(name: str) -> int | None:
-    match = re.search(r"\.layers?\.(\d+)\.", name)
+    match = re.search(r"\.(?:layers?|h|blocks)\.(\d+)\.", name)  # BERT/LLaMA/ModernBERT, GPT-2, ...
     return int(match.group(1)) if match else None
 
 
