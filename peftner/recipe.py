@@ -43,6 +43,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     from peftner.training.loop import EvalSet, PaddingCollator, evaluate_split, make_eval_loader, train
 
     from peftner.reuse import prepare_init_adapter, write_artifacts
+    from peftner.trackers import Tracking
 
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -50,8 +51,11 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     model_name = cfg.model or (init.base_model if init else None) or default_model()
     output_dir = Path(cfg.output_dir)
     _check_output_dir(output_dir)
+    tracking = Tracking.from_config(cfg, method.name, method_config)  # --report-to checked before any work
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu,
-                              gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+                              gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                              **tracking.accelerator_kwargs())
+    tracker = tracking.start(accelerator)
     set_seed(cfg.seed)
 
     corpus = load_corpus(cfg.dataset, cfg.train_file, cfg.validation_file, cfg.test_file,
@@ -143,6 +147,8 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
         write_artifacts(adapter_dir, method=method, model=unwrapped, base_model=model_name, schema=schema,
                         metrics=metrics, init_adapter=cfg.init_adapter)  # peftner.json + README.md
         write_json_atomic(output_dir / "metrics.json", metrics)
+        if tracker:
+            tracker.on_run_end(metrics)
         print(format_summary(metrics), flush=True)
     accelerator.wait_for_everyone()
     accelerator.end_training()
