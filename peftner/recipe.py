@@ -97,7 +97,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     model, result = train(model, accelerator, train_features, dev_set, schema.id2label, schema.metric,
                           cfg, tokenizer.pad_token_id, strict_scheme,
                           identity={"method": method.name, "method_config": config_to_dict(method_config)},
-                          callbacks=callbacks)
+                          callbacks=[*callbacks, tracker] if tracker else callbacks)
     test_loader = accelerator.prepare(make_eval_loader(test_set, cfg.eval_batch_size,
                                                        PaddingCollator(tokenizer.pad_token_id)))
     test_scores, _ = evaluate_split(model, test_loader, accelerator, test_set, schema.id2label,

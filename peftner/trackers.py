@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from peftner.errors import PeftnerError
+from peftner.training.callbacks import Callback
 
 # Accelerate's tracker names and the package each needs (``pip install PACKAGE``).
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
@@ -94,7 +95,7 @@ FINAL_KEYS = ("best_dev_f1", "best_epoch", "trainable_params", "total_params", "
               "backbone_bytes", "train_seconds", "train_tokens_per_second", "peak_memory_mb", "optimizer_steps")
 
 
-class TrackerCallback:
+class TrackerCallback(Callback):
     """Training-loop hooks (:mod:`peftner.training.callbacks`) that log to the Accelerator's trackers."""
 
     def __init__(self, accelerator):
@@ -132,7 +133,9 @@ def start_tracking(accelerator, experiment: str, run_name: str, hyperparameters:
         return None
     init_kwargs = {"mlflow": {"run_name": run_name}, "wandb": {"name": run_name}, "comet_ml": {},
                    "aim": {}, "trackio": {"name": run_name}, "swanlab": {"experiment_name": run_name}}
-    names = {str(getattr(t, "name", t)) for t in accelerator.log_with}
+    from accelerate.tracking import GeneralTracker
+
+    names = {t.name if isinstance(t, GeneralTracker) else str(t) for t in accelerator.log_with}  # or LoggerType
     try:
         accelerator.init_trackers(experiment, config=hyperparameters,
                                   init_kwargs={k: v for k, v in init_kwargs.items() if k in names})
