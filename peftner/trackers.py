@@ -118,8 +118,9 @@ class TrackerCallback(Callback):
         self._log(score_values("dev", dev_scores), epoch)
         return False
 
-    def on_run_end(self, metrics: dict):
-        """Test scores and the run's costs, once, at ``step = optimizer steps``."""
+    def on_run_end(self, metrics):
+        """Test scores and the run's costs (a ``RunMetrics`` or its dict), once, at ``step = optimizer steps``."""
+        metrics = metrics.to_dict() if hasattr(metrics, "to_dict") else metrics
         values = score_values("test", {"f1": metrics.get("test_f1"), "precision": metrics.get("test_precision"),
                                        "recall": metrics.get("test_recall"), "accuracy": metrics.get("test_accuracy"),
                                        "per_type": metrics.get("per_type")})
