@@ -210,22 +210,21 @@ def inference_speed(rounds: int, seed: int, tmp: str) -> dict:
 
 # --------------------------------------------------------------------------- serving: Tagger vs pipeline
 SERVING_RESULT = Path(__file__).parent / "results" / "serving" / "result.json"
-# The served model: LoRA trained briefly on the embedded defaults, then merged (peftner export --merge).
-SERVING_TRAIN_FLAGS = ["--epochs", "2", "--max-train-samples", "600", "--learning-rate", "2e-3", "--keep-checkpoints", "0"]
 PIPELINE_BATCH_SIZES = (1, 8, 16, 32, 64)  # 1 is the pipeline's default
+SERVED_MODEL = ("all-MiniLM-L6-v2 with a seeded random 21-tag head, saved as a plain model directory (what "
+                "`peftner export --merge` writes): speed does not depend on the weights, and a random head spreads "
+                "predictions over every tag with many close calls, the hardest case for identical tags")
 
 
-def serving_model(cache: Path, seed: int) -> Path:
-    """The merged LoRA model both tools serve (trained once with SERVING_TRAIN_FLAGS, then reused)."""
-    from peftner.reuse import export_model
-
-    merged = cache / "merged"
-    if not (merged / "model.safetensors").is_file():
-        lora = get_method("lora")
-        cfg, lora_cfg = parse_args(lora, SERVING_TRAIN_FLAGS + ["--seed", str(seed), "--output-dir", str(cache / "lora")])
-        run(lora, cfg, lora_cfg, command="benchmarks/throughput.py (served model)")
-        export_model(cache / "lora" / "adapter", merged, merge=True, overwrite=True)
-    return merged
+def serving_model(directory: Path, seed: int) -> Path:
+    """A plain token-classification model directory both tools load (written once, then reused)."""
+    if not (directory / "model.safetensors").is_file():
+        corpus = load_corpus(seed=seed)
+        torch.manual_seed(seed)
+        model = load_token_classifier(default_model(), corpus.schema.id2label)
+        model.save_pretrained(directory, safe_serialization=True)
+        load_tokenizer(default_model()).save_pretrained(directory)
+    return directory
 
 
 def _serving_inputs(tokenizer, seed: int):
@@ -279,7 +278,7 @@ def tagger_vs_pipeline(model_dir: Path, rounds: int, seed: int, tagger_batch_siz
     pipeline_speeds = {b: words_per_second[f"pipeline_bs{b}"] for b in batch_sizes}
     best = max(pipeline_speeds, key=pipeline_speeds.get)
     per_round = [times[f"pipeline_bs{best}"][r] / times["tagger"][r] for r in range(rounds)]
-    return {"model": "LoRA merged into all-MiniLM-L6-v2 (" + " ".join(SERVING_TRAIN_FLAGS) + ")",
+    return {"model": str(model_dir) if model_dir.name != "served-model" else SERVED_MODEL,
             "sentences": len(words), "words": n_words, "entity_words": sum(t != "O" for x in reference for t in x),
             "tagger_batch_size": tagger_batch_size, "rounds": rounds, "seconds": times,
             "words_per_second": words_per_second, "pipeline_default_batch_size": 1,
@@ -325,13 +324,15 @@ def quantized_backbones(model_dir: Path, rounds: int, seed: int, batch_size: int
     return {"words": n_words, "rounds": rounds, "batch_size": batch_size, "backbones": result}
 
 
-def serving(rounds: int, seed: int, cache: Path, output: Path, command: str) -> dict:
-    model_dir = serving_model(cache, seed)
+def serving(rounds: int, seed: int, model_dir: Path | None, output: Path, command: str) -> dict:
+    """Tagger vs pipeline and the quantized backbones on ``model_dir`` (default: the seeded model above)."""
+    if model_dir is None:
+        model_dir = serving_model(Path(tempfile.gettempdir()) / f"peftner-throughput-{seed}" / "served-model", seed)
+    quantized = quantized_backbones(model_dir, rounds, seed)
     result = {"command": command, "machine": machine_description(), "versions": library_versions(),
               "torch_threads": torch.get_num_threads(),
               "note": "shared machine (other jobs running): figures are medians of interleaved passes; compare ratios",
-              "tagger_vs_pipeline": tagger_vs_pipeline(model_dir, rounds, seed),
-              "quantized": quantized_backbones(model_dir, rounds, seed)}
+              "tagger_vs_pipeline": tagger_vs_pipeline(model_dir, rounds, seed), "quantized": quantized}
     output.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(output, result)
     print_serving(result)
@@ -362,12 +363,14 @@ def main(argv=None):
     parser.add_argument("--serving-only", action="store_true",
                         help="only Tagger vs transformers.pipeline and the quantized backbones (serving result file)")
     parser.add_argument("--serving-rounds", type=int, default=5, help="interleaved rounds of the serving comparison")
-    parser.add_argument("--serving-cache", default="runs/throughput-serving",
-                        help="where the served model is trained once and reused")
+    parser.add_argument("--served-model", default=None, metavar="DIR",
+                        help="plain model directory to serve (e.g. from `peftner export --merge`; default: the "
+                             "embedded backbone with a seeded random head)")
     args = parser.parse_args(argv)
     command = "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.serving_only:
-        serving(args.serving_rounds, args.seed, Path(args.serving_cache), SERVING_RESULT, command.strip())
+        serving(args.serving_rounds, args.seed, args.served_model and Path(args.served_model), SERVING_RESULT,
+                command.strip())
         return
     result = {"command": "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": machine_description(), "versions": library_versions(),
@@ -381,7 +384,8 @@ def main(argv=None):
             result["training"] = train_speed(args.epochs, args.rounds, args.seed, tmp, names)
         result["step_time"] = step_time(args.step_batches, 3, args.seed)
         result["inference"] = inference_speed(3, args.seed, tmp)
-    serving(args.serving_rounds, args.seed, Path(args.serving_cache), SERVING_RESULT, command.strip())
+    serving(args.serving_rounds, args.seed, args.served_model and Path(args.served_model), SERVING_RESULT,
+                command.strip())
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.output, result)
     if "training" in result:

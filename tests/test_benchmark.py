@@ -71,8 +71,11 @@ def test_outputs_written(tmp_path):
     assert len(json.loads((tmp_path / "summary.json").read_text())["summary"]) == 4
 
 
-def test_compare_end_to_end_on_tiny_model_resumes(tmp_path, tiny_model, memorisable_files):
+def test_compare_end_to_end_on_tiny_model_resumes(tmp_path, tiny_model, memorisable_files, monkeypatch):
+    from conftest import subprocess_env
     from peftner.benchmark import main
+
+    monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])  # the recipes run this checkout's peftner
 
     argv = ["--methods", "lora,head", "--seeds", "1", "--epochs", "1", "--model", str(tiny_model),
             "--train-file", str(memorisable_files["train"]), "--validation-file", str(memorisable_files["validation"]),
