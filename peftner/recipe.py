@@ -1,4 +1,5 @@
-"""One run, end to end: :func:`run` is five named stages — :func:`load_data` → :func:`build_model` →
+"""One run, end to end: :func:`run` is :func:`check_architecture` (on the model config alone, before
+any data is read) and five named stages — :func:`load_data` → :func:`build_model` →
 ``train`` (:mod:`peftner.training.loop`) → :func:`score_test` → :func:`save_run` (adapter directory,
 metrics.json, summary).
 
@@ -60,6 +61,20 @@ class Built:
     total: int
 
 
+def check_architecture(method: Method, method_config, cfg: TrainConfig):
+    """Stage 0: the method's architecture defaults and refusals, from the model's config alone.
+
+    Returns ``(facts, method_config)`` with the defaults filled in (``target_modules`` etc.), so the
+    refusal of a method that cannot apply comes before any data is read. Continued training from
+    ``--init-adapter`` without ``--model`` is checked when the model is built.
+    """
+    from peftner.architectures import preflight
+
+    if cfg.init_adapter and not cfg.model:
+        return None, method_config
+    return preflight(method, method_config, cfg.model or default_model(), cfg.trust_remote_code, cfg.bidirectional)
+
+
 def load_data(method: Method, cfg: TrainConfig) -> Data:
     """Stage 1: read and check the three splits; the schema gives the head its labels."""
     from peftner.data import load_corpus
@@ -70,25 +85,32 @@ def load_data(method: Method, cfg: TrainConfig) -> Data:
     corpus = load_corpus(cfg.dataset, cfg.train_file, cfg.validation_file, cfg.test_file,
                          max_train_samples=cfg.max_train_samples, seed=cfg.seed,
                          refuse_invalid_transitions=cfg.refuse_invalid_transitions,
-                         allow_unseen_tags=cfg.allow_unseen_tags)
+                         allow_unseen_tags=cfg.allow_unseen_tags, tag_scheme=cfg.tag_scheme)
     schema = init.extend_schema(corpus.schema) if init else corpus.schema  # old label ids kept
     f1_scheme = schema.scheme if (cfg.scheme_f1 and schema.scheme in ("IOB2", "IOBES")) else None
     model_name = cfg.model or (init.base_model if init else None) or default_model()
     return Data(corpus, schema, init, model_name, Scorer(schema.id2label, schema.metric, f1_scheme))
 
 
-def build_model(method: Method, method_config, cfg: TrainConfig, data: Data, accelerator) -> Built:
+def build_model(method: Method, method_config, cfg: TrainConfig, data: Data, accelerator, facts=None) -> Built:
     """Stage 2: load the backbone with a fresh head, apply the method, encode the splits for it."""
+    from peftner.architectures import make_bidirectional, never_quantize_head
     from peftner.data import encode_sentences, max_sequence_length
+    from peftner.data.alignment import window_budget
     from peftner.modeling import load_token_classifier, load_tokenizer
     from peftner.training.loop import EvalSet
 
     tokenizer = load_tokenizer(data.model_name, cfg.trust_remote_code)
+    if cfg.max_length is not None:
+        window_budget(tokenizer, cfg.max_length)  # too small for the special tokens: say so before the model loads
     load_kwargs = method.load_kwargs(method_config) if method.load_kwargs else {}
     if "quantization_config" in load_kwargs and accelerator.device.type == "cuda":
         # Quantized weights cannot be moved after loading: place them on this process's GPU.
         load_kwargs.setdefault("device_map", {"": accelerator.device})
-    model = load_token_classifier(data.model_name, data.schema.id2label, cfg.trust_remote_code, **load_kwargs)
+    model = load_token_classifier(data.model_name, data.schema.id2label, cfg.trust_remote_code,
+                                  **never_quantize_head(load_kwargs, facts))
+    if cfg.bidirectional and make_bidirectional(model) == 0:
+        raise PeftnerError(f"--bidirectional: this {model.config.model_type} model has no causal attention to lift")
     max_length = max_sequence_length(tokenizer, model.config, cfg.max_length)
     model = method.apply(model, method_config)
     max_length = min(max_length, max_sequence_length(tokenizer, model.config) - virtual_positions(model))
@@ -125,12 +147,14 @@ def score_test(model, built: Built, data: Data, cfg: TrainConfig, accelerator) -
 def save_run(model, built: Built, data: Data, result, test_scores: dict, method: Method, method_config,
              cfg: TrainConfig, accelerator, command: str | None) -> RunMetrics:
     """Stage 5 (main process): the adapter directory, metrics.json and the printed summary."""
+    from peftner.integrity import drop_previous, set_aside
     from peftner.modeling import backbone_bytes, saved_base_config
     from peftner.report import library_versions, machine_description, peak_memory_mb, weights_bytes
     from peftner.reuse import write_artifacts
 
     output_dir = Path(cfg.output_dir)
     adapter_dir = output_dir / "adapter"
+    set_aside(adapter_dir)  # an earlier run's adapter survives a failed save (disk full): see main()
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.save_pretrained(adapter_dir, safe_serialization=True)
     saved_base_config(unwrapped).save_pretrained(adapter_dir)  # config.json: the label maps, written once
@@ -158,6 +182,7 @@ def save_run(model, built: Built, data: Data, result, test_scores: dict, method:
     write_artifacts(adapter_dir, method=method, model=unwrapped, base_model=data.model_name, schema=data.schema,
                     metrics=metrics, init_adapter=cfg.init_adapter)  # peftner.json + README.md
     metrics.write(output_dir / "metrics.json")
+    drop_previous(adapter_dir)
     print(format_summary(metrics), flush=True)
     return metrics
 
@@ -187,8 +212,9 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     tracker = tracking.start(accelerator)
     set_seed(cfg.seed)
 
+    facts, method_config = check_architecture(method, method_config, cfg)
     data = load_data(method, cfg)
-    built = build_model(method, method_config, cfg, data, accelerator)
+    built = build_model(method, method_config, cfg, data, accelerator, facts)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     model, result = train(built.model, accelerator, built.train_features, built.dev_set, data.scorer, cfg,
@@ -217,15 +243,33 @@ def _quiet_libraries():
 def main(method_name: str, argv: list[str] | None = None) -> RunMetrics | None:
     """Entry point of every recipe: parse flags, run, and turn user errors into one-line messages."""
     argv = sys.argv[1:] if argv is None else argv
+    cfg = None
     try:
         method = get_method(method_name)
         cfg, method_config = parse_args(method, argv)
         _quiet_libraries()
         command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *argv])
         return run(method, cfg, method_config, command=command)
-    except PeftnerError as err:
-        print(f"peftner: error: {err}", file=sys.stderr)
+    except (PeftnerError, OSError) as err:  # OSError: disk full, read-only, permissions while saving
+        if cfg is not None:
+            from peftner.integrity import restore_previous
+
+            restore_previous(Path(cfg.output_dir) / "adapter")  # a half-written adapter never replaces a good one
+        line = err if isinstance(err, PeftnerError) else _os_error_line(err, cfg)
+        print(f"peftner: error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _os_error_line(err: OSError, cfg) -> str:
+    from peftner.integrity import os_error_message
+    from peftner.training.checkpoint import complete_checkpoints
+
+    line = os_error_message(err, cfg.output_dir if cfg else "")
+    if cfg is None or not cfg.keep_checkpoints:
+        return line
+    kept = complete_checkpoints(Path(cfg.output_dir) / "checkpoints")
+    return line + (f"; the last good checkpoint is {kept[-1]} (free space, then rerun with --resume)"
+                   if kept else "; no checkpoint had been written yet")
 
 
 def train_arguments(parser):

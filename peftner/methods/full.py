@@ -14,12 +14,12 @@ from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_pref
 
 @dataclass
 class FullConfig(MethodConfig):
-    train_top_layers: int | None = field(default=None, metadata={
+    train_top_layers: int | None = field(default=None, metadata={"min": 0,
         "help": "train only the top K encoder layers and the head (None: every layer)"})
 
 
 def _layer_index(name: str) -> int | None:
-    match = re.search(r"\.layers?\.(\d+)\.", name)
+    match = re.search(r"\.(?:layers?|h|blocks)\.(\d+)\.", name)  # BERT/LLaMA/ModernBERT, GPT-2, ...
     return int(match.group(1)) if match else None
 
 

@@ -16,7 +16,10 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
+from peftner.data.readers import token_problem
 from peftner.errors import PeftnerError
+from peftner.integrity import load_error_line
+from peftner.validation import resolve_device
 from peftner.reuse.artifact import AdapterInfo, check_same_base, read_adapter_dir, resolve_base_model
 from peftner.reuse.text import entity_spans, tokenize
 
@@ -73,7 +76,7 @@ def _check_items(inputs) -> list:
     for i, item in enumerate(items):
         if isinstance(item, str):
             continue
-        if not isinstance(item, (list, tuple)) or not all(isinstance(t, str) and t.strip() for t in item):
+        if not isinstance(item, (list, tuple)) or not item or any(token_problem(t) for t in item):
             raise PeftnerError(f"input {i}: expected a text (str) or a list of non-empty word strings")
     return items
 
@@ -105,13 +108,15 @@ class Tagger:
         """
         import torch
 
+        from peftner.architectures import restore_bidirectional
         from peftner.data import max_sequence_length
         from peftner.modeling import load_token_classifier, load_tokenizer
 
         info = read_adapter_dir(path)
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = resolve_device(device, "device")
         if info.kind == "full":
-            model = load_token_classifier(str(info.path), info.id2label, trust_remote_code)
+            model = load_token_classifier(str(info.path), info.id2label, trust_remote_code, complete=True)
+            restore_bidirectional(model, info.path)
             tokenizer = load_tokenizer(str(info.path), trust_remote_code)
             base_name, name = None, None
         else:
@@ -120,13 +125,18 @@ class Tagger:
             _check_adapter_name(adapter_name)
             base_name = resolve_base_model(info, base_model)
             base = load_token_classifier(base_name, info.id2label, trust_remote_code)
+            restore_bidirectional(base, info.path)  # a --bidirectional run: attention without the causal mask
             _check_name_free(adapter_name, base)
             check_same_base(info.fingerprint, base, info.path, base_name)
             try:
                 model = PeftModel.from_pretrained(base, str(info.path), adapter_name=adapter_name)
-            except (RuntimeError, ValueError, KeyError) as err:
+            except KeyError as err:  # a weight PEFT needs (e.g. the head) is not in the file
+                raise PeftnerError(f"{info.path / 'adapter_model.safetensors'}: lacks the weights {err.args[0]}; "
+                                   "the file is incomplete or was written for another configuration") from None
+            except (RuntimeError, ValueError) as err:
                 raise PeftnerError(f"{info.path}: the adapter does not fit the base model {base_name} "
-                                   f"(a different base?): {str(err).splitlines()[0]}") from None
+                                   f"(a different base?): {load_error_line(err)}") from None
+            _check_loaded_keys(model, adapter_name, info.path)
             has_tokenizer = (info.path / "tokenizer_config.json").is_file()
             tokenizer = load_tokenizer(str(info.path) if has_tokenizer else base_name, trust_remote_code)
             name = adapter_name
@@ -158,6 +168,7 @@ class Tagger:
         except (RuntimeError, ValueError, KeyError) as err:
             raise PeftnerError(f"{info.path}: the adapter does not fit the loaded base model: "
                                f"{str(err).splitlines()[0]}") from None
+        _check_loaded_keys(self.model, name, info.path)
         self.model.to(self.device).eval()
         self._infos[name] = info
         with torch.no_grad():
@@ -255,7 +266,11 @@ class Tagger:
                 offsets.append(None)
         features = encode_sentences(words, None, self.tokenizer, {}, self.max_length,
                                     subword_owner=aggregation != "first")
-        ids, probs = self._word_predictions(features, [len(w) for w in words], batch_size, aggregation)
+        try:
+            ids, probs = self._word_predictions(features, [len(w) for w in words], batch_size, aggregation)
+        except _NonFiniteScores:  # never tag from (or print) NaN scores
+            raise PeftnerError(f"{info.path}: the model produced NaN or infinite scores "
+                               "(non-finite weights, or an overflow in reduced precision)") from None
         labels = info.id2label
         results, position = [], 0
         for item, tokens, spans in zip(items, words, offsets):
@@ -298,6 +313,8 @@ class Tagger:
                 batch = collate([features[i] for i in indices])
                 logits = self.model(input_ids=batch["input_ids"].to(self.device),
                                     attention_mask=batch["attention_mask"].to(self.device)).logits
+                if not torch.isfinite(logits).all():
+                    raise _NonFiniteScores()
                 where = batch[key] >= 0
                 rows = where.nonzero(as_tuple=True)[0]
                 words = first_word[batch["example_id"][rows]] + batch[key][where]
@@ -325,6 +342,10 @@ class Tagger:
         return word_ids.tolist(), word_probs.tolist()
 
 
+class _NonFiniteScores(Exception):
+    """Raised inside the batch loop; :meth:`Tagger.predict` turns it into a message naming the adapter."""
+
+
 def _check_adapter_name(name: str):
     if not _ADAPTER_NAME.match(name or "") or name in ("base_model", "model", "weight", "bias"):
         raise PeftnerError(f"adapter name {name!r}: use letters, digits, '_' or '-' (not a module name)")
@@ -334,3 +355,18 @@ def _check_name_free(name: str, model):
     """Adapter parameters are found by name component, so the name must not be a module name."""
     if any(name in n.split(".") for n, _ in model.named_parameters()):
         raise PeftnerError(f"adapter name {name!r} is also a module name of the model; choose another")
+
+
+def _check_loaded_keys(model, adapter_name: str, directory):
+    """PEFT fills adapter weights missing from the file with fresh ones and only warns: refuse instead."""
+    from peft import get_peft_model_state_dict
+    from safetensors import safe_open
+
+    path = directory / "adapter_model.safetensors"
+    with safe_open(str(path), framework="pt") as handle:
+        stored = set(handle.keys())
+    missing = sorted(set(get_peft_model_state_dict(model, adapter_name=adapter_name)) - stored)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise PeftnerError(f"{path}: lacks the weights {missing[0]}{more}; the file is incomplete or was "
+                           "written for another configuration")
