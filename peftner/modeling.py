@@ -84,6 +84,20 @@ def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = F
             f"has weights of the wrong shape ({sorted(info['mismatched_keys'])[0]})"
         raise PeftnerError(f"{name}: the model {what}; the directory is incomplete or was written for another "
                            "label set")
+    return same_4bit_numerics_on_every_cpu(model)
+
+
+def same_4bit_numerics_on_every_cpu(model):
+    """Keep bitsandbytes' 4-bit layers on the one CPU path that trains, evaluates and reloads alike.
+
+    On CPUs with AVX512-BF16 (not on others) bitsandbytes 0.50 repacks a 4-bit weight in eval mode for a
+    faster kernel with bfloat16 scales: dev/test scores then depend on the processor, and layers whose
+    input size is below the quantization block size (64) crash in that repacking. Turning it off keeps
+    the scored predictions identical to training-time numerics on every machine.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
     return model
 
 

@@ -219,6 +219,10 @@ for name, (adapter, argv, out) in jobs.items():
         model = PeftModel.from_pretrained(base, adapter)
     else:
         model = AutoModelForTokenClassification.from_pretrained(adapter, use_safetensors=True)
+    # As peftner's loader does: on AVX512-BF16 CPUs bitsandbytes would otherwise repack 4-bit weights for
+    # eval (other numerics; a crash below its 64-wide blocks, as in this tiny model).
+    from peftner.modeling import same_4bit_numerics_on_every_cpu
+    same_4bit_numerics_on_every_cpu(model)
     model.eval()
     with torch.no_grad():
         logits = model(input_ids=input_ids.to(model.device)).logits
