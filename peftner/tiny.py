@@ -47,6 +47,9 @@ SPECS = {s.name: s for s in (
              decoder=True),
     TinySpec("llama", "llama", "causal_lm", "bpe", {"num_key_value_heads": 1}, decoder=True),
     TinySpec("qwen2", "qwen2", "causal_lm", "bpe", {"num_key_value_heads": 1}, decoder=True),
+    TinySpec("mistral", "mistral", "causal_lm", "bpe", {"num_key_value_heads": 1, "sliding_window": 16},
+             decoder=True),
+    TinySpec("gemma", "gemma", "causal_lm", "bpe", {"num_key_value_heads": 1}, decoder=True),
 )}
 
 
@@ -59,7 +62,7 @@ def build_config(spec: TinySpec, vocab_size: int, hidden: int = 64, layers: int 
     position_key = "n_positions" if spec.model_type == "gpt2" else "max_position_embeddings"
     values = {h: hidden, n: layers, a: heads, f: intermediate or 2 * hidden, position_key: max_positions,
               "vocab_size": vocab_size, **spec.config, **overrides}
-    if spec.model_type in ("llama", "qwen2"):
+    if spec.model_type in ("llama", "qwen2", "mistral", "gemma"):
         values.setdefault("head_dim", hidden // heads)
     return AutoConfig.for_model(spec.model_type, **values)
 
