@@ -39,7 +39,8 @@ def sizes(model_dir) -> dict:
     kv = getattr(c, "num_key_value_heads", None) or heads
     head_dim = getattr(c, "head_dim", None) or d // heads
     layers = getattr(c, "num_hidden_layers", None) or getattr(c, "n_layers", None) or c.n_layer
-    ff = getattr(c, "intermediate_size", None) or getattr(c, "hidden_dim", None) or c.n_inner
+    ff = getattr(c, "intermediate_size", None) or getattr(c, "hidden_dim", None) or getattr(c, "d_ff", None) \
+        or c.n_inner
     return dict(d=d, L=layers, F=ff, kv=kv * head_dim, model_type=c.model_type)
 
 
