@@ -115,7 +115,9 @@ def run_matrix(storage, out: Path, methods, seeds: int, sizes, recipe_args: dict
 
     def work(key: str) -> float:
         spec = specs[key]
-        return run_one(spec, out / "runs" / key, recipe_args[spec.method], launcher).test_f1
+        flags = recipe_args[spec.method]
+        run_name = ["--run-name", key.replace("/", "_")] if "--report-to" in flags else []  # trackers' run name
+        return run_one(spec, out / "runs" / key, [*flags, *run_name], launcher).test_f1
 
     if storage is None:
         started = time.perf_counter()
@@ -435,11 +437,16 @@ def build_parser() -> argparse.ArgumentParser:
     from peftner.tune import add_sweep_arguments
 
     add_sweep_arguments(parser, with_results_dir=False)
+    parser.add_argument("--report-to", default="none",
+                        help="experiment trackers for every run (as the recipes' --report-to); all runs go under "
+                             "one experiment, each named METHOD_size-N_seed-S")
+    parser.add_argument("--experiment", default=None, help="tracker experiment (default: peftner-compare-NAME)")
     return parser
 
 
 def main(argv=None) -> dict:
     from peftner.report import library_versions, machine_description
+    from peftner.trackers import parse_report_to
 
     args = build_parser().parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -477,8 +484,12 @@ def main(argv=None) -> dict:
         sweep.interrupt_on_sigterm()
     per_method = {m: list(recipe_args) for m in methods}
     progress = None
-    if args.tune:
+    if args.tune:  # the trials log to no tracker: only the matrix's runs do
         per_method, progress = tune_methods(args, storage, out, methods, recipe_args)
+    if parse_report_to(args.report_to):  # one experiment for the matrix, logs next to its results
+        tracking = ["--report-to", args.report_to, "--experiment", args.experiment or f"peftner-compare-{name}",
+                    "--logging-dir", str(out / "logs")]
+        per_method = {m: [*flags, *tracking] for m, flags in per_method.items()}
     info = {"command": "python benchmarks/compare.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
             "machine": machine_description(), "versions": library_versions(), "methods": methods,
             "seeds": args.seeds, "train_sizes": [s or "all" for s in sizes], "tuned": bool(args.tune)}
