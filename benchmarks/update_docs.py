@@ -124,6 +124,102 @@ def method_defaults() -> str:
     return "\n".join(lines)
 
 
+def search_spaces() -> str:
+    """docs/methods.md: what ``peftner tune`` searches for each method, from the method files."""
+    from peftner.methods import METHODS
+    from peftner.tune import default_values
+
+    lines = ["| method | learning rate | structural knob(s) | recipe default (the first trial) |", "|---|---|---|---|"]
+    for method in METHODS.values():
+        space = method.search_space
+        if not space:
+            continue
+        knobs = "; ".join(f"`{name}`: {spec.describe()}" for name, spec in space.items() if name != "learning_rate")
+        defaults = default_values(method, space) or {}
+        default = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in defaults.items())
+        lines.append(f"| {method.name} | {space['learning_rate'].describe()} | {knobs or '—'} | {default} |")
+    return "\n".join(lines)
+
+
+def tuned_results() -> str | None:
+    """docs/benchmarks.md: the tuned table once winners have test runs, else the state of the sweep."""
+    import csv
+
+    folder = RESULTS / "wnut16_tuned"
+    table = results_table("wnut16_tuned", "f1_vs_params.png", "F1 vs trainable parameters, tuned", "../")
+    csvs = sorted(folder.glob("trials_*.csv"))
+    if table is None and not csvs:
+        return None
+    lines = [table, ""] if table else ["No tuned method has its 3-seed test runs yet; the search so far:", ""]
+    lines += ["| study | trials | complete | pruned | failed | running (interrupted: retried on resume) | "
+              "best dev F1 so far | its settings |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for path in csvs:
+        with open(path, encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        count = {state: sum(r["state"] == state for r in rows) for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
+        complete = [r for r in rows if r["state"] == "COMPLETE"]
+        best = max(complete, key=lambda r: float(r["value"]), default=None)
+        lines.append(f"| [{path.stem.removeprefix('trials_')}](../{path.relative_to(ROOT)}) | {len(rows)} | "
+                     f"{count['COMPLETE']} | {count['PRUNED']} | {count['FAIL']} | {count['RUNNING']} | "
+                     + (f"{float(best['value']):.4f} | `{best['flags']}` |" if best else "— | — |"))
+    return "\n".join(lines)
+
+
+def time_to_quality() -> str | None:
+    path = RESULTS / "time_to_quality" / "result.json"
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())
+    t = r["trainer"]
+    lines = [f"Command: `{r['command'].strip()}` — machine: {r['machine']}, torch threads {r['torch_threads']}.", "",
+             f"Target: the Transformers `Trainer` tutorial recipe's dev F1 after its {t['epochs']} epochs, "
+             f"**{r['target_dev_f1']:.4f}**, reached in {t['train_seconds']:.0f} s of training.", "",
+             "| peftner | reached at step | training seconds | / Trainer's time | best dev F1 |", "|---|---:|---:|---:|---:|"]
+    for name in ("full", "lora"):
+        m = r[name]
+        lines.append(f"| {name} | {m['step'] if m['reached'] else 'not reached'} | "
+                     + (f"{m['seconds']:.0f} | **{m['ratio_to_trainer']:.2f}×** |" if m["reached"] else "— | — |")
+                     + f" {m['best_dev_f1']:.4f} |")
+    return "\n".join(lines)
+
+
+def serving() -> str | None:
+    """Tagger vs transformers.pipeline on the same merged model, and quantized backbones (throughput.py)."""
+    path = RESULTS / "serving" / "result.json"
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())
+    t, q = r["tagger_vs_pipeline"], r["quantized"]
+    lines = [f"Command: `{r['command'].strip()}` — machine: {r['machine']}, torch threads {r['torch_threads']}; "
+             f"{r['note']}.", "", f"Versions: {format_versions(r['versions'])}", "",
+             f"Served model: {t['model']}; {t['sentences']} test sentences, {t['words']:,} words "
+             f"({t['entity_words']:,} tagged as entities), split into the pipeline's words; median of "
+             f"{t['rounds']} interleaved passes each.", "",
+             "| tagger | batch size | words/s | Tagger / this | word tags differing from Tagger |", "|---|---:|---:|---:|---:|"]
+    speeds = t["words_per_second"]
+    lines.append(f"| `Tagger.predict` | {t['tagger_batch_size']} | {speeds['tagger']:,.0f} | 1.00× | — |")
+    for key, speed in speeds.items():
+        if key.startswith("pipeline_bs"):
+            size = int(key.removeprefix("pipeline_bs"))
+            notes = [n for n, on in (("default", size == t["pipeline_default_batch_size"]),
+                                     ("best", size == t["pipeline_best_batch_size"])) if on]
+            label = "`pipeline(aggregation_strategy=\"first\")`" + (f" ({', '.join(notes)})" if notes else "")
+            lines.append(f"| {label} | {size} | {speed:,.0f} | {speeds['tagger'] / speed:.2f}× | "
+                         f"{t['mismatched_word_tags'][str(size)]} |")
+    per_round = ", ".join(f"{x:.2f}" for x in t["tagger_over_pipeline_best_per_round"])
+    met = t["tagger_over_pipeline_best"] >= t["target"] and t["identical_tags"]
+    lines += ["", f"Tagger / pipeline at its best batch size: **{t['tagger_over_pipeline_best']:.2f}×** "
+              f"(per round: {per_round}; target ≥ {t['target']:g}× with identical word tags: "
+              f"{'met' if met else 'missed'}).", "",
+              f"Quantized backbones (same merged model loaded through the int8_lora / qlora settings, "
+              f"`Tagger.predict` batch {q['batch_size']}, median of {q['rounds']} interleaved passes):", "",
+              "| backbone | weights in memory | words/s | word tags equal to fp32 |", "|---|---:|---:|---:|"]
+    for name, b in q["backbones"].items():
+        lines.append(f"| {name} | {b['weights_bytes'] / 2**20:.1f} MiB | {b['words_per_second']:,.0f} | "
+                     f"{100 * b['agreement_with_fp32']:.2f}% |")
+    return "\n".join(lines)
+
+
 def sections() -> list[tuple[Path, str, str | None]]:
     return [
         (ROOT / "docs" / "methods.md", "method-defaults", method_defaults()),
@@ -134,6 +230,10 @@ def sections() -> list[tuple[Path, str, str | None]]:
         (ROOT / "docs" / "benchmarks.md", "compare-table", compare_table()),
         (ROOT / "docs" / "benchmarks.md", "data-efficiency", data_efficiency()),
         (ROOT / "docs" / "benchmarks.md", "throughput", throughput()),
+        (ROOT / "docs" / "benchmarks.md", "tuned", tuned_results()),
+        (ROOT / "docs" / "benchmarks.md", "time-to-quality", time_to_quality()),
+        (ROOT / "docs" / "methods.md", "search-spaces", search_spaces()),
+        (ROOT / "docs" / "benchmarks.md", "serving", serving()),
     ]
 
 

@@ -46,6 +46,8 @@ class TrainConfig:
     output_dir: str = field(default="runs/{method}", metadata={"help": "where metrics.json and adapter/ go ({method} is replaced)"})
     init_adapter: str | None = field(default=None, metadata={"help": "continue from this adapter directory (OUTPUT_DIR/adapter of an earlier run of the same method); new tags extend its head"})
     epochs: int = field(default=5, metadata={"min": 1, "help": "training epochs"})
+    max_steps: int | None = field(default=None, metadata={"min": 1, "help": "train exactly N optimizer steps, as many epochs as that takes (replaces --epochs: equal budgets for any data size)"})
+    eval_steps: int | None = field(default=None, metadata={"min": 1, "help": "evaluate dev every N optimizer steps, not only at epoch ends"})
     learning_rate: float = field(default=5e-5, metadata={"min": 0, "help": "peak learning rate (methods may set their own default)"})
     batch_size: int = field(default=16, metadata={"min": 1, "help": "training batch size per process"})
     eval_batch_size: int = field(default=64, metadata={"min": 1, "help": "evaluation batch size per process"})
@@ -76,6 +78,10 @@ class TrainConfig:
     checkpoint_every: int = field(default=200, metadata={"min": 0, "help": "checkpoint every N optimizer steps, plus at each epoch end (0: epoch ends only)"})
     keep_checkpoints: int = field(default=2, metadata={"min": 0, "help": "checkpoints kept under OUTPUT_DIR/checkpoints (0: write none)"})
     resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in OUTPUT_DIR/checkpoints (same flags required)"})
+    report_to: str = field(default="none", metadata={"help": "experiment trackers (Accelerate's names, comma-separated): tensorboard, mlflow, wandb, trackio, aim, comet_ml, clearml, dvclive, swanlab; none"})
+    experiment: str = field(default="peftner", metadata={"help": "experiment (MLflow experiment, W&B project, TensorBoard folder) the run is logged under"})
+    run_name: str | None = field(default=None, metadata={"help": "run name in the trackers; unset: METHOD-seedSEED"})
+    logging_dir: str | None = field(default=None, metadata={"help": "tracker log directory (TensorBoard events: LOGGING_DIR/EXPERIMENT/RUN_NAME; default OUTPUT_DIR/logs)"})
 
     def __post_init__(self):
         check_fields(self)
