@@ -51,11 +51,41 @@ def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = F
         raise PeftnerError(f"{name}: no .safetensors weights{found}; peftner loads weights only from "
                            "safetensors, never from pickle files (convert them with a trusted tool first)")
     try:
-        return AutoModelForTokenClassification.from_pretrained(
+        model = AutoModelForTokenClassification.from_pretrained(
             name, num_labels=len(id2label), id2label=dict(id2label), label2id=label2id,
             use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs)
     except (OSError, ValueError) as err:
         raise PeftnerError(f"{name}: could not load the model: {str(err).splitlines()[0]}") from None
+    _keep_unpacked_4bit_layout(model)
+    return model
+
+
+def _keep_unpacked_4bit_layout(model):
+    """Keep bitsandbytes off its CPU inference layout for 4-bit layers it cannot repack.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks a ``Linear4bit`` at its first evaluation
+    forward and fails (a reshape error) when ``in_features`` is not a multiple of the quantization
+    block size (64), as in small test models; those layers keep the layout they train with.
+    """
+    for module in model.modules():
+        state = getattr(getattr(module, "weight", None), "quant_state", None)
+        blocksize = getattr(state, "blocksize", None)
+        if (getattr(module, "support_avx512bf16_for_cpu", False) and blocksize
+                and getattr(module, "in_features", 0) % blocksize):
+            module.support_avx512bf16_for_cpu = False
+
+
+def window_length(tokenizer, model, requested: int | None = None) -> int:
+    """Subwords per input window for ``model`` (after its method is applied).
+
+    The model's limit (or ``requested``), less the positions a soft prompt prepends. Training and
+    :class:`peftner.reuse.Tagger` both call this, so a reloaded adapter sees the same windows.
+    """
+    from peftner.data import max_sequence_length
+    from peftner.methods.base import virtual_positions
+
+    return min(max_sequence_length(tokenizer, model.config, requested),
+               max_sequence_length(tokenizer, model.config) - virtual_positions(model))
 
 
 def saved_base_config(model):

@@ -16,9 +16,9 @@ from pathlib import Path
 from peftner.config import TrainConfig, config_to_dict, default_model, parse_args
 from peftner.errors import PeftnerError
 from peftner.methods import Method, count_parameters, get_method
-from peftner.methods.base import virtual_positions
 
 logger = logging.getLogger("peftner")
+PREDICTIONS_FILE = "test_predictions.conll"  # token, gold tag, predicted tag of every test word
 
 
 def _check_output_dir(path: Path):
@@ -36,13 +36,15 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from peftner.data import encode_sentences, load_corpus, max_sequence_length
-    from peftner.modeling import backbone_bytes, load_token_classifier, load_tokenizer, saved_base_config
+    from peftner.data import encode_sentences, load_corpus
+    from peftner.modeling import (backbone_bytes, load_token_classifier, load_tokenizer, saved_base_config,
+                                  window_length)
     from peftner.report import (format_summary, library_versions, machine_description, peak_memory_mb,
                                 weights_bytes, write_json_atomic)
     from peftner.training.loop import EvalSet, PaddingCollator, evaluate_split, make_eval_loader, train
 
     from peftner.reuse import prepare_init_adapter, write_artifacts
+    from peftner.reuse.text import write_tagged_conll
 
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -65,9 +67,8 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
         # Quantized weights cannot be moved after loading: place them on this process's GPU.
         load_kwargs.setdefault("device_map", {"": accelerator.device})
     model = load_token_classifier(model_name, schema.id2label, cfg.trust_remote_code, **load_kwargs)
-    max_length = max_sequence_length(tokenizer, model.config, cfg.max_length)
     model = method.apply(model, method_config)
-    max_length = min(max_length, max_sequence_length(tokenizer, model.config) - virtual_positions(model))
+    max_length = window_length(tokenizer, model, cfg.max_length)
     if init:
         init.load_into(model, len(schema.labels))
     trainable, total = count_parameters(model)
@@ -92,8 +93,8 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
                           identity={"method": method.name, "method_config": config_to_dict(method_config)})
     test_loader = accelerator.prepare(make_eval_loader(test_set, cfg.eval_batch_size,
                                                        PaddingCollator(tokenizer.pad_token_id)))
-    test_scores, _ = evaluate_split(model, test_loader, accelerator, test_set, schema.id2label,
-                                    schema.metric, strict_scheme)
+    test_scores, test_predicted = evaluate_split(model, test_loader, accelerator, test_set, schema.id2label,
+                                                 schema.metric, strict_scheme)
 
     metrics = None
     if accelerator.is_main_process:
@@ -102,6 +103,8 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
         unwrapped.save_pretrained(adapter_dir, safe_serialization=True)
         saved_base_config(unwrapped).save_pretrained(adapter_dir)  # label maps travel with the adapter
         tokenizer.save_pretrained(adapter_dir)
+        write_tagged_conll(output_dir / PREDICTIONS_FILE, [s.tokens for s in corpus.test], test_set.gold,
+                           test_predicted)  # what test_f1 scored, word by word
         metrics = {
             "method": method.name,
             "model": model_name,

@@ -33,10 +33,14 @@ def predict_arguments(parser):
                         help="jsonl: one object per input with tokens, tags, scores and entities; "
                              "conll: token<TAB>tag lines")
     parser.add_argument("--output", metavar="FILE", default="-", help="where to write (default: standard output)")
-    parser.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="inputs per forward pass (default: the run's evaluation batch size, else 32)")
     parser.add_argument("--base-model", default=None,
                         help="base model to load the adapter onto (default: the one recorded in the adapter)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, … (default: cuda when available)")
+    parser.add_argument("--full-precision", action="store_true",
+                        help="load the backbone of an 8-bit/4-bit-trained adapter unquantized, in float32 "
+                             "(default: the precision the run was trained and scored on)")
 
 
 def predict(args) -> int:
@@ -47,7 +51,8 @@ def predict(args) -> int:
 
     items, _ = read_inputs(args.input, args.format)
     _quiet()
-    tagger = Tagger.from_pretrained(args.adapter, base_model=args.base_model, device=args.device)
+    tagger = Tagger.from_pretrained(args.adapter, base_model=args.base_model, device=args.device,
+                                    full_precision=args.full_precision)
     predictions = tagger.predict(items, batch_size=args.batch_size)
     out = sys.stdout if args.output == "-" else Path(args.output).open("w", encoding="utf-8")
     try:

@@ -20,6 +20,7 @@ from peftner.reuse.artifact import AdapterInfo, check_same_base, read_adapter_di
 from peftner.reuse.text import entity_spans, tokenize
 
 _ADAPTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+DEFAULT_BATCH_SIZE = 32  # for directories that do not record their evaluation batch size
 
 
 @dataclass
@@ -80,12 +81,13 @@ class Tagger:
     """A token classifier loaded from ``OUTPUT_DIR/adapter`` (PEFT adapter or full model)."""
 
     def __init__(self, model, tokenizer, info: AdapterInfo, base_model: str | None, adapter_name: str | None,
-                 device, max_length: int):
+                 device, max_length: int | None, full_precision: bool = False):
         self.model = model
         self.tokenizer = tokenizer
         self.base_model = base_model
         self.device = device
-        self.max_length = max_length
+        self.full_precision = full_precision
+        self._requested_length = max_length
         self._infos: dict[str, AdapterInfo] = {adapter_name or "default": info}
         self._active = adapter_name or "default"
         self._is_peft = adapter_name is not None
@@ -94,20 +96,24 @@ class Tagger:
     @classmethod
     def from_pretrained(cls, path, base_model: str | None = None, device: str | None = None,
                         adapter_name: str = "default", max_length: int | None = None,
-                        trust_remote_code: bool = False) -> "Tagger":
+                        trust_remote_code: bool = False, full_precision: bool = False) -> "Tagger":
         """Load a peftner output (``OUTPUT_DIR/adapter``) for prediction.
 
         ``base_model`` overrides the base recorded in the directory (see
         :func:`peftner.reuse.artifact.resolve_base_model`); loading an adapter onto a base that is not
-        the one it was trained on raises :class:`PeftnerError`.
+        the one it was trained on raises :class:`PeftnerError`. The backbone is loaded the way the run
+        scored it (8-bit / 4-bit for quantized runs, its mixed precision, window length and batch
+        size; see :mod:`peftner.reuse.precision`); ``full_precision=True`` loads it unquantized in
+        float32 instead. ``max_length`` overrides the recorded window length.
         """
         import torch
 
-        from peftner.data import max_sequence_length
         from peftner.modeling import load_token_classifier, load_tokenizer
+        from peftner.reuse.precision import backbone_load_kwargs
 
         info = read_adapter_dir(path)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        load_kwargs = backbone_load_kwargs(info.metadata, device, full_precision)
         if info.kind == "full":
             model = load_token_classifier(str(info.path), info.id2label, trust_remote_code)
             tokenizer = load_tokenizer(str(info.path), trust_remote_code)
@@ -115,9 +121,16 @@ class Tagger:
         else:
             from peft import PeftModel
 
+            from peftner.methods.base import VIRTUAL_TOKEN_PEFT_TYPES
+            from peftner.methods.prompt_model import PromptTokenClassifier
+
             _check_adapter_name(adapter_name)
             base_name = resolve_base_model(info, base_model)
-            base = load_token_classifier(base_name, info.id2label, trust_remote_code)
+            base = load_token_classifier(base_name, info.id2label, trust_remote_code, **load_kwargs)
+            if load_kwargs:
+                from peftner.methods.kbit import prepare_kbit_model
+
+                base = prepare_kbit_model(base)  # as in training: non-quantized leftovers in float32
             _check_name_free(adapter_name, base)
             check_same_base(info.fingerprint, base, info.path, base_name)
             try:
@@ -125,12 +138,16 @@ class Tagger:
             except (RuntimeError, ValueError, KeyError) as err:
                 raise PeftnerError(f"{info.path}: the adapter does not fit the base model {base_name} "
                                    f"(a different base?): {str(err).splitlines()[0]}") from None
+            if model.active_peft_config.peft_type in VIRTUAL_TOKEN_PEFT_TYPES:
+                # PEFT's token classifier returns rows for the soft prompt too: drop them as training did.
+                model = PromptTokenClassifier.from_peft_model(model)
             has_tokenizer = (info.path / "tokenizer_config.json").is_file()
             tokenizer = load_tokenizer(str(info.path) if has_tokenizer else base_name, trust_remote_code)
             name = adapter_name
-        model.to(device).eval()
-        limit = max_sequence_length(tokenizer, model.config, max_length)
-        return cls(model, tokenizer, info, base_name, name, device, limit)
+        if "quantization_config" not in load_kwargs:  # quantized weights were placed at load time
+            model.to(device)
+        model.eval()
+        return cls(model, tokenizer, info, base_name, name, device, max_length, full_precision)
 
     def add_adapter(self, name: str, path) -> int:
         """Load another adapter trained on the same base next to the loaded ones; returns its bytes in memory."""
@@ -150,13 +167,22 @@ class Tagger:
             raise PeftnerError(f"{info.path}: a {info.peft_type} adapter cannot share a backbone with "
                                f"{first.peft_type} adapters (PEFT holds one method per model)")
         check_same_base(info.fingerprint, self.model.get_base_model(), info.path, self.base_model or "the base")
+        if not self.full_precision:
+            from peftner.reuse.precision import recorded_precision
+
+            mine, theirs = (recorded_precision(i.metadata).get("quantization_config") for i in (first, info))
+            if mine != theirs:
+                raise PeftnerError(f"{info.path}: trained on a {_backbone(info)} backbone, but this Tagger's "
+                                   f"backbone is {_backbone(first)}; load both with full_precision=True to share it")
         self._prepare_heads(name, len(info.id2label))
         try:
             self.model.load_adapter(str(info.path), adapter_name=name)
         except (RuntimeError, ValueError, KeyError) as err:
             raise PeftnerError(f"{info.path}: the adapter does not fit the loaded base model: "
                                f"{str(err).splitlines()[0]}") from None
-        self.model.to(self.device).eval()
+        if not getattr(self.model.get_base_model(), "is_quantized", False):
+            self.model.to(self.device)
+        self.model.eval()
         self._infos[name] = info
         with torch.no_grad():
             return self.adapter_bytes(name)
@@ -185,6 +211,18 @@ class Tagger:
                 module.modules_to_save[name] = head
 
     # ------------------------------------------------------------------ introspection
+    @property
+    def max_length(self) -> int:
+        """Subwords per window for the active adapter: the run's own window length unless overridden."""
+        return self._window_length(self._info(None))
+
+    def _window_length(self, info: AdapterInfo) -> int:
+        from peftner.modeling import window_length
+        from peftner.reuse.precision import recorded_precision
+
+        requested = self._requested_length or recorded_precision(info.metadata).get("max_length")
+        return window_length(self.tokenizer, self.model, requested)
+
     @property
     def adapters(self) -> list[str]:
         return list(self._infos)
@@ -220,20 +258,25 @@ class Tagger:
         return {"backbone": backbone, **{name: self.adapter_bytes(name) for name in self._infos}}
 
     # ------------------------------------------------------------------ prediction
-    def predict(self, inputs, batch_size: int = 32, adapter: str | None = None) -> list[Prediction]:
+    def predict(self, inputs, batch_size: int | None = None, adapter: str | None = None) -> list[Prediction]:
         """Tag texts (``str``, split by :func:`peftner.reuse.text.tokenize`) or word lists.
 
         Returns one :class:`Prediction` per input, in input order. ``adapter`` picks one of the
-        adapters loaded with :meth:`add_adapter` (default: the first).
+        adapters loaded with :meth:`add_adapter` (default: the first). ``batch_size`` defaults to the
+        run's evaluation batch size, so the test file is batched as it was scored.
         """
         import torch
 
         from peftner.data import encode_sentences, words_from_positions
         from peftner.data.collator import PaddingCollator, length_sorted_batches
 
+        from peftner.reuse.precision import autocast, recorded_precision
+
+        info = self._info(adapter)
+        if batch_size is None:
+            batch_size = recorded_precision(info.metadata).get("eval_batch_size") or DEFAULT_BATCH_SIZE
         if batch_size < 1:
             raise PeftnerError(f"batch_size must be at least 1, got {batch_size}")
-        info = self._info(adapter)
         if self._is_peft:
             self.model.set_adapter(adapter or self._active)
         items = _check_items(inputs)
@@ -246,10 +289,10 @@ class Tagger:
             else:
                 words.append(list(item))
                 offsets.append(None)
-        features = encode_sentences(words, None, self.tokenizer, {}, self.max_length)
+        features = encode_sentences(words, None, self.tokenizer, {}, self._window_length(info))
         collate = PaddingCollator(self.tokenizer.pad_token_id)
         example_ids, word_indices, predictions = [], [], []
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(info.metadata, self.device, self.full_precision):
             for indices in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
                 batch = collate([features[i] for i in indices])
                 logits = self.model(input_ids=batch["input_ids"].to(self.device),
@@ -277,6 +320,13 @@ class Tagger:
             results.append(Prediction(tokens, tags, scores, entities,
                                       item if spans is not None else None, spans))
         return results
+
+
+def _backbone(info: AdapterInfo) -> str:
+    from peftner.reuse.precision import recorded_precision
+
+    record = recorded_precision(info.metadata)
+    return record.get("backbone") if record.get("quantization_config") else "full-precision"
 
 
 def _check_adapter_name(name: str):

@@ -25,6 +25,7 @@ from peftner.errors import PeftnerError
 from peftner.metrics import score
 from peftner.training.checkpoint import (Checkpointer, Position, load_trainable_state, run_fingerprint,
                                          trainable_state)
+from peftner.training.rank_allocation import RankAllocation
 
 
 class FixedBatches(torch.utils.data.Sampler):
@@ -181,10 +182,12 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
     model, optimizer, train_loader, dev_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, dev_loader, scheduler)
     train_step_model = compiled(model) if cfg.compile else model
+    allocation = RankAllocation.of(accelerator.unwrap_model(model), total_steps)  # AdaLoRA only
 
     checkpoints = Checkpointer(accelerator, Path(cfg.output_dir) / "checkpoints", cfg.checkpoint_every,
                                cfg.keep_checkpoints, run_fingerprint(cfg, identity, train_features,
                                                                      dev_set.features, dev_set.gold))
+    checkpoints.extra = allocation
     result, position, best_state = TrainResult(best_dev_f1=-1.0, best_epoch=0), Position(), None
     restored = checkpoints.restore_latest() if cfg.resume else checkpoints.start_fresh()
     if restored:
@@ -212,8 +215,10 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
                         accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                     optimizer.step()
                     scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
                     result.optimizer_steps += int(accelerator.sync_gradients)
+                    if allocation is not None and accelerator.sync_gradients:
+                        allocation.step(result.optimizer_steps)  # reads the gradients: before zero_grad
+                    optimizer.zero_grad(set_to_none=True)
                 tokens += batch["attention_mask"].sum()
                 loss_sum += loss.detach()
                 progress.update(1)
@@ -232,6 +237,8 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
             if improved:
                 result.best_dev_f1, result.best_epoch = dev_scores["f1"], epoch
                 best_state = trainable_state(accelerator.unwrap_model(model))
+                if allocation is not None:
+                    allocation.keep_best()
             if accelerator.is_main_process:
                 progress.write(f"epoch {epoch}/{cfg.epochs}: train loss {mean_loss:.4f}  dev {metric} "
                                f"{dev_scores['f1']:.4f}{'  (best)' if improved else ''}")
@@ -239,4 +246,6 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
                 checkpoints.save(model, result, Position(epoch + 1), best_state)
     if best_state is not None:
         load_trainable_state(accelerator.unwrap_model(model), best_state)
+        if allocation is not None:
+            allocation.restore_best()
     return model, result
