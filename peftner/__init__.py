@@ -9,6 +9,6 @@ __version__ = "0.1.0"
 
 # Let PEFT load peftner's own adapter types (bottleneck adapters, P-tuning v2). Cheap: PEFT is only
 # imported here if it already is; otherwise the registration runs right after ``import peft``.
-from peftner.methods.peft_registry import register_when_peft_is_imported as _register  # noqa: E402
+from peftner.tuners.registry import register_when_peft_is_imported as _register  # noqa: E402
 
 _register()

@@ -33,6 +33,8 @@ COMMANDS: list[Command] = [
             "peftner.reuse.commands:predict_arguments", "peftner.reuse.commands:predict"),
     Command("export", "write a plain transformers model (adapter merged into its base)",
             "peftner.reuse.commands:export_arguments", "peftner.reuse.commands:export"),
+    Command("push", "upload an adapter or exported model to the Hugging Face Hub (with its model card)",
+            "peftner.reuse.hub:push_arguments", "peftner.reuse.hub:push_command"),
 ]
 
 

@@ -30,8 +30,11 @@ def _check_output_dir(path: Path):
         raise PeftnerError(f"{path}: output directory is not writable ({err.strerror or err})") from None
 
 
-def run(method: Method, cfg: TrainConfig, method_config, command: str | None = None) -> dict:
-    """Train and evaluate one method; returns the metrics dict (also written to metrics.json)."""
+def run(method: Method, cfg: TrainConfig, method_config, command: str | None = None, callbacks=()) -> dict:
+    """Train and evaluate one method; returns the metrics dict (also written to metrics.json).
+
+    ``callbacks``: hooks into the training loop (:mod:`peftner.training.callbacks`).
+    """
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -90,7 +93,8 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
         torch.cuda.reset_peak_memory_stats()
     model, result = train(model, accelerator, train_features, dev_set, schema.id2label, schema.metric,
                           cfg, tokenizer.pad_token_id, strict_scheme,
-                          identity={"method": method.name, "method_config": config_to_dict(method_config)})
+                          identity={"method": method.name, "method_config": config_to_dict(method_config)},
+                          callbacks=callbacks)
     test_loader = accelerator.prepare(make_eval_loader(test_set, cfg.eval_batch_size,
                                                        PaddingCollator(tokenizer.pad_token_id)))
     test_scores, test_predicted = evaluate_split(model, test_loader, accelerator, test_set, schema.id2label,

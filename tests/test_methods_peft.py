@@ -301,8 +301,8 @@ def test_registration_is_idempotent_and_guarded():
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
     from peft.utils import PeftType
 
-    from peftner.methods.bottleneck import BottleneckConfig, BottleneckModel
-    from peftner.methods.peft_registry import peft_type, register, register_custom_methods
+    from peftner.tuners.adapter import BottleneckConfig, BottleneckModel
+    from peftner.tuners.registry import peft_type, register, register_custom_methods
 
     register_custom_methods()
     register("peftner_bottleneck", BottleneckConfig, BottleneckModel, BottleneckModel.prefix)

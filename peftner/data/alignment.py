@@ -105,12 +105,13 @@ def plan_windows(lengths: list[int], budget: int) -> list[tuple[int, int, int, i
 
 
 def encode_sentences(sentences_tokens, sentences_tags, tokenizer, label2id, max_length: int,
-                     label_all_subwords: bool = False) -> list[dict]:
+                     label_all_subwords: bool = False, subword_owner: bool = False) -> list[dict]:
     """Turn word-level sentences into model features, one per window.
 
     Each feature has ``input_ids``, ``attention_mask``, ``labels`` (or all -100 when tags are None),
     and for mapping predictions back: ``example_id`` (sentence index) and ``word_index`` (the word a
-    position predicts, -1 elsewhere).
+    position predicts, -1 elsewhere). ``subword_owner`` adds ``subword_word``: the owned word of
+    *every* subword (-1 elsewhere), for predictions that aggregate all subwords of a word.
     """
     special = SpecialTokens.of(tokenizer)
     budget = max_length - len(special.prefix) - len(special.suffix)
@@ -124,6 +125,7 @@ def encode_sentences(sentences_tokens, sentences_tags, tokenizer, label2id, max_
             input_ids = list(special.prefix)
             labels = [IGNORE_INDEX] * len(special.prefix)
             word_index = [-1] * len(special.prefix)
+            owner = [-1] * len(special.prefix)
             for w in range(start, end):
                 ids = pieces[w][:budget]
                 owned = own_start <= w < own_end
@@ -132,6 +134,7 @@ def encode_sentences(sentences_tokens, sentences_tags, tokenizer, label2id, max_
                     input_ids.append(token_id)
                     labels.append(label if (k == 0 or label_all_subwords) else IGNORE_INDEX)
                     word_index.append(w if (owned and k == 0) else -1)
+                    owner.append(w if owned else -1)
             input_ids += special.suffix
             labels += [IGNORE_INDEX] * len(special.suffix)
             word_index += [-1] * len(special.suffix)
@@ -142,6 +145,8 @@ def encode_sentences(sentences_tokens, sentences_tags, tokenizer, label2id, max_
                 "example_id": example_id,
                 "word_index": word_index,
             })
+            if subword_owner:
+                features[-1]["subword_word"] = owner + [-1] * len(special.suffix)
     return features
 
 

@@ -26,7 +26,8 @@ class PaddingCollator:
         length = max(len(f["input_ids"]) for f in features)
         if self.pad_to_multiple_of:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        pads = {"input_ids": self.pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX, "word_index": -1}
+        pads = {"input_ids": self.pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX, "word_index": -1,
+                "subword_word": -1}
         batch = {}
         for key, pad in pads.items():
             if key in features[0]:

@@ -7,18 +7,18 @@ a module with a :class:`~peftner.methods.base.Method` and listing it here.
 from peftner.methods.adapter import ADAPTER
 from peftner.methods.base import Method, MethodConfig, count_parameters
 from peftner.methods.bitfit import BITFIT
-from peftner.methods.deep_prompt import PTUNING_V2
+from peftner.methods.ptuning_v2 import PTUNING_V2
 from peftner.methods.full import FULL
 from peftner.methods.head import HEAD
 from peftner.methods.ia3 import IA3
 from peftner.methods.int8_lora import INT8_LORA
 from peftner.methods.lora import LORA
-from peftner.methods.peft_config import PEFT
+from peftner.methods.peft import PEFT
 from peftner.methods.prompt import PROMPT
 from peftner.methods.qlora import QLORA
 
 # Reference points (full, head, bitfit), PEFT methods, quantized backbones, and any PEFT config file.
-# Bottleneck adapters and P-tuning v2 are peftner's own PEFT methods (see peft_registry.py).
+# Bottleneck adapters and P-tuning v2 are peftner's own PEFT methods (see peftner/tuners/).
 METHODS: dict[str, Method] = {m.name: m for m in (
     FULL, HEAD, BITFIT, LORA, ADAPTER, PROMPT, PTUNING_V2, IA3, INT8_LORA, QLORA, PEFT)}
 

@@ -1,6 +1,6 @@
 """Bottleneck adapters (Houlsby et al. 2019; Pfeiffer et al. 2021) on the shared method contract.
 
-The adapter itself is a registered PEFT method (:mod:`peftner.methods.bottleneck`), so training,
+The adapter itself is a registered PEFT method (:mod:`peftner.tuners.adapter`), so training,
 saving and reloading go through PEFT exactly like LoRA.
 """
 
@@ -35,10 +35,10 @@ class AdapterMethodConfig(MethodConfig):
 def apply_adapter(model, config: AdapterMethodConfig):
     from peft import TaskType
 
-    from peftner.methods.bottleneck import BottleneckConfig
-    from peftner.methods.peft_wrap import wrap
+    from peftner.tuners import get_peft_model
+    from peftner.tuners.adapter import BottleneckConfig
 
-    return wrap(model, BottleneckConfig(
+    return get_peft_model(model, BottleneckConfig(
         task_type=TaskType.TOKEN_CLS, variant=config.variant, reduction_factor=config.reduction_factor,
         non_linearity=config.non_linearity, modules_to_save=head_module_names(model)))
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from peftner.methods.base import Method
-from peftner.methods.kbit import apply_kbit_lora, bitsandbytes_config
-from peftner.methods.lora import LORA, LoraMethodConfig
+from peftner.methods.lora import LORA, LoraMethodConfig, apply_kbit_lora, bitsandbytes_config
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Prompt tuning (Lester et al. 2021): trained soft-prompt embeddings prepended to the input.
 
-Uses PEFT's ``PromptTuningConfig``; :class:`~peftner.methods.prompt_model.PromptTokenClassifier`
+Uses PEFT's ``PromptTuningConfig``; :class:`~peftner.tuners.prompt.PromptTokenClassifier`
 removes the virtual positions from logits and loss so the method obeys the shared contract.
 """
 
@@ -30,7 +30,7 @@ class PromptMethodConfig(MethodConfig):
 def apply_prompt(model, config: PromptMethodConfig):
     from peft import PromptTuningConfig, TaskType
 
-    from peftner.methods.prompt_model import PromptTokenClassifier
+    from peftner.tuners.prompt import PromptTokenClassifier
 
     peft_config = PromptTuningConfig(
         task_type=TaskType.TOKEN_CLS, num_virtual_tokens=config.num_virtual_tokens,

@@ -11,16 +11,69 @@ def _fmt(value, digits=4):
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _dataset_name(metrics: dict) -> str:
+    """The dataset as the Hub shows it: a built-in or Hub name as is, a local file by its name only."""
+    name = str(metrics.get("dataset") or "unknown")
+    return Path(name).name if ("/" in name and Path(name).suffix) else name
+
+
+def eval_results(metrics: dict) -> list:
+    """``huggingface_hub.EvalResult`` entries of a run: test scores (micro and per type) and best dev F1.
+
+    These become the card's ``model-index``, which the Hub renders as an evaluation widget and which
+    ``huggingface_hub.ModelCard.load(...).data.eval_results`` reads back.
+    """
+    from huggingface_hub import EvalResult
+
+    if not metrics or metrics.get("test_f1") is None:
+        return []
+    dataset = _dataset_name(metrics)
+
+    def result(split, metric_type, value, name, config=None):
+        return EvalResult(task_type="token-classification", task_name="Token Classification",
+                          dataset_type=dataset, dataset_name=dataset, dataset_split=split,
+                          metric_type=metric_type, metric_value=float(value), metric_name=name,
+                          metric_config=config)
+
+    if metrics.get("metric", "entity_f1") != "entity_f1":  # tag sets without entities: token accuracy
+        results = [result("test", "accuracy", metrics["test_f1"], "token accuracy")]
+    else:
+        results = [result("test", "f1", metrics["test_f1"], "entity F1 (seqeval, micro)"),
+                   result("test", "precision", metrics["test_precision"], "entity precision"),
+                   result("test", "recall", metrics["test_recall"], "entity recall")]
+        if metrics.get("test_accuracy") is not None:
+            results.append(result("test", "accuracy", metrics["test_accuracy"], "token accuracy"))
+        for etype, scores in sorted((metrics.get("per_type") or {}).items()):
+            results.append(result("test", "f1", scores["f1"], f"F1 {etype}", config=etype))
+    if metrics.get("best_dev_f1") is not None:
+        results.append(result("validation", "accuracy" if metrics.get("metric", "entity_f1") != "entity_f1"
+                              else "f1", metrics["best_dev_f1"], "best dev score (model selection)"))
+    return results
+
+
+def front_matter(meta: dict, metrics: dict | None = None) -> str:
+    """The card's YAML metadata, written by ``huggingface_hub.ModelCardData`` so the Hub parses it."""
+    from huggingface_hub import ModelCardData
+
+    base = EMBEDDED_HUB_ID if meta.get("base_model_embedded") else meta.get("base_model")
+    tags = ["peftner", "token-classification", "ner"] + ([meta["method"]] if meta.get("method") else [])
+    results = eval_results(metrics or {})
+    data = ModelCardData(
+        library_name="peft" if meta.get("is_peft") else "transformers",
+        pipeline_tag="token-classification", tags=tags,
+        base_model=base if base and not Path(str(base)).is_absolute() else None,
+        datasets=[_dataset_name(metrics)] if metrics and metrics.get("dataset") else None,
+        model_name=f"{meta.get('method', 'peftner')}-token-classifier" if results else None,
+        eval_results=results or None)
+    return data.to_yaml()
+
+
 def model_card(meta: dict, metrics: dict | None = None) -> str:
     """Markdown model card from ``peftner.json`` data and (when known) the run's metrics."""
     metrics = metrics or {}
     base = EMBEDDED_HUB_ID if meta.get("base_model_embedded") else meta.get("base_model")
-    library = "peft" if meta.get("is_peft") else "transformers"
-    lines = ["---", f"library_name: {library}", "pipeline_tag: token-classification",
-             "tags: [peftner, token-classification, ner" + (f", {meta['method']}" if meta.get("method") else "") + "]"]
-    if base and not Path(str(base)).is_absolute():
-        lines.append(f"base_model: {base}")
-    lines += ["---", "", f"# {meta.get('method', 'peftner')} token classifier", ""]
+    lines = ["---", front_matter(meta, metrics).strip(), "---", ""]
+    lines += [f"# {meta.get('method', 'peftner')} token classifier", ""]
     lines += [f"- **Method:** {meta.get('method')}" + (" (PEFT adapter on a frozen base)" if meta.get("is_peft") else ""),
               f"- **Base model:** {base}" + (" (embedded default of peftner)" if meta.get("base_model_embedded") else "")]
     precision = meta.get("precision") or {}

@@ -35,6 +35,8 @@ def predict_arguments(parser):
     parser.add_argument("--output", metavar="FILE", default="-", help="where to write (default: standard output)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="inputs per forward pass (default: the run's evaluation batch size, else 32)")
+    parser.add_argument("--aggregation", choices=("first", "average", "max"), default="first",
+                        help="word tag from its subwords, as transformers.pipeline's aggregation_strategy")
     parser.add_argument("--base-model", default=None,
                         help="base model to load the adapter onto (default: the one recorded in the adapter)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, … (default: cuda when available)")
@@ -53,7 +55,7 @@ def predict(args) -> int:
     _quiet()
     tagger = Tagger.from_pretrained(args.adapter, base_model=args.base_model, device=args.device,
                                     full_precision=args.full_precision)
-    predictions = tagger.predict(items, batch_size=args.batch_size)
+    predictions = tagger.predict(items, batch_size=args.batch_size, aggregation=args.aggregation)
     out = sys.stdout if args.output == "-" else Path(args.output).open("w", encoding="utf-8")
     try:
         for prediction in predictions:

@@ -2,7 +2,8 @@
 
 Inputs go through the same alignment as training (:func:`peftner.data.encode_sentences`): each word
 is predicted at its first subword, and inputs longer than the model limit are cut into overlapping
-windows where every word is predicted by exactly one window (:func:`peftner.data.words_from_positions`).
+windows where every word is predicted by exactly one window. Word tags can also aggregate all of a
+word's subwords (``average`` / ``max``), like ``transformers.pipeline``'s aggregation strategies.
 
 Several PEFT adapters can share one backbone in one process (:meth:`Tagger.add_adapter`): PEFT keeps
 each adapter's weights side by side and :meth:`predict` activates the requested one per call. Each
@@ -19,6 +20,7 @@ from peftner.errors import PeftnerError
 from peftner.reuse.artifact import AdapterInfo, check_same_base, read_adapter_dir, resolve_base_model
 from peftner.reuse.text import entity_spans, tokenize
 
+AGGREGATIONS = ("first", "average", "max")  # as transformers' token-classification pipeline
 _ADAPTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 DEFAULT_BATCH_SIZE = 32  # for directories that do not record their evaluation batch size
 
@@ -122,13 +124,13 @@ class Tagger:
             from peft import PeftModel
 
             from peftner.methods.base import VIRTUAL_TOKEN_PEFT_TYPES
-            from peftner.methods.prompt_model import PromptTokenClassifier
+            from peftner.tuners.prompt.model import PromptTokenClassifier
 
             _check_adapter_name(adapter_name)
             base_name = resolve_base_model(info, base_model)
             base = load_token_classifier(base_name, info.id2label, trust_remote_code, **load_kwargs)
             if load_kwargs:
-                from peftner.methods.kbit import prepare_kbit_model
+                from peftner.methods.lora import prepare_kbit_model
 
                 base = prepare_kbit_model(base)  # as in training: non-quantized leftovers in float32
             _check_name_free(adapter_name, base)
@@ -258,18 +260,19 @@ class Tagger:
         return {"backbone": backbone, **{name: self.adapter_bytes(name) for name in self._infos}}
 
     # ------------------------------------------------------------------ prediction
-    def predict(self, inputs, batch_size: int | None = None, adapter: str | None = None) -> list[Prediction]:
+    def predict(self, inputs, batch_size: int | None = None, adapter: str | None = None,
+                aggregation: str = "first") -> list[Prediction]:
         """Tag texts (``str``, split by :func:`peftner.reuse.text.tokenize`) or word lists.
 
         Returns one :class:`Prediction` per input, in input order. ``adapter`` picks one of the
-        adapters loaded with :meth:`add_adapter` (default: the first). ``batch_size`` defaults to the
-        run's evaluation batch size, so the test file is batched as it was scored.
+        adapters loaded with :meth:`add_adapter` (default: the first). ``aggregation`` turns subword
+        predictions into word tags as ``transformers.pipeline(aggregation_strategy=...)`` does:
+        ``first`` (the first subword's tag: what training optimises), ``average`` (argmax of the
+        mean probabilities over the word's subwords) or ``max`` (the tag of the subword with the
+        most confident prediction). ``batch_size`` defaults to the run's evaluation batch size, so
+        the test file is batched as it was scored.
         """
-        import torch
-
-        from peftner.data import encode_sentences, words_from_positions
-        from peftner.data.collator import PaddingCollator, length_sorted_batches
-
+        from peftner.data import encode_sentences
         from peftner.reuse.precision import autocast, recorded_precision
 
         info = self._info(adapter)
@@ -277,6 +280,9 @@ class Tagger:
             batch_size = recorded_precision(info.metadata).get("eval_batch_size") or DEFAULT_BATCH_SIZE
         if batch_size < 1:
             raise PeftnerError(f"batch_size must be at least 1, got {batch_size}")
+        if aggregation not in AGGREGATIONS:
+            raise PeftnerError(f"aggregation must be {', '.join(AGGREGATIONS[:-1])} or {AGGREGATIONS[-1]}, "
+                               f"got {aggregation!r}")
         if self._is_peft:
             self.model.set_adapter(adapter or self._active)
         items = _check_items(inputs)
@@ -289,26 +295,17 @@ class Tagger:
             else:
                 words.append(list(item))
                 offsets.append(None)
-        features = encode_sentences(words, None, self.tokenizer, {}, self._window_length(info))
-        collate = PaddingCollator(self.tokenizer.pad_token_id)
-        example_ids, word_indices, predictions = [], [], []
-        with torch.inference_mode(), autocast(info.metadata, self.device, self.full_precision):
-            for indices in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
-                batch = collate([features[i] for i in indices])
-                logits = self.model(input_ids=batch["input_ids"].to(self.device),
-                                    attention_mask=batch["attention_mask"].to(self.device)).logits
-                probs, ids = logits.float().softmax(dim=-1).max(dim=-1)
-                example_ids += batch["example_id"].tolist()
-                word_indices += batch["word_index"].tolist()
-                predictions += [list(zip(i, p)) for i, p in zip(ids.tolist(), probs.tolist())]
-        per_word, missing = words_from_positions([len(w) for w in words], example_ids, word_indices,
-                                                 predictions, default=(0, 0.0))
-        if missing:
-            raise RuntimeError(f"{missing} words received no prediction (alignment bug)")
-        results = []
-        for item, tokens, spans, row in zip(items, words, offsets, per_word):
-            tags = [info.id2label[i] for i, _ in row]
-            scores = [float(p) for _, p in row]
+        features = encode_sentences(words, None, self.tokenizer, {}, self._window_length(info),
+                                    subword_owner=aggregation != "first")
+        with autocast(info.metadata, self.device, self.full_precision):  # the run's mixed precision
+            ids, probs = self._word_predictions(features, [len(w) for w in words], batch_size, aggregation)
+        labels = info.id2label
+        results, position = [], 0
+        for item, tokens, spans in zip(items, words, offsets):
+            n = len(tokens)
+            tags = [labels[i] for i in ids[position:position + n]]
+            scores = probs[position:position + n]
+            position += n
             entities = []
             for etype, start, end in entity_spans(tags):
                 score = sum(scores[start:end]) / (end - start)
@@ -320,6 +317,55 @@ class Tagger:
             results.append(Prediction(tokens, tags, scores, entities,
                                       item if spans is not None else None, spans))
         return results
+
+    def _word_predictions(self, features: list[dict], num_words: list[int], batch_size: int,
+                          aggregation: str) -> tuple[list[int], list[float]]:
+        """Label id and probability of every word of every input, flattened in input order.
+
+        Batches are length-sorted and each batch's words are gathered with tensor indexing, so the
+        only Python loop is over batches: the per-word work is two ``tolist`` calls at the end.
+        """
+        import torch
+
+        from peftner.data.collator import PaddingCollator, length_sorted_batches
+
+        first_word = torch.tensor([0] + num_words[:-1], dtype=torch.long).cumsum(0)  # global id of word 0
+        total = sum(num_words)
+        word_ids = torch.zeros(total, dtype=torch.long)
+        word_probs = torch.full((total,), float("nan"))
+        sums, counts = None, torch.zeros(total)  # "average": summed probabilities per word
+        collate = PaddingCollator(self.tokenizer.pad_token_id)
+        key = "word_index" if aggregation == "first" else "subword_word"
+        with torch.inference_mode():
+            for indices in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
+                batch = collate([features[i] for i in indices])
+                logits = self.model(input_ids=batch["input_ids"].to(self.device),
+                                    attention_mask=batch["attention_mask"].to(self.device)).logits
+                where = batch[key] >= 0
+                rows = where.nonzero(as_tuple=True)[0]
+                words = first_word[batch["example_id"][rows]] + batch[key][where]
+                p = logits[where.to(logits.device)].float().softmax(dim=-1).cpu()
+                if aggregation == "first":
+                    word_probs[words], word_ids[words] = p.max(dim=-1)
+                elif aggregation == "average":
+                    if sums is None:
+                        sums = torch.zeros(total, p.shape[-1])
+                    sums.index_add_(0, words, p)
+                    counts.index_add_(0, words, torch.ones(len(words)))
+                else:  # max: the first subword (in order) whose top probability is the word's highest
+                    top, label = p.max(dim=-1)
+                    best = torch.full((total,), -1.0).scatter_reduce(0, words, top, "amax")
+                    order = torch.arange(len(words))
+                    candidate = torch.where(top == best[words], order, len(words))
+                    chosen = torch.full((total,), len(words)).scatter_reduce(0, words, candidate, "amin")
+                    pick = chosen[words] == order
+                    word_probs[words[pick]], word_ids[words[pick]] = top[pick], label[pick]
+        if aggregation == "average" and sums is not None:
+            word_probs, word_ids = (sums / counts.clamp(min=1).unsqueeze(1)).max(dim=-1)
+            word_probs[counts == 0] = float("nan")
+        if total and torch.isnan(word_probs).any():
+            raise RuntimeError(f"{int(torch.isnan(word_probs).sum())} words received no prediction (alignment bug)")
+        return word_ids.tolist(), word_probs.tolist()
 
 
 def _backbone(info: AdapterInfo) -> str:

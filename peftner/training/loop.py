@@ -23,6 +23,7 @@ from peftner.data.collator import MODEL_INPUTS, LengthGroupedBatchSampler, Paddi
 from peftner.config import OPTIMIZER_KERNELS
 from peftner.errors import PeftnerError
 from peftner.metrics import score
+from peftner.training.callbacks import notify
 from peftner.training.checkpoint import (Checkpointer, Position, load_trainable_state, run_fingerprint,
                                          trainable_state)
 from peftner.training.rank_allocation import RankAllocation
@@ -155,12 +156,13 @@ def _epoch_loader(accelerator, train_loader, sampler, epoch: int, skip: int):
 
 def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2label: dict, metric: str,
           cfg, pad_token_id: int, strict_scheme: str | None = None,
-          identity: dict | None = None) -> tuple[object, TrainResult]:
+          identity: dict | None = None, callbacks=()) -> tuple[object, TrainResult]:
     """Train ``model`` on ``train_features``; returns the prepared model holding the best dev state.
 
     Checkpoints every ``cfg.checkpoint_every`` optimizer steps and at each epoch end; with
     ``cfg.resume`` it continues from the latest one and reproduces the uninterrupted run exactly.
     ``identity`` (method name and settings) must match for a checkpoint to be resumed.
+    ``callbacks``: objects with any of the hooks of :class:`peftner.training.callbacks.Callback`.
     """
     collator = PaddingCollator(pad_token_id)
     # The batch order depends only on seed + epoch (mega-batches of 1 batch = plain shuffling), and
@@ -211,14 +213,19 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
                         raise PeftnerError(checkpoints.stop_message(
                             f"loss became {loss.item()} at epoch {epoch}, batch {batch_number}"))
                     accelerator.backward(loss)
+                    grad_norm = None
                     if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    lr = scheduler.get_last_lr()[0]
                     optimizer.step()
                     scheduler.step()
                     result.optimizer_steps += int(accelerator.sync_gradients)
                     if allocation is not None and accelerator.sync_gradients:
                         allocation.step(result.optimizer_steps)  # reads the gradients: before zero_grad
                     optimizer.zero_grad(set_to_none=True)
+                if callbacks and accelerator.sync_gradients:
+                    notify(callbacks, "on_optimizer_step", result.optimizer_steps, loss.item(), lr,
+                           None if grad_norm is None else float(grad_norm))
                 tokens += batch["attention_mask"].sum()
                 loss_sum += loss.detach()
                 progress.update(1)
@@ -244,8 +251,11 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
                                f"{dev_scores['f1']:.4f}{'  (best)' if improved else ''}")
             if checkpoints.enabled:
                 checkpoints.save(model, result, Position(epoch + 1), best_state)
+            if any(notify(callbacks, "on_epoch_end", epoch, dev_scores)):
+                break
     if best_state is not None:
         load_trainable_state(accelerator.unwrap_model(model), best_state)
         if allocation is not None:
             allocation.restore_best()
+    notify(callbacks, "on_train_end", result)
     return model, result

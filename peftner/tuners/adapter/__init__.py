@@ -4,7 +4,7 @@ Importing this package imports PEFT and registers the method, so that ``get_peft
 :class:`BottleneckConfig` and ``PeftModel.from_pretrained`` loads saved adapters.
 """
 
-from peftner.methods.peft_registry import register
+from peftner.tuners.registry import register
 
 from .config import BottleneckConfig
 from .layer import BottleneckLayer, Linear

@@ -21,8 +21,8 @@ import threading
 # ``__init__`` calls ``register_peft_method``). Names carry a ``PEFTNER_`` namespace so a future
 # PEFT method of the same name cannot collide with ours.
 CUSTOM_METHOD_MODULES = {
-    "PEFTNER_BOTTLENECK": "peftner.methods.bottleneck",
-    "PEFTNER_PTUNING_V2": "peftner.methods.ptuning_v2",
+    "PEFTNER_BOTTLENECK": "peftner.tuners.adapter",
+    "PEFTNER_PTUNING_V2": "peftner.tuners.ptuning_v2",
 }
 
 _lock = threading.RLock()

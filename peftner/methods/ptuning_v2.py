@@ -1,6 +1,6 @@
 """P-tuning v2 / deep prompt tuning (Liu et al. 2021) on the shared method contract.
 
-Trained key/value prefixes in every self-attention layer (:mod:`peftner.methods.ptuning_v2`, a
+Trained key/value prefixes in every self-attention layer (:mod:`peftner.tuners.ptuning_v2`, a
 registered PEFT method). The prefixes live only inside attention, so inputs, positions and logits
 are unchanged: one logit row per input position.
 """
@@ -33,10 +33,10 @@ class PtuningV2MethodConfig(MethodConfig):
 def apply_ptuning_v2(model, config: PtuningV2MethodConfig):
     from peft import TaskType
 
-    from peftner.methods.peft_wrap import wrap
-    from peftner.methods.ptuning_v2 import PtuningV2Config
+    from peftner.tuners import get_peft_model
+    from peftner.tuners.ptuning_v2 import PtuningV2Config
 
-    return wrap(model, PtuningV2Config(
+    return get_peft_model(model, PtuningV2Config(
         task_type=TaskType.TOKEN_CLS, num_virtual_tokens=config.num_virtual_tokens,
         prefix_projection=config.prefix_projection, encoder_hidden_size=config.encoder_hidden_size,
         prefix_dropout=config.prefix_dropout, modules_to_save=head_module_names(model)))

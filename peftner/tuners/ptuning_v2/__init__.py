@@ -4,7 +4,7 @@ Importing this package imports PEFT and registers the method, so that ``get_peft
 :class:`PtuningV2Config` and ``PeftModel.from_pretrained`` loads saved prefixes.
 """
 
-from peftner.methods.peft_registry import register
+from peftner.tuners.registry import register
 
 from .config import PtuningV2Config
 from .layer import PrefixSelfAttention, PtuningV2Layer, extend_attention_mask
