@@ -56,11 +56,11 @@ def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = F
             use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs)
     except (OSError, ValueError) as err:
         raise PeftnerError(f"{name}: could not load the model: {str(err).splitlines()[0]}") from None
-    _keep_unpacked_4bit_layout(model)
+    keep_unpacked_4bit_layout(model)
     return model
 
 
-def _keep_unpacked_4bit_layout(model):
+def keep_unpacked_4bit_layout(model):
     """Keep bitsandbytes off its CPU inference layout for 4-bit layers it cannot repack.
 
     On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks a ``Linear4bit`` at its first evaluation

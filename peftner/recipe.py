@@ -47,6 +47,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     from peftner.training.loop import EvalSet, PaddingCollator, evaluate_split, make_eval_loader, train
 
     from peftner.reuse import prepare_init_adapter, write_artifacts
+    from peftner.reuse.partial import save_trained
     from peftner.reuse.text import write_tagged_conll
 
     if cfg.threads is not None:
@@ -104,7 +105,10 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     if accelerator.is_main_process:
         adapter_dir = output_dir / "adapter"
         unwrapped = accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(adapter_dir, safe_serialization=True)
+        if method.saves_trained_only:
+            save_trained(unwrapped, adapter_dir)  # head / BitFit: the trained tensors, not the model
+        else:
+            unwrapped.save_pretrained(adapter_dir, safe_serialization=True)
         saved_base_config(unwrapped).save_pretrained(adapter_dir)  # label maps travel with the adapter
         tokenizer.save_pretrained(adapter_dir)
         write_tagged_conll(output_dir / PREDICTIONS_FILE, [s.tokens for s in corpus.test], test_set.gold,

@@ -56,12 +56,18 @@ def read_columns(path: Path) -> list[list[list[str]]]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, tiny_model) -> dict[str, Path]:
-    """Every case trained once; then one ``peftner predict`` process per case (two at a time)."""
+def data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("exact-reuse")
     train = write_conll(root / "train.conll", memorisable_sentences(24))
     test = write_conll(root / "test.conll", memorisable_sentences(16, seed=7))  # unseen pairs: errors remain
-    files = {"train": train, "validation": train, "test": test}
+    return {"root": root, "train": train, "validation": train, "test": test}
+
+
+@pytest.fixture(scope="module")
+def runs(data, tiny_model) -> dict[str, Path]:
+    """Every case trained once; then one ``peftner predict`` process per case (two at a time)."""
+    root, test = data["root"], data["test"]
+    files = {split: data[split] for split in ("train", "validation", "test")}
     (root / "loha.json").write_text(json.dumps(LOHA))
     (root / "adalora.json").write_text(json.dumps(ADALORA))
     for case, (method, flags) in CASES.items():
@@ -154,3 +160,45 @@ def test_adalora_schedule_that_does_not_fit_is_refused(runs, tiny_model, tmp_pat
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "peftner: error: AdaLoRA: tinit (5) + tfinal (5) leave no rank-allocation steps in this run's 3 "
         "optimizer steps; lower them in the --peft-config file or train longer")
+
+
+@pytest.mark.parametrize("case", ["head", "bitfit"])
+def test_head_and_bitfit_save_only_what_trained(case, runs, tiny_model, tmp_path):
+    from peftner.reuse import export_model
+    from peftner.reuse.partial import TRAINED_FILE
+
+    adapter = runs[case] / "adapter"
+    metrics = json.loads((runs[case] / "metrics.json").read_text())
+    assert not list(adapter.glob("model*.safetensors")) and not (adapter / "adapter_config.json").exists()
+    saved = load_file(adapter / TRAINED_FILE)
+    expected = ["classifier.weight", "classifier.bias"] if case == "head" else None
+    assert all(k.startswith("classifier.") or k.endswith(".bias") for k in saved)
+    assert expected is None or sorted(saved) == sorted(expected)
+    assert sum(v.numel() for v in saved.values()) == metrics["trainable_params"]
+    assert metrics["adapter_bytes"] == (adapter / TRAINED_FILE).stat().st_size < 4 * metrics["trainable_params"] + 4096
+    full_bytes = json.loads((runs["full"] / "metrics.json").read_text())["adapter_bytes"]
+    assert metrics["adapter_bytes"] < full_bytes / 10
+    # Export (base + trained tensors = a plain model) and continued training still work.
+    words = [[w[0] for w in s] for s in read_columns(runs["test"])]
+    exported = export_model(adapter, tmp_path / "plain")
+    assert [p.tags for p in Tagger.from_pretrained(exported, device="cpu").predict(words)] == \
+           [p.tags for p in Tagger.from_pretrained(adapter, device="cpu").predict(words)]
+    files = {"train": runs["root"] / "train.conll", "validation": runs["root"] / "train.conll", "test": runs["test"]}
+    main(case, memorise_argv(files, tiny_model, tmp_path / "more", "--epochs", 1, "--learning-rate", 0,
+                             "--init-adapter", adapter))
+    again = load_file(tmp_path / "more" / "adapter" / TRAINED_FILE)
+    assert set(again) == set(saved) and all(torch.equal(again[k], saved[k]) for k in saved)
+
+
+def test_mixed_precision_run_is_replayed_under_its_autocast(data, tiny_model, tmp_path):
+    out = tmp_path / "bf16"  # Accelerate fixes the mixed precision once per process: train in a new one
+    argv = memorise_argv(data, tiny_model, out, "--epochs", 3, "--learning-rate", "3e-2", "--mixed-precision", "bf16")
+    subprocess.run([sys.executable, str(REPO / "recipes" / "lora_ner.py"), *argv], check=True, cwd=tmp_path,
+                   env=subprocess_env(), capture_output=True)
+    assert json.loads((out / "adapter" / "peftner.json").read_text())["precision"]["mixed_precision"] == "bf16"
+    scored = read_columns(out / PREDICTIONS_FILE)
+    words = [[w[0] for w in s] for s in scored]
+    replayed = Tagger.from_pretrained(out / "adapter", device="cpu").predict(words)
+    assert [p.tags for p in replayed] == [[w[2] for w in s] for s in scored]
+    full = Tagger.from_pretrained(out / "adapter", device="cpu", full_precision=True).predict(words)
+    assert [p.scores for p in replayed] != [p.scores for p in full]  # bf16 arithmetic, not float32

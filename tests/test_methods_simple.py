@@ -206,6 +206,7 @@ from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModelForTokenClassification
 from peftner.config import parse_args
 from peftner.methods import get_method
+from peftner.modeling import keep_unpacked_4bit_layout
 
 base_model, jobs, input_ids = sys.argv[1], json.loads(sys.argv[2]), torch.tensor(json.loads(sys.argv[3]))
 for name, (adapter, argv, out) in jobs.items():
@@ -216,6 +217,7 @@ for name, (adapter, argv, out) in jobs.items():
         kwargs = method.load_kwargs(method_config) if method.load_kwargs else {}
         base = AutoModelForTokenClassification.from_pretrained(
             base_model, config=AutoConfig.from_pretrained(adapter), use_safetensors=True, **kwargs)
+        keep_unpacked_4bit_layout(base)  # bitsandbytes cannot repack the tiny 4-bit layers for CPU
         model = PeftModel.from_pretrained(base, adapter)
     else:
         model = AutoModelForTokenClassification.from_pretrained(adapter, use_safetensors=True)

@@ -37,6 +37,9 @@ class Method:
     # Extra keyword arguments for ``from_pretrained`` (e.g. a quantization config), from the config.
     load_kwargs: Callable[[Any], dict] | None = None
     is_peft: bool = True
+    # Non-PEFT methods that train a few tensors of the model (head, BitFit) save only those
+    # (peftner.reuse.partial) instead of the whole model.
+    saves_trained_only: bool = False
 
     def default_config(self):
         return self.config_cls()

@@ -25,4 +25,5 @@ BITFIT = Method(
     # Ben Zaken et al. search 1e-4..1e-3 for BERT-base; small models with few biases sit at the top.
     train_defaults={"learning_rate": 1e-3},
     is_peft=False,
+    saves_trained_only=True,
 )

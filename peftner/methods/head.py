@@ -25,4 +25,5 @@ HEAD = Method(
     # A lone linear layer on frozen features tolerates (and needs) a much larger step than fine-tuning.
     train_defaults={"learning_rate": 5e-3},
     is_peft=False,
+    saves_trained_only=True,
 )

@@ -2,7 +2,8 @@
 
 A run writes ``OUTPUT_DIR/adapter/`` (see :func:`write_artifacts`):
 
-* the weights: ``adapter_model.safetensors`` + ``adapter_config.json`` (PEFT methods) or
+* the weights: ``adapter_model.safetensors`` + ``adapter_config.json`` (PEFT methods),
+  ``trained_parameters.safetensors`` (head, BitFit: only the tensors that trained) or
   ``model.safetensors`` (full fine-tuning);
 * ``config.json``: the base model's config with the label maps (``id2label``/``label2id``);
 * the tokenizer files;
@@ -95,7 +96,9 @@ class AdapterInfo:
     """What :func:`read_adapter_dir` found in a directory."""
 
     path: Path
-    kind: str  # "peft" (adapter weights on a base model) or "full" (a complete model)
+    # "peft" (adapter weights on a base model), "trained" (the tensors head/BitFit trained, on a base
+    # model: see peftner.reuse.partial) or "full" (a complete model)
+    kind: str
     id2label: dict[int, str]
     metadata: dict = field(default_factory=dict)
     peft_config: dict = field(default_factory=dict)
@@ -141,8 +144,11 @@ def read_adapter_dir(path: str | Path) -> AdapterInfo:
     if not path.is_dir():
         raise PeftnerError(f"{path}: no such directory (expected OUTPUT_DIR/adapter of a peftner run)")
     metadata = _read_json(path / METADATA_FILE) if (path / METADATA_FILE).is_file() else {}
+    from peftner.reuse.partial import TRAINED_FILE
+
     has_adapter = (path / "adapter_config.json").is_file()
-    has_model = any(path.glob("model*.safetensors"))
+    has_trained = (path / TRAINED_FILE).is_file()
+    has_model = has_trained or any(path.glob("model*.safetensors"))
     if not has_adapter and not has_model:
         raise PeftnerError(f"{path}: not an adapter or model directory (no adapter_config.json and no "
                            "model.safetensors; pass OUTPUT_DIR/adapter of a peftner run)")
@@ -161,7 +167,8 @@ def read_adapter_dir(path: str | Path) -> AdapterInfo:
     if sorted(id2label) != list(range(len(id2label))) or not id2label:
         raise PeftnerError(f"{path}/config.json: id2label must map 0..N-1 to tags")
     peft_config = _read_json(path / "adapter_config.json") if has_adapter else {}
-    return AdapterInfo(path, "peft" if has_adapter else "full", id2label, metadata, peft_config)
+    kind = "peft" if has_adapter else "trained" if has_trained else "full"
+    return AdapterInfo(path, kind, id2label, metadata, peft_config)
 
 
 def resolve_base_model(info: AdapterInfo, override: str | None = None) -> str:

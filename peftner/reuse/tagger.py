@@ -121,31 +121,23 @@ class Tagger:
             tokenizer = load_tokenizer(str(info.path), trust_remote_code)
             base_name, name = None, None
         else:
-            from peft import PeftModel
-
-            from peftner.methods.base import VIRTUAL_TOKEN_PEFT_TYPES
-            from peftner.tuners.prompt.model import PromptTokenClassifier
-
-            _check_adapter_name(adapter_name)
             base_name = resolve_base_model(info, base_model)
+            if info.kind == "peft":
+                _check_adapter_name(adapter_name)
             base = load_token_classifier(base_name, info.id2label, trust_remote_code, **load_kwargs)
             if load_kwargs:
                 from peftner.methods.lora import prepare_kbit_model
 
                 base = prepare_kbit_model(base)  # as in training: non-quantized leftovers in float32
-            _check_name_free(adapter_name, base)
             check_same_base(info.fingerprint, base, info.path, base_name)
-            try:
-                model = PeftModel.from_pretrained(base, str(info.path), adapter_name=adapter_name)
-            except (RuntimeError, ValueError, KeyError) as err:
-                raise PeftnerError(f"{info.path}: the adapter does not fit the base model {base_name} "
-                                   f"(a different base?): {str(err).splitlines()[0]}") from None
-            if model.active_peft_config.peft_type in VIRTUAL_TOKEN_PEFT_TYPES:
-                # PEFT's token classifier returns rows for the soft prompt too: drop them as training did.
-                model = PromptTokenClassifier.from_peft_model(model)
+            if info.kind == "trained":
+                from peftner.reuse.partial import load_trained
+
+                model, name = load_trained(base, info.path), None
+            else:
+                model, name = _load_peft_adapter(base, info, adapter_name, base_name), adapter_name
             has_tokenizer = (info.path / "tokenizer_config.json").is_file()
             tokenizer = load_tokenizer(str(info.path) if has_tokenizer else base_name, trust_remote_code)
-            name = adapter_name
         if "quantization_config" not in load_kwargs:  # quantized weights were placed at load time
             model.to(device)
         model.eval()
@@ -163,7 +155,8 @@ class Tagger:
         _check_name_free(name, self.model)
         info = read_adapter_dir(path)
         if info.kind != "peft":
-            raise PeftnerError(f"{info.path}: a full model, not an adapter; load it with Tagger.from_pretrained")
+            what = "a full model" if info.kind == "full" else f"{info.method or 'a'} weights of a full model"
+            raise PeftnerError(f"{info.path}: {what}, not a PEFT adapter; load it with Tagger.from_pretrained")
         first = next(iter(self._infos.values()))
         if info.peft_type != first.peft_type:
             raise PeftnerError(f"{info.path}: a {info.peft_type} adapter cannot share a backbone with "
@@ -366,6 +359,25 @@ class Tagger:
         if total and torch.isnan(word_probs).any():
             raise RuntimeError(f"{int(torch.isnan(word_probs).sum())} words received no prediction (alignment bug)")
         return word_ids.tolist(), word_probs.tolist()
+
+
+def _load_peft_adapter(base, info: AdapterInfo, adapter_name: str, base_name: str):
+    """``PeftModel.from_pretrained`` with one-line errors; prompt tuning viewed as in training."""
+    from peft import PeftModel
+
+    from peftner.methods.base import VIRTUAL_TOKEN_PEFT_TYPES
+    from peftner.tuners.prompt.model import PromptTokenClassifier
+
+    _check_name_free(adapter_name, base)
+    try:
+        model = PeftModel.from_pretrained(base, str(info.path), adapter_name=adapter_name)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise PeftnerError(f"{info.path}: the adapter does not fit the base model {base_name} "
+                           f"(a different base?): {str(err).splitlines()[0]}") from None
+    if model.active_peft_config.peft_type in VIRTUAL_TOKEN_PEFT_TYPES:
+        # PEFT's token classifier returns rows for the soft prompt too: drop them as training did.
+        model = PromptTokenClassifier.from_peft_model(model)
+    return model
 
 
 def _backbone(info: AdapterInfo) -> str:
