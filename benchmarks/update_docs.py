@@ -20,7 +20,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 
 from peftner.data.builtin import describe  # noqa: E402
-from peftner.report import format_summary, format_versions  # noqa: E402
+from peftner.report import RunMetrics, format_summary, format_versions  # noqa: E402
 
 
 def replace_section(path: Path, name: str, body: str) -> bool:
@@ -37,10 +37,10 @@ def readme_sample() -> str | None:
     path = RESULTS / "readme_run" / "metrics.json"
     if not path.exists():
         return None
-    m = json.loads(path.read_text())
-    return (f"```text\n$ {m['command']}\n{format_summary(m)}\n```\n"
-            f"Machine: {m.get('machine', 'unknown')}; torch {m['versions']['torch']}, "
-            f"transformers {m['versions']['transformers']}, peft {m['versions']['peft']}.")
+    m = RunMetrics.read(path)
+    return (f"```text\n$ {m.command}\n{format_summary(m)}\n```\n"
+            f"Machine: {m.machine or 'unknown'}; torch {m.versions['torch']}, "
+            f"transformers {m.versions['transformers']}, peft {m.versions['peft']}.")
 
 
 def trainer_baseline() -> str | None:

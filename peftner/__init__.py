@@ -1,8 +1,12 @@
 """peftner: parameter-efficient fine-tuning for token classification (NER).
 
-Layers: ``peftner.data`` (readers, labels, alignment) → ``peftner.methods`` (each turns a model into
-the model to train) → ``peftner.training`` (one Accelerate loop) → ``peftner.metrics`` and
-``peftner.report``. ``peftner.recipe.main`` ties them together for the scripts in ``recipes/``.
+Layers, each importing only the ones before it (docs/architecture.md has the full map):
+``peftner.data`` (readers, label schema, subword alignment) → ``peftner.tuners`` (peftner's own PEFT
+tuners and the checked ``get_peft_model``) → ``peftner.methods`` (one module per method: its config
+and defaults, and ``apply``) → ``peftner.training`` (one Accelerate loop, checkpoints, callbacks) →
+``peftner.metrics`` / ``peftner.report`` (scores, ``RunMetrics``) → ``peftner.recipe`` (a run as
+named stages; every ``recipes/<method>_ner.py``) and ``peftner.reuse`` (loading, predicting,
+exporting what a run saved); ``peftner.cli`` and ``peftner.benchmark`` sit on top.
 """
 
 __version__ = "0.1.0"

@@ -20,14 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from peftner.errors import PeftnerError
-from peftner.report import format_versions
+from peftner.report import RunMetrics, format_versions
 
 # The comparison's default order: cheap reference points first, then the PEFT methods.
 DEFAULT_METHODS = ("full", "lora", "adapter", "prompt", "ptuning_v2", "ia3", "int8_lora", "qlora")
 SEED_BASE = 42
+# runs.csv: these RunMetrics fields of each run, plus the planned train size and the wall time.
 CSV_COLUMNS = ("method", "seed", "train_size", "test_f1", "best_dev_f1", "trainable_params", "total_params",
                "trainable_percent", "adapter_bytes", "backbone_bytes", "train_seconds",
                "train_tokens_per_second", "peak_memory_mb", "wall_seconds", "num_processes", "metric")
+assert set(CSV_COLUMNS) - {"train_size", "wall_seconds"} <= set(RunMetrics.keys())
 
 
 @dataclass(frozen=True)
@@ -68,12 +70,15 @@ def recipe_path(method: str) -> Path:
     return path
 
 
-def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list[str]) -> dict:
-    """Run one recipe in a subprocess (skipped when its metrics.json exists); returns its metrics."""
+def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list[str]) -> RunMetrics:
+    """Run one recipe in a subprocess (skipped when its metrics.json exists); returns its metrics.
+
+    The wall time of the subprocess is added to metrics.json as ``wall_seconds`` (``extra``).
+    """
     metrics_path = run_dir / "metrics.json"
     if metrics_path.exists():
-        metrics = json.loads(metrics_path.read_text())
-        metrics.setdefault("wall_seconds", None)
+        metrics = RunMetrics.read(metrics_path)
+        metrics.extra.setdefault("wall_seconds", None)
         return metrics
     command = [*launcher, str(recipe_path(spec.method)), "--seed", str(spec.seed), "--output-dir", str(run_dir),
                *recipe_args]
@@ -88,15 +93,15 @@ def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list
         tail = (run_dir / "log.txt").read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
         raise PeftnerError(f"run {spec.key} failed (exit {result.returncode}); see {run_dir / 'log.txt'}: "
                            + " | ".join(tail))
-    metrics = json.loads(metrics_path.read_text())
-    metrics["wall_seconds"] = wall
-    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    metrics = RunMetrics.read(metrics_path)
+    metrics.extra["wall_seconds"] = wall
+    metrics.write(metrics_path)
     return metrics
 
 
-def row_of(spec: RunSpec, metrics: dict) -> dict:
-    row = {k: metrics.get(k) for k in CSV_COLUMNS}
-    row.update(method=spec.method, seed=spec.seed, train_size=metrics.get("train_sentences")
+def row_of(spec: RunSpec, metrics: RunMetrics) -> dict:
+    row = {k: getattr(metrics, k) if k in RunMetrics.keys() else metrics.extra.get(k) for k in CSV_COLUMNS}
+    row.update(method=spec.method, seed=spec.seed, train_size=metrics.train_sentences
                if spec.train_size is None else spec.train_size)
     row["train_size_label"] = "all" if spec.train_size is None else str(spec.train_size)
     return row
@@ -295,7 +300,7 @@ def main(argv=None) -> dict:
         metrics = run_one(spec, run_dir, recipe_args, launcher)
         rows.append(row_of(spec, metrics))
         elapsed = time.perf_counter() - started
-        print(f"    test F1 {metrics['test_f1']:.4f}, {metrics['trainable_params']:,} trainable, "
+        print(f"    test F1 {metrics.test_f1:.4f}, {metrics.trainable_params:,} trainable, "
               f"{elapsed / 60:.1f} min so far", flush=True)
     summary = summarize(rows)
     info = {"command": "python benchmarks/compare.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),

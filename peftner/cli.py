@@ -38,11 +38,6 @@ COMMANDS: list[Command] = [
 ]
 
 
-def register(command: Command):
-    """Add a subcommand at run time (e.g. from a plugin); a later one replaces an earlier of the same name."""
-    COMMANDS[:] = [c for c in COMMANDS if c.name != command.name] + [command]
-
-
 def _resolve(reference: str):
     module, _, attribute = reference.partition(":")
     return getattr(importlib.import_module(module), attribute)

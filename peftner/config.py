@@ -1,8 +1,10 @@
 """Run configuration: one dataclass for the shared knobs, one per method, and the CLI built from them.
 
-Precedence, lowest to highest: dataclass defaults → the method's training defaults (e.g. a higher
-learning rate for LoRA) → ``--config FILE.yaml`` → command-line flags. YAML keys use the flag
-names with either dashes or underscores; method knobs may sit at top level or under ``method:``.
+Precedence, lowest to highest: dataclass defaults → the method's ``train_defaults`` (e.g. a higher
+learning rate for LoRA, declared in its config class) → ``--config FILE.yaml`` → command-line flags.
+YAML keys use the flag names with either dashes or underscores; method knobs may sit at top level or
+under ``method:``. :func:`run_defaults` is the one place the first two are combined: the parser's
+``--help``, :func:`parse_args` and the YAML files in ``recipes/configs/`` (:func:`config_yaml`) read it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ OPTIMIZER_KERNELS = ("auto", "fused", "foreach")  # AdamW implementations (train
 class TrainConfig:
     """Knobs shared by every recipe (the CLI contract)."""
 
-    model: str | None = field(default=None, metadata={"help": "HF model name or local directory (default: embedded all-MiniLM-L6-v2)"})
+    model: str | None = field(default=None, metadata={"help": "HF model name or local directory (None: the embedded all-MiniLM-L6-v2)"})
     dataset: str = field(default="wnut16", metadata={"help": "built-in 'wnut16' or a Hub dataset name (e.g. conll2003)"})
     train_file: str | None = field(default=None, metadata={"help": "training file (.conll/.txt/.tsv/.jsonl); needs --validation-file and --test-file"})
     validation_file: str | None = field(default=None, metadata={"help": "dev file, used to pick the best epoch"})
@@ -43,7 +45,7 @@ class TrainConfig:
     output_dir: str = field(default="runs/{method}", metadata={"help": "where metrics.json and adapter/ go ({method} is replaced)"})
     init_adapter: str | None = field(default=None, metadata={"help": "continue from this adapter directory (OUTPUT_DIR/adapter of an earlier run of the same method); new tags extend its head"})
     epochs: int = field(default=5, metadata={"help": "training epochs"})
-    learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (method-specific default)"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (methods may set their own default)"})
     batch_size: int = field(default=16, metadata={"help": "training batch size per process"})
     eval_batch_size: int = field(default=64, metadata={"help": "evaluation batch size per process"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "optimizer step every N batches"})
@@ -52,17 +54,20 @@ class TrainConfig:
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0 disables)"})
     seed: int = field(default=42, metadata={"help": "seed for initialisation, data order and subsets"})
     max_train_samples: int | None = field(default=None, metadata={"help": "train on a seeded random subset of N sentences"})
-    max_length: int | None = field(default=None, metadata={"help": "max subword length of a window (default: model limit)"})
-    label_all_subwords: bool = field(default=False, metadata={"help": "label every subword, not only the first"})
-    strict: bool = field(default=False, metadata={"help": "refuse invalid BIO transitions instead of repairing them"})
-    strict_metric: bool = field(default=False, metadata={"help": "seqeval strict mode (IOB2/IOBES) for entity F1"})
+    max_length: int | None = field(default=None, metadata={"help": "max subword length of a window (None: the model limit)"})
+    label_all_subwords: bool = field(default=False, metadata={"help": "train every subword (inner subwords of a B-X word as I-X), not only the first"})
+    refuse_invalid_transitions: bool = field(default=False, metadata={
+        "help": "refuse data with invalid BIO transitions instead of repairing them", "aliases": ("strict",)})
+    scheme_f1: bool = field(default=False, metadata={
+        "help": "score entities by the tag scheme's rules (seqeval strict mode, IOB2/IOBES) instead of conlleval's",
+        "aliases": ("strict_metric",)})
     allow_unseen_tags: bool = field(default=False, metadata={"help": "score dev/test tags unseen in training as 'O' instead of failing"})
     mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16"})
     cpu: bool = field(default=False, metadata={"help": "force CPU even when a GPU is present"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the model repository (off: only built-in architectures)"})
     group_by_length: bool = field(default=True, metadata={"help": "batch sentences of similar length (less padding)"})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
-    threads: int | None = field(default=None, metadata={"help": "CPU threads per process for torch ops (default: torch's choice, one per core)"})
+    threads: int | None = field(default=None, metadata={"help": "CPU threads per process for torch ops (None: torch's choice, one per core)"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the training step (minutes of compilation first; pays off on long runs)"})
     optimizer_kernel: str = field(default="auto", metadata={"help": "AdamW kernel: fused, foreach or auto (fused on GPU, foreach on CPU: keeps CPU results bit-identical to earlier releases)"})
     checkpoint_every: int = field(default=200, metadata={"help": "checkpoint every N optimizer steps, plus at each epoch end (0: epoch ends only)"})
@@ -83,34 +88,48 @@ def _str2bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
-def _add_dataclass_arguments(parser, config_cls, group_title: str):
+def show_default(value) -> str:
+    """A default as ``--help`` prints it (lists comma-separated, as the flags take them)."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _flags(f: dataclasses.Field) -> list[str]:
+    return ["--" + name.replace("_", "-") for name in (f.name, *f.metadata.get("aliases", ()))]
+
+
+def _add_dataclass_arguments(parser, defaults, group_title: str):
+    """One flag per field of the dataclass instance ``defaults``; the help shows the default it holds."""
     group = parser.add_argument_group(group_title)
-    hints = typing.get_type_hints(config_cls)
-    for f in dataclasses.fields(config_cls):
-        flag = "--" + f.name.replace("_", "-")
+    hints = typing.get_type_hints(type(defaults))
+    for f in dataclasses.fields(defaults):
         tp = _unwrap_optional(hints[f.name])
-        help_text = f.metadata.get("help", "")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_text = f"{help_text} (default: {default})".strip()
+        help_text = f"{f.metadata.get('help', '')} (default: {show_default(getattr(defaults, f.name))})".strip()
         if tp is bool:
-            group.add_argument(flag, dest=f.name, nargs="?", const=True, type=_str2bool,
+            group.add_argument(*_flags(f), dest=f.name, nargs="?", const=True, type=_str2bool,
                                default=argparse.SUPPRESS, help=help_text)
         elif typing.get_origin(tp) is list:
             item = typing.get_args(tp)[0]
-            group.add_argument(flag, dest=f.name, type=lambda s, item=item: [item(x) for x in s.split(",") if x],
+            group.add_argument(*_flags(f), dest=f.name, type=lambda s, item=item: [item(x) for x in s.split(",") if x],
                                default=argparse.SUPPRESS, help=help_text + " (comma-separated)")
         else:
-            group.add_argument(flag, dest=f.name, type=tp, default=argparse.SUPPRESS, help=help_text)
+            group.add_argument(*_flags(f), dest=f.name, type=tp, default=argparse.SUPPRESS, help=help_text)
+
+
+def run_defaults(method: Method) -> TrainConfig:
+    """The shared settings a run of ``method`` uses unless told otherwise: TrainConfig's defaults with
+    the method's ``train_defaults`` on top and ``{method}`` filled in."""
+    defaults = dataclasses.replace(TrainConfig(), **method.train_defaults)
+    defaults.output_dir = defaults.output_dir.replace("{method}", method.name)
+    return defaults
 
 
 def build_parser(method: Method) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=f"Fine-tune a token classifier with {method.name}: {method.summary}.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description=f"Fine-tune a token classifier with {method.name}: {method.summary}.")
     parser.add_argument("--config", help="YAML file of options; flags given here override it")
-    _add_dataclass_arguments(parser, TrainConfig, "training")
+    _add_dataclass_arguments(parser, run_defaults(method), "training")
     if dataclasses.fields(method.config_cls):
-        _add_dataclass_arguments(parser, method.config_cls, f"{method.name} method")
+        _add_dataclass_arguments(parser, method.default_config(), f"{method.name} method")
     return parser
 
 
@@ -134,13 +153,18 @@ def _load_yaml(path: str) -> dict:
             flat.update({k.replace("-", "_"): v for k, v in value.items()})
         else:
             flat[key.replace("-", "_")] = value
-    return flat
+    return {ALIASES.get(k, k): v for k, v in flat.items()}
 
 
-def _build(config_cls, values: dict, source: str):
-    hints = typing.get_type_hints(config_cls)
+# Old option names still accepted in YAML files (flags: see the fields' "aliases").
+ALIASES = {alias: f.name for f in dataclasses.fields(TrainConfig) for alias in f.metadata.get("aliases", ())}
+
+
+def _build(defaults, values: dict, source: str):
+    """``defaults`` with the fields named in ``values`` replaced (numbers from YAML strings converted)."""
+    hints = typing.get_type_hints(type(defaults))
     kwargs = {}
-    for f in dataclasses.fields(config_cls):
+    for f in dataclasses.fields(defaults):
         if f.name not in values:
             continue
         value = values[f.name]
@@ -151,34 +175,57 @@ def _build(config_cls, values: dict, source: str):
             except ValueError:
                 raise PeftnerError(f"{source}: {f.name} must be a {tp.__name__}, got {value!r}") from None
         kwargs[f.name] = value
-    return config_cls(**kwargs)
+    return dataclasses.replace(defaults, **kwargs)
 
 
 def parse_args(method: Method, argv=None) -> tuple[TrainConfig, object]:
     """Parse flags (and ``--config``) into the shared config and the method config."""
     args = vars(build_parser(method).parse_args(argv))
-    values = {"output_dir": f"runs/{method.name}", **method.train_defaults}
     yaml_path = args.pop("config", None)
-    if yaml_path:
-        values.update(_load_yaml(yaml_path))
-    values.update(args)
+    values = {**(_load_yaml(yaml_path) if yaml_path else {}), **args}
     known = {f.name for f in dataclasses.fields(TrainConfig)} | {f.name for f in dataclasses.fields(method.config_cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise PeftnerError(f"{yaml_path or 'options'}: unknown option(s) {', '.join(unknown)} for method {method.name}")
-    train = _build(TrainConfig, values, yaml_path or "options")
+    train = _build(run_defaults(method), values, yaml_path or "options")
     train.output_dir = train.output_dir.replace("{method}", method.name)
     if train.threads is not None and train.threads < 1:
         raise PeftnerError(f"{yaml_path or 'options'}: threads must be at least 1, got {train.threads}")
     if train.optimizer_kernel not in OPTIMIZER_KERNELS:
         raise PeftnerError(f"{yaml_path or 'options'}: optimizer_kernel must be {', '.join(OPTIMIZER_KERNELS[:-1])} "
                            f"or {OPTIMIZER_KERNELS[-1]}, got {train.optimizer_kernel!r}")
-    method_config = _build(method.config_cls, values, yaml_path or "options")
+    method_config = _build(method.default_config(), values, yaml_path or "options")
     return train, method_config
+
+
+# Shared settings a generated recipes/configs/<method>.yaml spells out (with every method knob).
+YAML_SETTINGS = ("dataset", "epochs", "learning_rate", "batch_size", "seed")
+
+
+def config_yaml(method: Method) -> str:
+    """``recipes/configs/<method>.yaml``: the defaults a run of ``method`` uses, as a starting point."""
+    import yaml
+
+    def line(indent: str, name: str, value) -> str:
+        text = yaml.safe_dump(value, default_flow_style=True).removesuffix("...\n").strip()
+        return f"{indent}{name.replace('_', '-')}: {text}"
+
+    defaults, knobs = run_defaults(method), method.default_config()
+    lines = [f"# {method.name}: {method.summary}.",
+             f"# Run: python recipes/{method.name}_ner.py --config recipes/configs/{method.name}.yaml  "
+             "(flags override this file)",
+             "# Generated from the method's defaults by python recipes/configs/generate.py; do not edit by hand."]
+    lines += [line("", name, getattr(defaults, name)) for name in YAML_SETTINGS]
+    if dataclasses.fields(knobs):
+        lines += ["method:"] + [line("  ", f.name, getattr(knobs, f.name))
+                                + (f"  # {f.metadata['help']}" if f.metadata.get("help") else "")
+                                for f in dataclasses.fields(knobs)]
+    return "\n".join(lines) + "\n"
 
 
 def config_to_dict(config) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
-__all__ = ["METHODS", "TrainConfig", "build_parser", "config_to_dict", "default_model", "parse_args"]
+__all__ = ["METHODS", "TrainConfig", "build_parser", "config_to_dict", "config_yaml", "default_model", "parse_args",
+           "run_defaults"]

@@ -20,3 +20,13 @@ class DataError(PeftnerError):
         self.problem = problem
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {problem}")
+
+
+class OptionError(PeftnerError, ValueError):
+    """A bad value of one option. Also a ``ValueError``: PEFT config classes raise those."""
+
+
+def require(ok: bool, option: str, requirement: str, value) -> None:
+    """Raise ``--OPTION must be REQUIREMENT, got VALUE`` unless ``ok``: one wording for every option check."""
+    if not ok:
+        raise OptionError(f"--{option.replace('_', '-')} must be {requirement}, got {value!r}")

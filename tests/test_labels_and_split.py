@@ -24,7 +24,7 @@ def test_repair_and_strict():
     assert repair_transitions([sentence], "IOB2") == 2
     assert sentence.tags == ["O", "B-PER", "I-PER", "B-LOC", "B-ORG"]
     with pytest.raises(DataError, match=r"f.conll:11: invalid transition"):
-        repair_transitions([S(["O", "I-PER"])], "IOB2", strict=True)
+        repair_transitions([S(["O", "I-PER"])], "IOB2", refuse=True)
     iob1 = S(["I-PER", "I-PER", "B-PER"])
     repair_transitions([iob1], "IOB1")
     assert iob1.tags == ["B-PER", "I-PER", "B-PER"]

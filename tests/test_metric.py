@@ -22,7 +22,7 @@ def test_partial_span_is_wrong_and_strict_mode_rejects_ill_formed():
     assert score([["B-PER", "I-PER", "O", "O"]], gold)["f1"] == 0.0
     ill_formed = [["I-PER", "I-PER", "I-PER", "O"]]
     assert score(ill_formed, gold)["f1"] == 1.0  # conlleval: I- opens an entity
-    assert score(ill_formed, gold, strict_scheme="IOB2")["f1"] == 0.0
+    assert score(ill_formed, gold, f1_scheme="IOB2")["f1"] == 0.0
 
 
 def test_precision_recall_differ():

@@ -220,9 +220,9 @@ def test_unseen_dev_tag_fails_unless_allowed(tmp_path, tiny_model, capsys):
 def test_invalid_bio_is_repaired_with_a_warning_and_refused_with_strict(tmp_path, tiny_model, capsys, caplog):
     broken = write_conll(tmp_path / "broken.conll", GOOD * 4 + [(["in", "paris"], ["O", "I-LOC"])])
     line = 4 * 9 + 2  # 4 copies of (4 + 3 tokens, 2 blank lines), then line 2 of the last sentence
-    assert run_expecting_error(three(broken), tiny_model, tmp_path / "o", capsys, "--strict") == (
+    assert run_expecting_error(three(broken), tiny_model, tmp_path / "o", capsys, "--refuse-invalid-transitions") == (
         f"peftner: error: {broken}:{line}: invalid transition: 'I-LOC' does not continue an entity "
-        "(--strict refuses; drop it to repair I- to B-)")
+        "(--refuse-invalid-transitions refuses; drop it to repair I- to B-)")
     with caplog.at_level("WARNING"):
         metrics = main("lora", memorise_argv(three(broken), tiny_model, tmp_path / "ok", "--epochs", 1))
     assert metrics["repaired_transitions"] == 3  # once in each of train, dev and test
@@ -313,7 +313,7 @@ def test_recipe_subprocess_exits_2_with_one_line_and_no_traceback(tmp_path, tiny
         "missing": (three(tmp_path / "missing.conll"), [], f"{tmp_path / 'missing.conll'}: file not found"),
         "utf8": (three(latin1), [], f"{latin1}:3: not valid UTF-8 (byte 1 of the line)"),
         "strict": (three(broken), ["--strict"], f"{broken}:11: invalid transition: 'I-LOC' does not continue "
-                                                "an entity (--strict refuses; drop it to repair I- to B-)"),
+                                                "an entity (--refuse-invalid-transitions refuses; drop it to repair I- to B-)"),
     }
     children = {}
     for name, (files, extra, _) in cases.items():

@@ -82,8 +82,11 @@ def test_adapter_dir_carries_metadata_model_card_and_label_maps(adapters):
     card = (adapters["per_loc"] / "README.md").read_text()
     metrics = json.loads((adapters["per_loc"].parent / "metrics.json").read_text())
     for needle in ("lora", "Base model", "train.conll", f"{metrics['test_f1']:.4f}",
-                   f"{metrics['trainable_params']:,}", "--learning-rate 3e-2", "B-PER"):
+                   f"{metrics['trainable_params']:,}", "--learning-rate 3e-2", "config.json"):
         assert needle in card, needle
+    # The label maps are written once, in config.json; peftner.json and the card point there.
+    holding = [f.name for f in adapters["per_loc"].iterdir() if f.is_file() and "B-PER" in f.read_text(errors="ignore")]
+    assert holding == ["config.json"] and info.metadata["labels"] == "config.json"
 
 
 def test_tagger_predicts_words_text_spans_and_long_inputs(tagger):

@@ -1,13 +1,14 @@
 """End-to-end runs on the tiny random BERT: learning, metrics.json contract, reloadable artifact."""
 
 import json
+import typing
 
 import pytest
 import torch
 
 from conftest import memorise_argv, write_conll
 from peftner.recipe import main
-from peftner.report import REQUIRED_KEYS
+from peftner.report import RunMetrics
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +28,12 @@ def test_lora_learns_memorisable_set(lora_run):
 def test_metrics_json_fields_and_types(lora_run):
     out, metrics = lora_run
     on_disk = json.loads((out / "metrics.json").read_text())
-    assert on_disk == json.loads(json.dumps(metrics))
-    for key, kind in REQUIRED_KEYS.items():
-        assert key in on_disk, key
-        assert isinstance(on_disk[key], kind), (key, type(on_disk[key]))
+    assert on_disk == json.loads(json.dumps(metrics.to_dict()))
+    assert list(on_disk) == RunMetrics.keys()  # every key, in the documented order
+    hints = typing.get_type_hints(RunMetrics)
+    for key in RunMetrics.keys():  # typed as declared, none missing (command: the recipe's)
+        kinds = tuple(t for t in typing.get_args(hints[key]) if t is not type(None))
+        assert isinstance(on_disk[key], kinds), (key, type(on_disk[key]))
     assert on_disk["method"] == "lora" and on_disk["metric"] == "entity_f1"
     assert 0 < on_disk["trainable_params"] < on_disk["total_params"]
     assert on_disk["trainable_percent"] == pytest.approx(100 * on_disk["trainable_params"] / on_disk["total_params"])

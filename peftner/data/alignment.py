@@ -1,8 +1,9 @@
 """Word ↔ subword alignment and windowing of long sentences.
 
 A sentence is tokenised once (fast tokenizer, ``word_ids``). Each word's label goes on its first
-subword (``label_all_subwords`` puts it on every subword); the other positions get -100 and are
-not scored. Sentences longer than the model's limit are cut into overlapping windows: every word is
+subword; the other positions get -100 and are not scored. ``label_all_subwords`` trains the inner
+subwords too, with the word's label, except that inner subwords of a ``B-X`` word get ``I-X`` (as the
+Transformers token-classification example does): they continue the entity, they do not start one. Sentences longer than the model's limit are cut into overlapping windows: every word is
 *owned* by exactly one window, which is the only one that trains on it and predicts it, and the
 rest of a window is context on both sides. So every input word gets exactly one tag and nothing is
 truncated.
@@ -104,6 +105,12 @@ def plan_windows(lengths: list[int], budget: int) -> list[tuple[int, int, int, i
     return windows
 
 
+def inner_subword_labels(label2id: dict) -> dict[int, int]:
+    """Label id of a word → label id of its inner subwords: ``B-X`` → ``I-X`` where the tag set has it."""
+    return {i: label2id[f"I-{tag[2:]}"] for tag, i in label2id.items()
+            if tag.startswith("B-") and f"I-{tag[2:]}" in label2id}
+
+
 def encode_sentences(sentences_tokens, sentences_tags, tokenizer, label2id, max_length: int,
                      label_all_subwords: bool = False, subword_owner: bool = False) -> list[dict]:
     """Turn word-level sentences into model features, one per window.
@@ -118,6 +125,7 @@ def encode_sentences(sentences_tokens, sentences_tags, tokenizer, label2id, max_
     if budget < 1:
         raise ValueError(f"max_length {max_length} leaves no room for tokens")
     pieces_all = subwords_per_word(tokenizer, sentences_tokens)
+    inner = inner_subword_labels(label2id) if label_all_subwords else {}
     features = []
     for example_id, pieces in enumerate(pieces_all):
         tags = sentences_tags[example_id] if sentences_tags is not None else None
@@ -130,9 +138,10 @@ def encode_sentences(sentences_tokens, sentences_tags, tokenizer, label2id, max_
                 ids = pieces[w][:budget]
                 owned = own_start <= w < own_end
                 label = label2id[tags[w]] if (tags is not None and owned) else IGNORE_INDEX
+                inner_label = inner.get(label, label) if label_all_subwords else IGNORE_INDEX
                 for k, token_id in enumerate(ids):
                     input_ids.append(token_id)
-                    labels.append(label if (k == 0 or label_all_subwords) else IGNORE_INDEX)
+                    labels.append(label if k == 0 else inner_label)
                     word_index.append(w if (owned and k == 0) else -1)
                     owner.append(w if owned else -1)
             input_ids += special.suffix

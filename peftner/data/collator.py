@@ -18,14 +18,11 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
 class PaddingCollator:
     """Pad ``input_ids``/``attention_mask``/``labels`` (and the ``word_index`` map) to the batch maximum."""
 
-    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
+    def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
-        self.pad_to_multiple_of = pad_to_multiple_of
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         length = max(len(f["input_ids"]) for f in features)
-        if self.pad_to_multiple_of:
-            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
         pads = {"input_ids": self.pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX, "word_index": -1,
                 "subword_word": -1}
         batch = {}

@@ -23,7 +23,6 @@ class Corpus:
     test: list[Sentence]
     schema: LabelSchema
     repaired_transitions: int = 0
-    unseen_tags_mapped: int = 0
 
 
 def _load_splits(dataset: str, files: dict[str, str | None]) -> tuple[str, dict[str, list[Sentence]]]:
@@ -42,7 +41,7 @@ def _load_splits(dataset: str, files: dict[str, str | None]) -> tuple[str, dict[
 
 def load_corpus(dataset: str = "wnut16", train_file: str | None = None,
                 validation_file: str | None = None, test_file: str | None = None,
-                max_train_samples: int | None = None, seed: int = 42, strict: bool = False,
+                max_train_samples: int | None = None, seed: int = 42, refuse_invalid_transitions: bool = False,
                 allow_unseen_tags: bool = False) -> Corpus:
     """Read the three splits, build the schema from train, and validate dev/test against it.
 
@@ -61,13 +60,13 @@ def load_corpus(dataset: str = "wnut16", train_file: str | None = None,
         train = [train[i] for i in sorted(order[:max_train_samples])]
     # Scheme and label set come from the whole training split, so a subset keeps the same head.
     scheme = detect_scheme(full_train)
-    repaired = sum(repair_transitions(splits[s], scheme, strict=strict) for s in SPLITS)
+    repaired = sum(repair_transitions(splits[s], scheme, refuse=refuse_invalid_transitions) for s in SPLITS)
     if repaired:
         logger.warning("repaired %d invalid BIO transitions (I- without a preceding entity -> B-); "
-                       "pass --strict to refuse such files instead", repaired)
+                       "pass --refuse-invalid-transitions to refuse such files instead", repaired)
     schema = LabelSchema.from_sentences(full_train, "IOB2" if scheme == "IOB1" else scheme)
     mapped = sum(schema.check_known(splits[s], allow_unseen=allow_unseen_tags)
                  for s in ("validation", "test"))
     if mapped:
         logger.warning("%d dev/test tags never seen in training were scored as 'O'", mapped)
-    return Corpus(name, train, splits["validation"], splits["test"], schema, repaired, mapped)
+    return Corpus(name, train, splits["validation"], splits["test"], schema, repaired)

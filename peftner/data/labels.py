@@ -5,7 +5,7 @@ The schema comes from the training data alone. Supported schemes are IOB1, IOB2,
 metric from entity F1 to token accuracy.
 
 Invalid-transition policy (documented in docs/data.md): in IOB2 data an ``I-X`` that does not
-continue an ``X`` entity is repaired to ``B-X`` and counted in a warning; ``strict=True`` refuses
+continue an ``X`` entity is repaired to ``B-X`` and counted in a warning; ``refuse=True`` (``--refuse-invalid-transitions``) refuses
 the file instead, naming the first offending line. IOB1 data is converted to IOB2, which is what the
 model learns and what predictions are reported in.
 """
@@ -60,7 +60,7 @@ def detect_scheme(sentences: list[Sentence]) -> str:
     return "IOB1" if i_starts > b_starts else "IOB2"
 
 
-def repair_transitions(sentences: list[Sentence], scheme: str, strict: bool = False) -> int:
+def repair_transitions(sentences: list[Sentence], scheme: str, refuse: bool = False) -> int:
     """Make every entity start with ``B-`` (IOB1 → IOB2, broken IOB2 repaired). Returns repairs made."""
     if scheme not in ("IOB1", "IOB2"):
         return 0
@@ -70,10 +70,10 @@ def repair_transitions(sentences: list[Sentence], scheme: str, strict: bool = Fa
         for i, tag in enumerate(sentence.tags):
             prefix, etype = split_tag(tag)
             if prefix == "I" and etype != previous_type:
-                if strict and scheme == "IOB2":
+                if refuse and scheme == "IOB2":
                     path, line = sentence.where(i)
                     raise DataError(path, f"invalid transition: {tag!r} does not continue an entity "
-                                          "(--strict refuses; drop it to repair I- to B-)", line)
+                                          "(--refuse-invalid-transitions refuses; drop it to repair I- to B-)", line)
                 sentence.tags[i] = f"B-{etype}"
                 repairs += scheme == "IOB2"
             previous_type = etype if prefix != OUTSIDE else None

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from peftner.errors import DataError
 
-CONLL_SUFFIXES = (".conll", ".txt", ".tsv", ".iob", ".bio", ".conllu")
 JSONL_SUFFIXES = (".jsonl", ".json")
 
 

@@ -1,8 +1,10 @@
 """The method contract shared by every fine-tuning method.
 
-A method is a name, a config dataclass (its knobs, with defaults from the literature), training
-defaults that differ from the shared ones (mostly the learning rate), and ``apply``: a function that
-turns a freshly loaded token-classification model into the model to train. Everything else — data,
+A method is a name, a config dataclass (its knobs with their defaults from the literature, and in
+``train_defaults`` the shared training settings it runs with by default, e.g. its learning rate) and
+``apply``: a function that turns a freshly loaded token-classification model into the model to train.
+The CLI, ``--help``, the YAML files in ``recipes/configs/`` and docs/methods.md all read the
+defaults from the config class, so a default is written exactly once. Everything else — data,
 the training loop, metrics, saving — is the same for every method, so a comparison differs only in
 the method.
 
@@ -15,16 +17,21 @@ Contract for ``apply(model, config) -> model``:
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
 
 HEAD_NAMES = ("classifier",)
 
 
 @dataclass
 class MethodConfig:
-    """Base class of method configs (empty: full fine-tuning has no knobs beyond the loop's)."""
+    """Base class of method configs: the method's knobs are its fields.
+
+    ``train_defaults`` overrides defaults of the shared :class:`peftner.config.TrainConfig` for this
+    method (a class attribute, not a knob of its own: ``--learning-rate`` stays one flag).
+    """
+
+    train_defaults: ClassVar[dict] = {}
 
 
 @dataclass
@@ -33,7 +40,6 @@ class Method:
     summary: str
     config_cls: type
     apply: Callable[[Any, Any], Any]
-    train_defaults: dict = field(default_factory=dict)
     # Extra keyword arguments for ``from_pretrained`` (e.g. a quantization config), from the config.
     load_kwargs: Callable[[Any], dict] | None = None
     is_peft: bool = True
@@ -41,12 +47,13 @@ class Method:
     # (peftner.reuse.partial) instead of the whole model.
     saves_trained_only: bool = False
 
+    @property
+    def train_defaults(self) -> dict:
+        """This method's overrides of the shared training defaults (from its config class)."""
+        return dict(self.config_cls.train_defaults)
+
     def default_config(self):
         return self.config_cls()
-
-
-def config_fields(config_cls) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(config_cls) if f.init]
 
 
 def head_module_names(model) -> list[str]:
@@ -57,23 +64,16 @@ def head_module_names(model) -> list[str]:
     return names
 
 
+def head_prefixes(model) -> tuple[str, ...]:
+    """Parameter-name prefixes of the head (``("classifier.",)``), for name predicates."""
+    return tuple(f"{h}." for h in head_module_names(model))
+
+
 def freeze_all_but(model, trainable: Callable[[str], bool]):
     """Set ``requires_grad`` from a predicate on parameter names; returns the model."""
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(bool(trainable(name)))
     return model
-
-
-# PEFT prompt-learning methods that prepend virtual tokens to the input (prefix tuning does not).
-VIRTUAL_TOKEN_PEFT_TYPES = ("PROMPT_TUNING", "P_TUNING", "MULTITASK_PROMPT_TUNING")
-
-
-def virtual_positions(model) -> int:
-    """Input positions a method prepends (soft prompts); windows must leave room for them."""
-    config = getattr(model, "active_peft_config", None)
-    if config is None or getattr(config, "peft_type", None) not in VIRTUAL_TOKEN_PEFT_TYPES:
-        return 0
-    return config.num_virtual_tokens * (getattr(config, "num_transformer_submodules", None) or 1)
 
 
 def count_parameters(model) -> tuple[int, int]:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_module_names
+from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_prefixes
 
 
 @dataclass
 class BitFitConfig(MethodConfig):
     """No knobs: every ``*.bias`` (attention, feed-forward and LayerNorm) and the head train."""
 
+    # Ben Zaken et al. search 1e-4..1e-3 for BERT-base; small models with few biases sit at the top.
+    train_defaults: ClassVar[dict] = {"learning_rate": 1e-3}
+
 
 def apply_bitfit(model, config: BitFitConfig):
-    heads = tuple(f"{h}." for h in head_module_names(model))
+    heads = head_prefixes(model)
     return freeze_all_but(model, lambda name: name.startswith(heads) or name.endswith(".bias"))
 
 
@@ -22,8 +26,6 @@ BITFIT = Method(
     summary="BitFit: only bias terms and the classifier head train",
     config_cls=BitFitConfig,
     apply=apply_bitfit,
-    # Ben Zaken et al. search 1e-4..1e-3 for BERT-base; small models with few biases sit at the top.
-    train_defaults={"learning_rate": 1e-3},
     is_peft=False,
     saves_trained_only=True,
 )

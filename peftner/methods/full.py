@@ -1,16 +1,21 @@
-"""Full fine-tuning: every weight trains (optionally only the top K encoder layers and the head)."""
+"""Full fine-tuning: every weight trains (optionally only the top K encoder layers and the head).
+
+Its learning rate is the shared default of :class:`peftner.config.TrainConfig` (5e-5, BERT's
+fine-tuning rate), so it declares no ``train_defaults``.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_module_names
+from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_prefixes
 
 
 @dataclass
 class FullConfig(MethodConfig):
-    train_top_layers: int | None = None  # None: all layers; K: only the top K encoder layers + head
+    train_top_layers: int | None = field(default=None, metadata={
+        "help": "train only the top K encoder layers and the head (None: every layer)"})
 
 
 def _layer_index(name: str) -> int | None:
@@ -27,7 +32,7 @@ def apply_full(model, config: FullConfig):
         from peftner.errors import PeftnerError
 
         raise PeftnerError(f"--train-top-layers must be between 0 and {n_layers}, got {k}")
-    heads = tuple(f"{h}." for h in head_module_names(model))
+    heads = head_prefixes(model)
 
     def trainable(name):
         index = _layer_index(name)
@@ -41,6 +46,5 @@ FULL = Method(
     summary="full fine-tuning of every weight (or of the top K layers with --train-top-layers)",
     config_cls=FullConfig,
     apply=apply_full,
-    train_defaults={"learning_rate": 5e-5},
     is_peft=False,
 )

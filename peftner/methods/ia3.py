@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from peftner.methods.base import Method, MethodConfig, head_module_names
 
@@ -20,26 +21,20 @@ class IA3MethodConfig(MethodConfig):
         "help": "targets rescaled on their input (feed-forward down-projection)"})
     exclude_modules: list[str] = field(default_factory=lambda: ["attention.output.dense"],
                                        metadata={"help": "module-name suffixes never adapted"})
-
-
-def ia3_peft_config(config: IA3MethodConfig, model):
-    from peft import IA3Config, TaskType
-
-    return IA3Config(task_type=TaskType.TOKEN_CLS, target_modules=list(config.target_modules),
-                     feedforward_modules=list(config.feedforward_modules),
-                     exclude_modules=list(config.exclude_modules) or None,
-                     modules_to_save=head_module_names(model))
+    # (IA)^3 vectors start at 1 and need large steps: Liu et al. train them at 3e-3.
+    train_defaults: ClassVar[dict] = {"learning_rate": 3e-3}
 
 
 def apply_ia3(model, config: IA3MethodConfig):
-    from peft import get_peft_model
+    from peft import IA3Config, TaskType
 
-    from peftner.errors import PeftnerError
+    from peftner.tuners import get_peft_model
 
-    try:
-        return get_peft_model(model, ia3_peft_config(config, model))
-    except ValueError as err:  # e.g. feed-forward modules that are not targets, or no module matched
-        raise PeftnerError(f"ia3: {str(err).splitlines()[0]}") from None
+    # PEFT checks the options (e.g. feed-forward modules that are not targets) when the config is built.
+    return get_peft_model(model, lambda: IA3Config(
+        task_type=TaskType.TOKEN_CLS, target_modules=list(config.target_modules),
+        feedforward_modules=list(config.feedforward_modules), exclude_modules=list(config.exclude_modules) or None,
+        modules_to_save=head_module_names(model)), "ia3")
 
 
 IA3 = Method(
@@ -47,6 +42,4 @@ IA3 = Method(
     summary="(IA)^3 rescaling vectors on keys, values and feed-forward activations, head trained",
     config_cls=IA3MethodConfig,
     apply=apply_ia3,
-    # (IA)^3 vectors start at 1 and need large steps: Liu et al. train them at 3e-3.
-    train_defaults={"learning_rate": 3e-3},
 )

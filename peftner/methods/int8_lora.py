@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from peftner.methods.base import Method
-from peftner.methods.lora import LORA, LoraMethodConfig, apply_kbit_lora, bitsandbytes_config
+from peftner.methods.lora import LoraMethodConfig, apply_kbit_lora, bitsandbytes_config
 
 
 @dataclass
-class Int8LoraConfig(LoraMethodConfig):
+class Int8LoraConfig(LoraMethodConfig):  # LoRA's knobs and learning rate, plus:
     llm_int8_threshold: float = field(default=6.0, metadata={
         "help": "LLM.int8 outlier threshold: input features above it use a 16-bit matmul (0: pure int8)"})
 
@@ -24,6 +24,5 @@ INT8_LORA = Method(
     summary="LoRA on an 8-bit (LLM.int8) quantized backbone, head in full precision",
     config_cls=Int8LoraConfig,
     apply=apply_kbit_lora,
-    train_defaults=dict(LORA.train_defaults),
     load_kwargs=int8_load_kwargs,
 )

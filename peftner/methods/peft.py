@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 
 from peftner.errors import PeftnerError
 from peftner.methods.base import Method, MethodConfig, head_module_names
@@ -23,6 +24,8 @@ logger = logging.getLogger("peftner")
 class PeftFileConfig(MethodConfig):
     peft_config: str | None = dataclasses.field(
         default=None, metadata={"help": "PEFT config JSON (e.g. an adapter_config.json) to apply; required"})
+    # One rate for whatever method the file holds: pass --learning-rate to suit it.
+    train_defaults: ClassVar[dict] = {"learning_rate": 5e-4}
 
 
 def load_peft_config(path: str, head_names: list[str]):
@@ -67,16 +70,13 @@ def load_peft_config(path: str, head_names: list[str]):
 
 
 def apply_peft_file(model, config: PeftFileConfig):
-    from peft import get_peft_model
+    from peftner.tuners import get_peft_model
 
     if not config.peft_config:
         raise PeftnerError("the peft method needs --peft-config FILE.json "
                            "(a PEFT config, e.g. {\"peft_type\": \"LOHA\"})")
     peft_config = load_peft_config(config.peft_config, head_module_names(model))
-    try:
-        return get_peft_model(model, peft_config)
-    except ValueError as err:  # e.g. target_modules that match nothing in this model
-        raise PeftnerError(f"{config.peft_config}: {str(err).splitlines()[0]}") from None
+    return get_peft_model(model, lambda: peft_config, config.peft_config)
 
 
 PEFT = Method(
@@ -84,5 +84,4 @@ PEFT = Method(
     summary="any PEFT method (LoHa, LoKr, AdaLoRA, ...) from --peft-config FILE.json, head trained",
     config_cls=PeftFileConfig,
     apply=apply_peft_file,
-    train_defaults={"learning_rate": 5e-4},
 )

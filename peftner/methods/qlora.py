@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from peftner.errors import require
 from peftner.methods.base import Method
-from peftner.methods.lora import LORA, LoraMethodConfig, apply_kbit_lora, bitsandbytes_config
+from peftner.methods.lora import LoraMethodConfig, apply_kbit_lora, bitsandbytes_config
 
 COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
 @dataclass
-class QLoraConfig(LoraMethodConfig):
+class QLoraConfig(LoraMethodConfig):  # LoRA's knobs and learning rate, plus:
     bnb_4bit_quant_type: str = field(default="nf4", metadata={"help": "nf4 (the paper's NormalFloat) or fp4"})
     double_quant: bool = field(default=True, metadata={"help": "quantize the per-block scales too"})
     compute_dtype: str = field(default="auto", metadata={
@@ -22,20 +23,15 @@ class QLoraConfig(LoraMethodConfig):
 def resolve_compute_dtype(name: str):
     import torch
 
-    from peftner.errors import PeftnerError
-
-    if name not in COMPUTE_DTYPES:
-        raise PeftnerError(f"--compute-dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {name!r}")
+    require(name in COMPUTE_DTYPES, "compute_dtype", f"one of {', '.join(COMPUTE_DTYPES)}", name)
     if name == "auto":
         return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
     return getattr(torch, name)
 
 
 def qlora_load_kwargs(config: QLoraConfig) -> dict:
-    from peftner.errors import PeftnerError
-
-    if config.bnb_4bit_quant_type not in ("nf4", "fp4"):
-        raise PeftnerError(f"--bnb-4bit-quant-type must be nf4 or fp4, got {config.bnb_4bit_quant_type!r}")
+    require(config.bnb_4bit_quant_type in ("nf4", "fp4"), "bnb_4bit_quant_type", "nf4 or fp4",
+            config.bnb_4bit_quant_type)
     return {"quantization_config": bitsandbytes_config(
         load_in_4bit=True, bnb_4bit_quant_type=config.bnb_4bit_quant_type,
         bnb_4bit_use_double_quant=config.double_quant,
@@ -47,6 +43,5 @@ QLORA = Method(
     summary="LoRA on a 4-bit NF4 double-quantized backbone (QLoRA), head in full precision",
     config_cls=QLoraConfig,
     apply=apply_kbit_lora,
-    train_defaults=dict(LORA.train_defaults),
     load_kwargs=qlora_load_kwargs,
 )

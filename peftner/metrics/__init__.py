@@ -17,12 +17,13 @@ def load_seqeval():
 
 
 def score(predictions: list[list[str]], references: list[list[str]], metric: str = "entity_f1",
-          strict_scheme: str | None = None) -> dict:
+          f1_scheme: str | None = None) -> dict:
     """Return ``{"f1", "precision", "recall", "accuracy", "per_type", "metric"}``.
 
     For ``metric="token_accuracy"`` (tag sets that are not BIO-style), ``f1``, ``precision`` and
     ``recall`` all equal token accuracy, so tables can sort every run by one column.
-    ``strict_scheme`` ("IOB2", "IOBES") switches seqeval to strict mode.
+    ``f1_scheme`` ("IOB2", "IOBES"): entities follow that scheme's rules (seqeval's strict mode,
+    ``--scheme-f1``); None: conlleval's rules (an ``I-`` tag may open an entity).
     """
     if metric == "token_accuracy":
         total = sum(len(r) for r in references)
@@ -30,7 +31,7 @@ def score(predictions: list[list[str]], references: list[list[str]], metric: str
         accuracy = correct / total if total else 0.0
         return {"metric": metric, "f1": accuracy, "precision": accuracy, "recall": accuracy,
                 "accuracy": accuracy, "per_type": {}}
-    kwargs = {"mode": "strict", "scheme": strict_scheme} if strict_scheme else {}
+    kwargs = {"mode": "strict", "scheme": f1_scheme} if f1_scheme else {}
     result = load_seqeval().compute(predictions=predictions, references=references, **kwargs)
     per_type = {k: v for k, v in result.items() if isinstance(v, dict)}
     return {"metric": metric, "f1": result["overall_f1"], "precision": result["overall_precision"],

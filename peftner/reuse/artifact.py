@@ -10,8 +10,9 @@ A run writes ``OUTPUT_DIR/adapter/`` (see :func:`write_artifacts`):
 * ``peftner.json``: what peftner needs to reuse the directory on another machine: the method, the
   base model as it was given, whether it was the embedded default (resolved again there through
   :func:`peftner.config.default_model`, since the recorded absolute path points into the training
-  machine's site-packages), the label list, and a *fingerprint* of the base model used to refuse
-  loading the adapter on a different backbone;
+  machine's site-packages), where the label maps are (``"labels": "config.json"``: written once, in
+  config.json) and a *fingerprint* of the base model used to refuse loading the adapter on a
+  different backbone;
 * ``README.md``: a model card (method, base model, dataset, metrics, parameter counts, command).
 """
 
@@ -195,7 +196,7 @@ def resolve_base_model(info: AdapterInfo, override: str | None = None) -> str:
     return recorded
 
 
-def write_metadata(adapter_dir: str | Path, *, method: str, is_peft: bool, base_model: str, base, labels,
+def write_metadata(adapter_dir: str | Path, *, method: str, is_peft: bool, base_model: str, base,
                    scheme: str, extra: dict | None = None) -> dict:
     """Write ``peftner.json`` (see the module docstring); returns what was written."""
     from peftner import __version__
@@ -210,7 +211,7 @@ def write_metadata(adapter_dir: str | Path, *, method: str, is_peft: bool, base_
         "base_model_embedded": is_embedded_default(str(base_model)),
         "base_model_hub_id": EMBEDDED_HUB_ID if is_embedded_default(str(base_model)) else None,
         "base_fingerprint": base_fingerprint(base),
-        "labels": list(labels),
+        "labels": "config.json",  # the label maps live in config.json only (id2label / label2id)
         "scheme": scheme,
         **(extra or {}),
     }

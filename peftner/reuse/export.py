@@ -33,10 +33,8 @@ def _merge(tagger: Tagger, adapter_dir: Path):
 def export_model(adapter_dir, output, merge: bool = False, base_model: str | None = None,
                  overwrite: bool = False) -> Path:
     """Write a plain transformers token-classification model for ``adapter_dir`` into ``output``."""
-    import json
-
+    from peftner.report import RunMetrics, write_json_atomic
     from peftner.reuse.artifact import METADATA_FILE
-    from peftner.report import write_json_atomic
 
     adapter_dir, output = Path(adapter_dir), Path(output)
     info = read_adapter_dir(adapter_dir)
@@ -57,11 +55,11 @@ def export_model(adapter_dir, output, merge: bool = False, base_model: str | Non
     model.save_pretrained(output, safe_serialization=True)
     tagger.tokenizer.save_pretrained(output)
     meta = dict(info.metadata)
-    meta.update({"is_peft": False, "merged_from": str(adapter_dir), "labels": labels,
+    meta.update({"is_peft": False, "merged_from": str(adapter_dir), "labels": "config.json",
                  "base_model": meta.get("base_model") or tagger.base_model})
     meta.pop("base_fingerprint", None)  # the merged weights are no longer the base's
     write_json_atomic(output / METADATA_FILE, meta)
     metrics_file = adapter_dir.parent / "metrics.json"
-    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
+    metrics = RunMetrics.read(metrics_file) if metrics_file.is_file() else None
     (output / "README.md").write_text(model_card(meta, metrics), encoding="utf-8")
     return output

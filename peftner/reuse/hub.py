@@ -34,13 +34,14 @@ def _check_repo_id(repo_id: str):
 
 def _card_text(directory: Path, info) -> str:
     """The directory's README.md, or one written now from ``peftner.json`` and the run's metrics.json."""
+    from peftner.report import RunMetrics
     from peftner.reuse.card import model_card
 
     card = directory / "README.md"
     if card.is_file():
         return card.read_text(encoding="utf-8")
     metrics_file = directory.parent / "metrics.json"
-    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
+    metrics = RunMetrics.read(metrics_file) if metrics_file.is_file() else None
     return model_card(dict(info.metadata), metrics)
 
 

@@ -365,7 +365,7 @@ def _load_peft_adapter(base, info: AdapterInfo, adapter_name: str, base_name: st
     """``PeftModel.from_pretrained`` with one-line errors; prompt tuning viewed as in training."""
     from peft import PeftModel
 
-    from peftner.methods.base import VIRTUAL_TOKEN_PEFT_TYPES
+    from peftner.tuners import VIRTUAL_TOKEN_PEFT_TYPES
     from peftner.tuners.prompt.model import PromptTokenClassifier
 
     _check_name_free(adapter_name, base)

@@ -1,10 +1,11 @@
 """The one training loop every method uses, on Accelerate.
 
-Read top to bottom: prepare → (resume from the latest checkpoint) → for each epoch: train (AdamW,
-warm-up + linear decay, gradient accumulation, clipping; a checkpoint every N optimizer steps) →
-evaluate dev → keep the best dev state → checkpoint → restore the best state at the end.
-Evaluation gathers predictions from every process with ``gather_for_metrics`` so each example is
-scored exactly once whatever the number of processes.
+:func:`train` reads top to bottom as its stages: :func:`_prepare` (loaders, AdamW, warm-up + linear
+decay, ``accelerator.prepare``) → :func:`_start_or_resume` (checkpoint bookkeeping) → for each
+epoch: :func:`_train_epoch` (gradient accumulation, clipping; a checkpoint every N optimizer steps)
+→ :func:`_evaluate_epoch` (dev score, keep the best dev state) → epoch-end checkpoint → restore the
+best state at the end. Evaluation gathers predictions from every process with
+``gather_for_metrics`` so each example is scored exactly once whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import torch
@@ -55,6 +57,19 @@ class EvalSet:
 
 
 @dataclass
+class Scorer:
+    """How predicted label ids become scores: the label names, the metric and the F1 scheme rules."""
+
+    id2label: dict
+    metric: str
+    f1_scheme: str | None = None  # see peftner.metrics.score
+
+    def __call__(self, ids: list[list[int]], gold: list[list[str]]) -> tuple[dict, list[list[str]]]:
+        predicted = [[self.id2label[i] for i in row] for row in ids]
+        return score(predicted, gold, metric=self.metric, f1_scheme=self.f1_scheme), predicted
+
+
+@dataclass
 class TrainResult:
     best_dev_f1: float
     best_epoch: int
@@ -90,11 +105,9 @@ def predict_words(model, loader, accelerator, num_words: list[int]) -> list[list
     return per_word
 
 
-def evaluate_split(model, loader, accelerator, eval_set: EvalSet, id2label: dict, metric: str,
-                   strict_scheme: str | None = None) -> tuple[dict, list[list[str]]]:
-    ids = predict_words(model, loader, accelerator, eval_set.num_words)
-    predicted = [[id2label[i] for i in row] for row in ids]
-    return score(predicted, eval_set.gold, metric=metric, strict_scheme=strict_scheme), predicted
+def evaluate_split(model, loader, accelerator, eval_set: EvalSet, scorer: Scorer) -> tuple[dict, list[list[str]]]:
+    """Scores and predicted tags of one split (every process gets the same)."""
+    return scorer(predict_words(model, loader, accelerator, eval_set.num_words), eval_set.gold)
 
 
 def _no_decay(name: str) -> bool:
@@ -146,24 +159,30 @@ def _finite_everywhere(accelerator, loss) -> bool:
     return not bad.item()
 
 
-def _epoch_loader(accelerator, train_loader, sampler, epoch: int, skip: int):
-    """The batches of ``epoch`` (fixed by seed + epoch) after the first ``skip`` already trained."""
-    loader = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
-    loader.set_epoch(epoch)  # Accelerate's loader would otherwise set its own iteration count
-    sampler.set_epoch(epoch)
-    return loader
+@dataclass
+class _Prepared:
+    """What :func:`_prepare` builds: the prepared model, optimizer, scheduler and loaders."""
+
+    model: Any
+    train_step_model: Any  # the model, or its compiled training step (--compile)
+    optimizer: Any
+    scheduler: Any
+    train_loader: Any
+    sampler: LengthGroupedBatchSampler
+    dev_loader: Any
+    allocation: RankAllocation | None = None  # AdaLoRA's rank allocation, stepped after each optimizer step
 
 
-def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2label: dict, metric: str,
-          cfg, pad_token_id: int, strict_scheme: str | None = None,
-          identity: dict | None = None, callbacks=()) -> tuple[object, TrainResult]:
-    """Train ``model`` on ``train_features``; returns the prepared model holding the best dev state.
+@dataclass
+class _State:
+    """Where training stands: counters and history, the position to continue from, the best dev state."""
 
-    Checkpoints every ``cfg.checkpoint_every`` optimizer steps and at each epoch end; with
-    ``cfg.resume`` it continues from the latest one and reproduces the uninterrupted run exactly.
-    ``identity`` (method name and settings) must match for a checkpoint to be resumed.
-    ``callbacks``: objects with any of the hooks of :class:`peftner.training.callbacks.Callback`.
-    """
+    result: TrainResult
+    position: Position
+    best_state: dict | None = None
+
+
+def _prepare(model, accelerator, train_features: list[dict], dev_set: EvalSet, cfg, pad_token_id: int) -> _Prepared:
     collator = PaddingCollator(pad_token_id)
     # The batch order depends only on seed + epoch (mega-batches of 1 batch = plain shuffling), and
     # the loader draws from its own generator, not the global one dropout uses: so a resumed run
@@ -183,79 +202,116 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, id2l
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer, train_loader, dev_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, dev_loader, scheduler)
-    train_step_model = compiled(model) if cfg.compile else model
-    allocation = RankAllocation.of(accelerator.unwrap_model(model), total_steps)  # AdaLoRA only
+    return _Prepared(model, compiled(model) if cfg.compile else model, optimizer, scheduler, train_loader,
+                     sampler, dev_loader, RankAllocation.of(accelerator.unwrap_model(model), total_steps))
 
+
+def _start_or_resume(checkpoints: Checkpointer, resume: bool) -> _State:
+    """A fresh state, or (``--resume``) the one of the latest checkpoint with its weights restored."""
+    restored = checkpoints.restore_latest() if resume else checkpoints.start_fresh()
+    if not restored:
+        return _State(TrainResult(best_dev_f1=-1.0, best_epoch=0), Position())
+    saved, position, best_state = restored
+    return _State(TrainResult(**saved), position, best_state)
+
+
+def _optimizer_step(run: _Prepared, accelerator, batch, cfg, state: _State, where: str, checkpoints, callbacks):
+    """One micro-batch: forward, backward, and (at accumulation boundaries) clip + step; returns the loss."""
+    model = run.model
+    with accelerator.accumulate(model):
+        loss = run.train_step_model(**{k: batch[k] for k in MODEL_INPUTS}).loss
+        if not _finite_everywhere(accelerator, loss):
+            raise PeftnerError(checkpoints.stop_message(f"loss became {loss.item()} at {where}"))
+        accelerator.backward(loss)
+        grad_norm = None
+        if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        lr = run.scheduler.get_last_lr()[0]
+        run.optimizer.step()
+        run.scheduler.step()
+        state.result.optimizer_steps += int(accelerator.sync_gradients)
+        if run.allocation is not None and accelerator.sync_gradients:
+            run.allocation.step(state.result.optimizer_steps)  # reads the gradients: before zero_grad
+        run.optimizer.zero_grad(set_to_none=True)
+    if callbacks and accelerator.sync_gradients:
+        notify(callbacks, "on_optimizer_step", state.result.optimizer_steps, loss.item(), lr,
+               None if grad_norm is None else float(grad_norm))
+    return loss
+
+
+def _train_epoch(run: _Prepared, accelerator, state: _State, epoch: int, cfg, checkpoints: Checkpointer,
+                 progress, callbacks) -> float:
+    """Train one epoch (from where a resumed checkpoint stopped); returns its mean training loss."""
+    resumed = state.position if epoch == state.position.epoch else Position(epoch)
+    run.model.train()
+    started = time.perf_counter() - resumed.seconds_in_epoch
+    loss_sum, tokens = resumed.running_sums(accelerator.process_index, accelerator.device)
+    loader = accelerator.skip_first_batches(run.train_loader, resumed.batches_done) if resumed.batches_done \
+        else run.train_loader
+    loader.set_epoch(epoch)  # the batches of an epoch are fixed by seed + epoch
+    run.sampler.set_epoch(epoch)
+    for batch_number, batch in enumerate(loader, start=resumed.batches_done + 1):
+        loss = _optimizer_step(run, accelerator, batch, cfg, state, f"epoch {epoch}, batch {batch_number}",
+                               checkpoints, callbacks)
+        tokens += batch["attention_mask"].sum()
+        loss_sum += loss.detach()
+        progress.update(1)
+        progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False)
+        if (accelerator.sync_gradients and checkpoints.due(state.result.optimizer_steps)
+                and batch_number < len(run.train_loader)):  # the epoch-end checkpoint follows anyway
+            here = Position(epoch, batch_number, seconds_in_epoch=time.perf_counter() - started)
+            started += checkpoints.save(run.model, state.result, here, state.best_state, loss_sum, tokens)
+    state.result.train_seconds += time.perf_counter() - started
+    state.result.train_tokens += int(accelerator.reduce(tokens, reduction="sum").item())
+    return accelerator.reduce(loss_sum, reduction="mean").item() / max(1, len(run.train_loader))
+
+
+def _evaluate_epoch(run: _Prepared, accelerator, state: _State, epoch: int, mean_loss: float, dev_set: EvalSet,
+                    scorer: Scorer) -> tuple[dict, bool]:
+    """Score dev, record the epoch, keep the state if it is the best so far; returns (scores, improved)."""
+    dev_scores, _ = evaluate_split(run.model, run.dev_loader, accelerator, dev_set, scorer)
+    state.result.history.append({"epoch": epoch, "train_loss": mean_loss, "dev_f1": dev_scores["f1"]})
+    improved = dev_scores["f1"] > state.result.best_dev_f1
+    if improved:
+        state.result.best_dev_f1, state.result.best_epoch = dev_scores["f1"], epoch
+        state.best_state = trainable_state(accelerator.unwrap_model(run.model))
+        if run.allocation is not None:
+            run.allocation.keep_best()
+    return dev_scores, improved
+
+
+def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, scorer: Scorer, cfg,
+          pad_token_id: int, identity: dict | None = None, callbacks=()) -> tuple[object, TrainResult]:
+    """Train ``model`` on ``train_features``; returns the prepared model holding the best dev state.
+
+    Checkpoints every ``cfg.checkpoint_every`` optimizer steps and at each epoch end; with
+    ``cfg.resume`` it continues from the latest one and reproduces the uninterrupted run exactly.
+    ``identity`` (method name and settings) must match for a checkpoint to be resumed.
+    ``callbacks``: objects with any of the hooks of :class:`peftner.training.callbacks.Callback`.
+    """
+    run = _prepare(model, accelerator, train_features, dev_set, cfg, pad_token_id)
     checkpoints = Checkpointer(accelerator, Path(cfg.output_dir) / "checkpoints", cfg.checkpoint_every,
                                cfg.keep_checkpoints, run_fingerprint(cfg, identity, train_features,
                                                                      dev_set.features, dev_set.gold))
-    checkpoints.extra = allocation
-    result, position, best_state = TrainResult(best_dev_f1=-1.0, best_epoch=0), Position(), None
-    restored = checkpoints.restore_latest() if cfg.resume else checkpoints.start_fresh()
-    if restored:
-        saved, position, best_state = restored
-        result = TrainResult(**saved)
-
-    with tqdm(total=cfg.epochs * len(train_loader), desc="training", unit="batch",
-              initial=(position.epoch - 1) * len(train_loader) + position.batches_done,
+    checkpoints.extra = run.allocation  # its statistics and rank patterns travel with the checkpoints
+    state = _start_or_resume(checkpoints, cfg.resume)
+    batches = len(run.train_loader)
+    with tqdm(total=cfg.epochs * batches, desc="training", unit="batch",
+              initial=(state.position.epoch - 1) * batches + state.position.batches_done,
               disable=not accelerator.is_local_main_process, dynamic_ncols=True) as progress:
-        for epoch in range(position.epoch, cfg.epochs + 1):
-            resumed = position if epoch == position.epoch else Position(epoch)
-            model.train()
-            started = time.perf_counter() - resumed.seconds_in_epoch
-            loss_sum, tokens = resumed.running_sums(accelerator.process_index, accelerator.device)
-            loader = _epoch_loader(accelerator, train_loader, sampler, epoch, resumed.batches_done)
-            for batch_number, batch in enumerate(loader, start=resumed.batches_done + 1):
-                with accelerator.accumulate(model):
-                    outputs = train_step_model(**{k: batch[k] for k in MODEL_INPUTS})
-                    loss = outputs.loss
-                    if not _finite_everywhere(accelerator, loss):
-                        raise PeftnerError(checkpoints.stop_message(
-                            f"loss became {loss.item()} at epoch {epoch}, batch {batch_number}"))
-                    accelerator.backward(loss)
-                    grad_norm = None
-                    if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                    lr = scheduler.get_last_lr()[0]
-                    optimizer.step()
-                    scheduler.step()
-                    result.optimizer_steps += int(accelerator.sync_gradients)
-                    if allocation is not None and accelerator.sync_gradients:
-                        allocation.step(result.optimizer_steps)  # reads the gradients: before zero_grad
-                    optimizer.zero_grad(set_to_none=True)
-                if callbacks and accelerator.sync_gradients:
-                    notify(callbacks, "on_optimizer_step", result.optimizer_steps, loss.item(), lr,
-                           None if grad_norm is None else float(grad_norm))
-                tokens += batch["attention_mask"].sum()
-                loss_sum += loss.detach()
-                progress.update(1)
-                progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False)
-                if (accelerator.sync_gradients and checkpoints.due(result.optimizer_steps)
-                        and batch_number < len(train_loader)):  # the epoch-end checkpoint follows anyway
-                    here = Position(epoch, batch_number, seconds_in_epoch=time.perf_counter() - started)
-                    started += checkpoints.save(model, result, here, best_state, loss_sum, tokens)
-            result.train_seconds += time.perf_counter() - started
-            result.train_tokens += int(accelerator.reduce(tokens, reduction="sum").item())
-            mean_loss = accelerator.reduce(loss_sum, reduction="mean").item() / max(1, len(train_loader))
-
-            dev_scores, _ = evaluate_split(model, dev_loader, accelerator, dev_set, id2label, metric, strict_scheme)
-            result.history.append({"epoch": epoch, "train_loss": mean_loss, "dev_f1": dev_scores["f1"]})
-            improved = dev_scores["f1"] > result.best_dev_f1
-            if improved:
-                result.best_dev_f1, result.best_epoch = dev_scores["f1"], epoch
-                best_state = trainable_state(accelerator.unwrap_model(model))
-                if allocation is not None:
-                    allocation.keep_best()
+        for epoch in range(state.position.epoch, cfg.epochs + 1):
+            mean_loss = _train_epoch(run, accelerator, state, epoch, cfg, checkpoints, progress, callbacks)
+            dev_scores, improved = _evaluate_epoch(run, accelerator, state, epoch, mean_loss, dev_set, scorer)
             if accelerator.is_main_process:
-                progress.write(f"epoch {epoch}/{cfg.epochs}: train loss {mean_loss:.4f}  dev {metric} "
+                progress.write(f"epoch {epoch}/{cfg.epochs}: train loss {mean_loss:.4f}  dev {scorer.metric} "
                                f"{dev_scores['f1']:.4f}{'  (best)' if improved else ''}")
             if checkpoints.enabled:
-                checkpoints.save(model, result, Position(epoch + 1), best_state)
+                checkpoints.save(run.model, state.result, Position(epoch + 1), state.best_state)
             if any(notify(callbacks, "on_epoch_end", epoch, dev_scores)):
                 break
-    if best_state is not None:
-        load_trainable_state(accelerator.unwrap_model(model), best_state)
-        if allocation is not None:
-            allocation.restore_best()
-    notify(callbacks, "on_train_end", result)
-    return model, result
+    if state.best_state is not None:
+        load_trainable_state(accelerator.unwrap_model(run.model), state.best_state)
+        if run.allocation is not None:
+            run.allocation.restore_best()
+    notify(callbacks, "on_train_end", state.result)
+    return run.model, state.result

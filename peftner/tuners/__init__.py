@@ -10,16 +10,53 @@ Importing this package does not import PEFT (the CLI's ``--help`` stays fast).
 
 from __future__ import annotations
 
-from peftner.errors import PeftnerError
+import re
+from typing import Callable
+
+from peftner.errors import OptionError, PeftnerError
 
 
-def get_peft_model(model, peft_config):
-    """``peft.get_peft_model`` with PEFT's target-matching errors turned into one-line user errors."""
+# PEFT prompt-learning methods that prepend virtual tokens to the input (prefix tuning does not).
+VIRTUAL_TOKEN_PEFT_TYPES = ("PROMPT_TUNING", "P_TUNING", "MULTITASK_PROMPT_TUNING")
+
+
+def virtual_positions(model) -> int:
+    """Input positions a method prepends (soft prompts); windows must leave room for them."""
+    config = getattr(model, "active_peft_config", None)
+    if config is None or getattr(config, "peft_type", None) not in VIRTUAL_TOKEN_PEFT_TYPES:
+        return 0
+    return config.num_virtual_tokens * (getattr(config, "num_transformer_submodules", None) or 1)
+
+
+def layer_names(model) -> list[str]:
+    """Names of the model's parameterised leaf modules, per layer (``attention.self.query``, ...), in order.
+
+    What a ``target_modules`` entry can match; listed in the error when nothing matched.
+    """
+    names = {}
+    for name, module in model.named_modules():
+        if next(module.children(), None) is None and next(module.parameters(recurse=False), None) is not None:
+            names[re.split(r"\.\d+\.", name)[-1]] = None
+    return list(names)
+
+
+def get_peft_model(model, make_config: Callable[[], object], context: str, build=None):
+    """The PEFT model of ``make_config()`` on ``model``; PEFT's ``ValueError`` becomes one line.
+
+    Every PEFT method goes through here, so a bad target or option reads the same for all of them:
+    ``CONTEXT: PEFT's first line (XConfig on this <model type> model; its layers: ...)``.
+    ``build(model, config)`` replaces ``peft.get_peft_model`` (prompt tuning builds its own subclass).
+    """
     from peft import get_peft_model as peft_get_peft_model
 
+    config = None
     try:
-        return peft_get_peft_model(model, peft_config)
+        config = make_config()
+        return (build or peft_get_peft_model)(model, config)
+    except OptionError:
+        raise
     except ValueError as err:
         model_type = getattr(getattr(model, "config", None), "model_type", "?")
-        raise PeftnerError(f"{type(peft_config).__name__} cannot be applied to this {model_type} model: "
-                           f"{str(err).splitlines()[0]}") from None
+        what = f"{type(config).__name__} on " if config is not None else ""
+        raise PeftnerError(f"{context}: {str(err).splitlines()[0]} ({what}this {model_type} model; "
+                           f"its layers: {', '.join(layer_names(model))})") from None

@@ -17,12 +17,12 @@ import importlib.abc
 import sys
 import threading
 
-# PeftType member -> module whose import registers it (PEFT's convention: the tuner package's
-# ``__init__`` calls ``register_peft_method``). Names carry a ``PEFTNER_`` namespace so a future
+# PeftType member -> module whose import registers it (the tuner's model.py calls :func:`register`;
+# the tuner packages' ``__init__`` stays light so the CLI can read their options without PEFT). Names carry a ``PEFTNER_`` namespace so a future
 # PEFT method of the same name cannot collide with ours.
 CUSTOM_METHOD_MODULES = {
-    "PEFTNER_BOTTLENECK": "peftner.tuners.adapter",
-    "PEFTNER_PTUNING_V2": "peftner.tuners.ptuning_v2",
+    "PEFTNER_BOTTLENECK": "peftner.tuners.adapter.model",
+    "PEFTNER_PTUNING_V2": "peftner.tuners.ptuning_v2.model",
 }
 
 _lock = threading.RLock()
@@ -63,6 +63,28 @@ def register(name: str, config_cls, model_cls, prefix: str) -> None:
                 raise RuntimeError(f"PEFT method {name} is already registered to {registered.__qualname__}")
             _forget(member)  # a reloaded module: point PEFT at the new classes
         register_peft_method(name=name, config_cls=config_cls, model_cls=model_cls, prefix=prefix)
+
+
+def lazy_attributes(package: str, where: dict[str, str]):
+    """A module ``__getattr__``: ``name`` is imported from ``package.<where[name]>`` on first access.
+
+    Lets a tuner package export its PEFT classes without importing PEFT when only its options are needed.
+    """
+
+    def __getattr__(name):
+        if name in where:
+            return getattr(importlib.import_module(f"{package}.{where[name]}"), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
+def targets_as_sets(config) -> None:
+    """PEFT's convention for module-name lists in a config: sets (order-free matching)."""
+    for name in ("target_modules", "exclude_modules"):
+        value = getattr(config, name)
+        if isinstance(value, list):
+            setattr(config, name, set(value))
 
 
 def _forget(member) -> None:

@@ -13,7 +13,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 from peftner.data import LabelSchema, encode_sentences, read_file
 from peftner.data.collator import PaddingCollator
 from peftner.modeling import load_token_classifier, load_tokenizer
-from peftner.training.loop import EvalSet, evaluate_split, make_eval_loader
+from peftner.training.loop import EvalSet, Scorer, evaluate_split, make_eval_loader
 
 model_dir, data_file, out_json, batch_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 accelerator = Accelerator(cpu=True)
@@ -26,7 +26,7 @@ features = encode_sentences([s.tokens for s in sentences], [s.tags for s in sent
                             schema.label2id, 64)
 eval_set = EvalSet(features, [s.tags for s in sentences])
 model, loader = accelerator.prepare(model, make_eval_loader(eval_set, batch_size, PaddingCollator(tokenizer.pad_token_id)))
-scores, predicted = evaluate_split(model, loader, accelerator, eval_set, schema.id2label, schema.metric)
+scores, predicted = evaluate_split(model, loader, accelerator, eval_set, Scorer(schema.id2label, schema.metric))
 if accelerator.is_main_process:
     with open(out_json, "w") as f:
         json.dump({"f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"],

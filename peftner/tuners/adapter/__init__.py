@@ -1,15 +1,19 @@
 """Bottleneck adapters as a registered PEFT method (``PeftType.PEFTNER_BOTTLENECK``).
 
-Importing this package imports PEFT and registers the method, so that ``get_peft_model`` accepts a
+``options.py`` holds the knobs (no PEFT import: the CLI reads them); ``config.py``, ``layer.py``
+and ``model.py`` are the PEFT tuner. Importing ``model.py`` imports PEFT and registers the method
+(:mod:`peftner.tuners.registry` does it when PEFT is imported), so that ``get_peft_model`` accepts a
 :class:`BottleneckConfig` and ``PeftModel.from_pretrained`` loads saved adapters.
 """
 
-from peftner.tuners.registry import register
+from peftner.tuners.registry import lazy_attributes
 
-from .config import BottleneckConfig
-from .layer import BottleneckLayer, Linear
-from .model import BottleneckModel, default_target_modules
+from .options import AdapterOptions
 
-register("peftner_bottleneck", config_cls=BottleneckConfig, model_cls=BottleneckModel, prefix=BottleneckModel.prefix)
-
-__all__ = ["BottleneckConfig", "BottleneckLayer", "BottleneckModel", "Linear", "default_target_modules"]
+# The PEFT classes load on first use (they import PEFT and torch).
+_LAZY = {
+    "BottleneckConfig": "config", "BottleneckLayer": "layer", "Linear": "layer",
+    "BottleneckModel": "model", "default_target_modules": "model",
+}
+__getattr__ = lazy_attributes(__name__, _LAZY)
+__all__ = ["AdapterOptions", *_LAZY]

@@ -6,6 +6,8 @@ from torch import nn
 
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
 
+from peftner.tuners.registry import register
+
 from .config import BottleneckConfig
 from .layer import BottleneckLayer, Linear
 
@@ -51,3 +53,6 @@ class BottleneckModel(BaseTuner):
 
     def _check_merge_allowed(self):
         raise ValueError("bottleneck adapters are non-linear and cannot be merged into the base weights")
+
+
+register("peftner_bottleneck", config_cls=BottleneckConfig, model_cls=BottleneckModel, prefix=BottleneckModel.prefix)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from torch import nn
 from peft import PeftModelForTokenClassification
 
-from peftner.methods.base import virtual_positions
+from peftner.tuners import virtual_positions
 
 
 class PromptTokenClassifier(PeftModelForTokenClassification):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
 
+from peftner.tuners.registry import register
+
 from .config import PtuningV2Config
 from .layer import PrefixSelfAttention, PtuningV2Layer, supports_prefix
 
@@ -36,3 +38,6 @@ class PtuningV2Model(BaseTuner):
 
     def _check_merge_allowed(self):
         raise ValueError("P-tuning v2 prefixes cannot be merged into the base weights")
+
+
+register("peftner_ptuning_v2", config_cls=PtuningV2Config, model_cls=PtuningV2Model, prefix=PtuningV2Model.prefix)
