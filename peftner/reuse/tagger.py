@@ -268,14 +268,14 @@ class Tagger:
         from peftner.data import encode_sentences
         from peftner.reuse.precision import autocast, recorded_precision
 
-        info = self._info(adapter)
-        if batch_size is None:
-            batch_size = recorded_precision(info.metadata).get("eval_batch_size") or DEFAULT_BATCH_SIZE
-        if batch_size < 1:
-            raise PeftnerError(f"batch_size must be at least 1, got {batch_size}")
         if aggregation not in AGGREGATIONS:
             raise PeftnerError(f"aggregation must be {', '.join(AGGREGATIONS[:-1])} or {AGGREGATIONS[-1]}, "
                                f"got {aggregation!r}")
+        if batch_size is not None and batch_size < 1:
+            raise PeftnerError(f"batch_size must be at least 1, got {batch_size}")
+        info = self._info(adapter)
+        if batch_size is None:
+            batch_size = recorded_precision(info.metadata).get("eval_batch_size") or DEFAULT_BATCH_SIZE
         if self._is_peft:
             self.model.set_adapter(adapter or self._active)
         items = _check_items(inputs)
