@@ -13,7 +13,7 @@ import importlib
 import sys
 from dataclasses import dataclass
 
-from peftner.errors import PeftnerError
+from peftner.errors import OneLineParser, PeftnerError
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def _resolve(reference: str):
 def build_parser() -> argparse.ArgumentParser:
     from peftner import __version__
 
-    parser = argparse.ArgumentParser(prog="peftner", description="Parameter-efficient fine-tuning for NER.")
+    parser = OneLineParser(prog="peftner", description="Parameter-efficient fine-tuning for NER.")
     parser.add_argument("--version", action="version", version=f"peftner {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         status = _resolve(args._run)(args)
     except PeftnerError as err:
         print(f"peftner: error: {err}", file=sys.stderr)
@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `peftner predict ... | head`
         sys.stderr.close()
         return 0
+    except OSError as err:  # a path the user gave: unreadable, a directory, disk full, read-only
+        from peftner.integrity import os_error_message
+
+        print(f"peftner: error: {os_error_message(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
     return int(status or 0)
 
 

@@ -16,8 +16,9 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from peftner.errors import PeftnerError
+from peftner.errors import OneLineParser, PeftnerError
 from peftner.methods import METHODS, Method
+from peftner.validation import check_fields, parse_bool, validated
 
 
 def default_model() -> str:
@@ -44,35 +45,39 @@ class TrainConfig:
     test_file: str | None = field(default=None, metadata={"help": "test file, scored once with the best dev state"})
     output_dir: str = field(default="runs/{method}", metadata={"help": "where metrics.json and adapter/ go ({method} is replaced)"})
     init_adapter: str | None = field(default=None, metadata={"help": "continue from this adapter directory (OUTPUT_DIR/adapter of an earlier run of the same method); new tags extend its head"})
-    epochs: int = field(default=5, metadata={"help": "training epochs"})
-    learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (methods may set their own default)"})
-    batch_size: int = field(default=16, metadata={"help": "training batch size per process"})
-    eval_batch_size: int = field(default=64, metadata={"help": "evaluation batch size per process"})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "optimizer step every N batches"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases/LayerNorm)"})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of steps with linear warm-up, then linear decay"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0 disables)"})
-    seed: int = field(default=42, metadata={"help": "seed for initialisation, data order and subsets"})
-    max_train_samples: int | None = field(default=None, metadata={"help": "train on a seeded random subset of N sentences"})
-    max_length: int | None = field(default=None, metadata={"help": "max subword length of a window (None: the model limit)"})
+    epochs: int = field(default=5, metadata={"min": 1, "help": "training epochs"})
+    learning_rate: float = field(default=5e-5, metadata={"min": 0, "help": "peak learning rate (methods may set their own default)"})
+    batch_size: int = field(default=16, metadata={"min": 1, "help": "training batch size per process"})
+    eval_batch_size: int = field(default=64, metadata={"min": 1, "help": "evaluation batch size per process"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"min": 1, "help": "optimizer step every N batches"})
+    weight_decay: float = field(default=0.01, metadata={"min": 0, "help": "AdamW weight decay (not on biases/LayerNorm)"})
+    warmup_ratio: float = field(default=0.1, metadata={"min": 0, "max": 1, "help": "fraction of steps with linear warm-up, then linear decay"})
+    max_grad_norm: float = field(default=1.0, metadata={"min": 0, "help": "gradient clipping norm (0 disables)"})
+    seed: int = field(default=42, metadata={"min": 0, "max": 2**32 - 1, "help": "seed for initialisation, data order and subsets"})
+    max_train_samples: int | None = field(default=None, metadata={"min": 1, "help": "train on a seeded random subset of N sentences"})
+    max_length: int | None = field(default=None, metadata={"min": 1, "help": "max subword length of a window (None: the model limit)"})
     label_all_subwords: bool = field(default=False, metadata={"help": "train every subword (inner subwords of a B-X word as I-X), not only the first"})
     refuse_invalid_transitions: bool = field(default=False, metadata={
         "help": "refuse data with invalid BIO transitions instead of repairing them", "aliases": ("strict",)})
     scheme_f1: bool = field(default=False, metadata={
         "help": "score entities by the tag scheme's rules (seqeval strict mode, IOB2/IOBES) instead of conlleval's",
         "aliases": ("strict_metric",)})
+    tag_scheme: str = field(default="auto", metadata={"choices": ("auto", "none"), "help": "auto: detect IOB1/IOB2/IOBES (a mix of BIO and other tags is refused); none: score token accuracy whatever the tags"})
     allow_unseen_tags: bool = field(default=False, metadata={"help": "score dev/test tags unseen in training as 'O' instead of failing"})
-    mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16"})
+    mixed_precision: str = field(default="no", metadata={"choices": ("no", "fp16", "bf16"), "help": "no, fp16 or bf16"})
     cpu: bool = field(default=False, metadata={"help": "force CPU even when a GPU is present"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the model repository (off: only built-in architectures)"})
     group_by_length: bool = field(default=True, metadata={"help": "batch sentences of similar length (less padding)"})
-    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
-    threads: int | None = field(default=None, metadata={"help": "CPU threads per process for torch ops (None: torch's choice, one per core)"})
+    num_workers: int = field(default=0, metadata={"min": 0, "help": "DataLoader worker processes"})
+    threads: int | None = field(default=None, metadata={"min": 1, "help": "CPU threads per process for torch ops (None: torch's choice, one per core)"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the training step (minutes of compilation first; pays off on long runs)"})
-    optimizer_kernel: str = field(default="auto", metadata={"help": "AdamW kernel: fused, foreach or auto (fused on GPU, foreach on CPU: keeps CPU results bit-identical to earlier releases)"})
-    checkpoint_every: int = field(default=200, metadata={"help": "checkpoint every N optimizer steps, plus at each epoch end (0: epoch ends only)"})
-    keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept under OUTPUT_DIR/checkpoints (0: write none)"})
+    optimizer_kernel: str = field(default="auto", metadata={"choices": OPTIMIZER_KERNELS, "help": "AdamW kernel: fused, foreach or auto (fused on GPU, foreach on CPU: keeps CPU results bit-identical to earlier releases)"})
+    checkpoint_every: int = field(default=200, metadata={"min": 0, "help": "checkpoint every N optimizer steps, plus at each epoch end (0: epoch ends only)"})
+    keep_checkpoints: int = field(default=2, metadata={"min": 0, "help": "checkpoints kept under OUTPUT_DIR/checkpoints (0: write none)"})
     resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in OUTPUT_DIR/checkpoints (same flags required)"})
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 def _unwrap_optional(tp):
@@ -81,11 +86,10 @@ def _unwrap_optional(tp):
 
 
 def _str2bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+    value = parse_bool(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+    return value
 
 
 def show_default(value) -> str:
@@ -124,7 +128,7 @@ def run_defaults(method: Method) -> TrainConfig:
 
 
 def build_parser(method: Method) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         description=f"Fine-tune a token classifier with {method.name}: {method.summary}.")
     parser.add_argument("--config", help="YAML file of options; flags given here override it")
     _add_dataclass_arguments(parser, run_defaults(method), "training")
@@ -133,68 +137,89 @@ def build_parser(method: Method) -> argparse.ArgumentParser:
     return parser
 
 
-def _load_yaml(path: str) -> dict:
+def _load_yaml(path: str) -> tuple[dict, dict]:
+    """Options from a YAML file, and where each came from (``FILE:LINE: key``) for error messages."""
     import yaml
 
     file = Path(path)
-    if not file.is_file():
+    if not file.exists():
         raise PeftnerError(f"{path}: config file not found")
+    if file.is_dir():
+        raise PeftnerError(f"{path}: is a directory, expected a YAML config file")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        raw = file.read_bytes()
+        text = raw.decode("utf-8-sig")
+    except OSError as err:
+        raise PeftnerError(f"{path}: cannot be read ({(err.strerror or str(err)).lower()})") from None
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise PeftnerError(f"{path}:{line}: not valid UTF-8 (byte {err.start} of the file)") from None
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
-        raise PeftnerError(f"{path}{line}: invalid YAML ({getattr(err, 'problem', err)})") from None
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise PeftnerError(f"{path}{line}: invalid YAML ({problem})") from None
+    if data is None:
+        return {}, {}
     if not isinstance(data, dict):
-        raise PeftnerError(f"{path}: expected a mapping of option: value")
-    flat = {}
+        raise PeftnerError(f"{path}: expected a mapping of option: value, got a {type(data).__name__}")
+    lines = {}  # key -> line of the key in the file
+    for node in (root, *[v for k, v in root.value if k.value == "method" and isinstance(v, yaml.MappingNode)]):
+        lines.update({k.value: k.start_mark.line + 1 for k, _ in node.value})
+    flat, origins = {}, {}
+
+    def add(key, value):
+        if not isinstance(key, str):
+            raise PeftnerError(f"{path}: option names must be text, got {key!r}")
+        name = key.replace("-", "_")
+        flat[name] = value
+        origins[name] = f"{path}:{lines.get(key, '?')}: {key}"
+
     for key, value in data.items():
         if key == "method" and isinstance(value, dict):
-            flat.update({k.replace("-", "_"): v for k, v in value.items()})
+            for k, v in value.items():
+                add(k, v)
+        elif key == "method":
+            raise PeftnerError(f"{path}:{lines.get(key, '?')}: method must be a mapping of method options, "
+                               f"got {value!r}")
         else:
-            flat[key.replace("-", "_")] = value
-    return {ALIASES.get(k, k): v for k, v in flat.items()}
+            add(key, value)
+    return ({ALIASES.get(k, k): v for k, v in flat.items()},
+            {ALIASES.get(k, k): where for k, where in origins.items()})
 
 
 # Old option names still accepted in YAML files (flags: see the fields' "aliases").
 ALIASES = {alias: f.name for f in dataclasses.fields(TrainConfig) for alias in f.metadata.get("aliases", ())}
 
 
-def _build(defaults, values: dict, source: str):
-    """``defaults`` with the fields named in ``values`` replaced (numbers from YAML strings converted)."""
-    hints = typing.get_type_hints(type(defaults))
-    kwargs = {}
-    for f in dataclasses.fields(defaults):
-        if f.name not in values:
-            continue
-        value = values[f.name]
-        tp = _unwrap_optional(hints[f.name])
-        if value is not None and tp in (int, float) and isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            try:
-                value = tp(value)
-            except ValueError:
-                raise PeftnerError(f"{source}: {f.name} must be a {tp.__name__}, got {value!r}") from None
-        kwargs[f.name] = value
-    return dataclasses.replace(defaults, **kwargs)
-
-
 def parse_args(method: Method, argv=None) -> tuple[TrainConfig, object]:
-    """Parse flags (and ``--config``) into the shared config and the method config."""
+    """Parse flags (and ``--config``) into the shared config and the method config.
+
+    Every value, from a flag or the YAML file, is checked against its field (type, finite number,
+    the limits declared in the field's metadata) by :func:`peftner.validation.validated`, before
+    any data or model is loaded; the message names the flag, or the file, line and key.
+    """
     args = vars(build_parser(method).parse_args(argv))
     yaml_path = args.pop("config", None)
-    values = {**(_load_yaml(yaml_path) if yaml_path else {}), **args}
+    from_yaml, origins = _load_yaml(yaml_path) if yaml_path else ({}, {})
+    values = {**from_yaml, **args}
+    for name in args:
+        origins.pop(name, None)  # a flag overrides the file: name the flag
     known = {f.name for f in dataclasses.fields(TrainConfig)} | {f.name for f in dataclasses.fields(method.config_cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise PeftnerError(f"{yaml_path or 'options'}: unknown option(s) {', '.join(unknown)} for method {method.name}")
-    train = _build(run_defaults(method), values, yaml_path or "options")
+        where = origins[unknown[0]].rsplit(": ", 1)[0] if unknown[0] in origins else "options"
+        raise PeftnerError(f"{where}: unknown option(s) {', '.join(unknown)} for method {method.name}")
+    train = validated(run_defaults(method), values, origins)
     train.output_dir = train.output_dir.replace("{method}", method.name)
-    if train.threads is not None and train.threads < 1:
-        raise PeftnerError(f"{yaml_path or 'options'}: threads must be at least 1, got {train.threads}")
-    if train.optimizer_kernel not in OPTIMIZER_KERNELS:
-        raise PeftnerError(f"{yaml_path or 'options'}: optimizer_kernel must be {', '.join(OPTIMIZER_KERNELS[:-1])} "
-                           f"or {OPTIMIZER_KERNELS[-1]}, got {train.optimizer_kernel!r}")
-    method_config = _build(method.default_config(), values, yaml_path or "options")
+    method_config = validated(method.default_config(), values, origins)
+    if train.model:
+        from peftner.modeling import check_model_path
+
+        check_model_path(train.model)  # a missing directory is named now, not after the data is read
     return train, method_config
 
 

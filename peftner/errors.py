@@ -6,6 +6,8 @@ recipes print its one-line message and exit with status 2 instead of a traceback
 
 from __future__ import annotations
 
+import argparse
+
 
 class PeftnerError(Exception):
     """An error caused by the user's input, reported as one line without a traceback."""
@@ -20,6 +22,13 @@ class DataError(PeftnerError):
         self.problem = problem
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {problem}")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as a one-line :class:`PeftnerError` (usage stays in --help)."""
+
+    def error(self, message):
+        raise PeftnerError(message)
 
 
 class OptionError(PeftnerError, ValueError):

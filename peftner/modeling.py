@@ -12,9 +12,25 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", 
 PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 
 
+def looks_like_path(name: str) -> bool:
+    """Whether ``name`` can only mean a local directory (a Hub id is ``name`` or ``org/name``)."""
+    return (name.startswith(("/", "./", "../", "~", ".\\")) or "\\" in name or name.count("/") > 1
+            or name in (".", "..") or (len(name) > 1 and name[1] == ":"))
+
+
+def check_model_path(name: str) -> None:
+    """A local model path that does not exist is reported as such (not as an unknown Hub repository)."""
+    path = Path(name).expanduser()
+    if looks_like_path(name) and not path.exists():
+        raise PeftnerError(f"{name}: model directory not found")
+    if path.exists() and not path.is_dir():
+        raise PeftnerError(f"{name}: is a file, expected a model directory (or a Hugging Face Hub model id)")
+
+
 def load_tokenizer(name: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
+    check_model_path(name)
     directory = Path(name)
     if directory.is_dir() and not any((directory / f).is_file() for f in TOKENIZER_FILES):
         # transformers would quietly build an empty tokenizer from config.json: every word -> [UNK]
@@ -44,6 +60,7 @@ def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = F
     from transformers import AutoModelForTokenClassification
 
     label2id = {label: i for i, label in id2label.items()}
+    check_model_path(name)
     directory = Path(name)
     if directory.is_dir() and not any(directory.glob("*.safetensors")):
         pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in directory.glob(pattern))
@@ -54,6 +71,7 @@ def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = F
         model = AutoModelForTokenClassification.from_pretrained(
             name, num_labels=len(id2label), id2label=dict(id2label), label2id=label2id,
             use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs)
+<<<<<<< HEAD
     except (OSError, ValueError) as err:
         raise PeftnerError(f"{name}: could not load the model: {str(err).splitlines()[0]}") from None
     keep_unpacked_4bit_layout(model)
@@ -86,6 +104,10 @@ def window_length(tokenizer, model, requested: int | None = None) -> int:
 
     return min(max_sequence_length(tokenizer, model.config, requested),
                max_sequence_length(tokenizer, model.config) - virtual_positions(model))
+=======
+    except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: weights of the wrong shapes
+        raise PeftnerError(f"{name}: could not load the model: {str(err).strip().splitlines()[0]}") from None
+>>>>>>> main
 
 
 def saved_base_config(model):

@@ -70,7 +70,7 @@ def load_data(method: Method, cfg: TrainConfig) -> Data:
     corpus = load_corpus(cfg.dataset, cfg.train_file, cfg.validation_file, cfg.test_file,
                          max_train_samples=cfg.max_train_samples, seed=cfg.seed,
                          refuse_invalid_transitions=cfg.refuse_invalid_transitions,
-                         allow_unseen_tags=cfg.allow_unseen_tags)
+                         allow_unseen_tags=cfg.allow_unseen_tags, tag_scheme=cfg.tag_scheme)
     schema = init.extend_schema(corpus.schema) if init else corpus.schema  # old label ids kept
     f1_scheme = schema.scheme if (cfg.scheme_f1 and schema.scheme in ("IOB2", "IOBES")) else None
     model_name = cfg.model or (init.base_model if init else None) or default_model()
@@ -79,11 +79,19 @@ def load_data(method: Method, cfg: TrainConfig) -> Data:
 
 def build_model(method: Method, method_config, cfg: TrainConfig, data: Data, accelerator) -> Built:
     """Stage 2: load the backbone with a fresh head, apply the method, encode the splits for it."""
+<<<<<<< HEAD
     from peftner.data import encode_sentences
     from peftner.modeling import load_token_classifier, load_tokenizer, window_length
+=======
+    from peftner.data import encode_sentences, max_sequence_length
+    from peftner.data.alignment import window_budget
+    from peftner.modeling import load_token_classifier, load_tokenizer
+>>>>>>> main
     from peftner.training.loop import EvalSet
 
     tokenizer = load_tokenizer(data.model_name, cfg.trust_remote_code)
+    if cfg.max_length is not None:
+        window_budget(tokenizer, cfg.max_length)  # too small for the special tokens: say so before the model loads
     load_kwargs = method.load_kwargs(method_config) if method.load_kwargs else {}
     if "quantization_config" in load_kwargs and accelerator.device.type == "cuda":
         # Quantized weights cannot be moved after loading: place them on this process's GPU.
@@ -120,9 +128,16 @@ def score_test(model, built: Built, data: Data, cfg: TrainConfig, accelerator) -
     return evaluate_split(model, test_loader, accelerator, built.test_set, data.scorer)
 
 
+<<<<<<< HEAD
 def save_run(model, built: Built, data: Data, result, test: tuple[dict, list[list[str]]], method: Method,
              method_config, cfg: TrainConfig, accelerator, command: str | None) -> RunMetrics:
     """Stage 5 (main process): the adapter directory, the test predictions, metrics.json and the summary."""
+=======
+def save_run(model, built: Built, data: Data, result, test_scores: dict, method: Method, method_config,
+             cfg: TrainConfig, accelerator, command: str | None) -> RunMetrics:
+    """Stage 5 (main process): the adapter directory, metrics.json and the printed summary."""
+    from peftner.integrity import drop_previous, set_aside
+>>>>>>> main
     from peftner.modeling import backbone_bytes, saved_base_config
     from peftner.report import library_versions, machine_description, peak_memory_mb, weights_bytes
     from peftner.reuse import write_artifacts
@@ -132,6 +147,7 @@ def save_run(model, built: Built, data: Data, result, test: tuple[dict, list[lis
     test_scores, test_predicted = test
     output_dir = Path(cfg.output_dir)
     adapter_dir = output_dir / "adapter"
+    set_aside(adapter_dir)  # an earlier run's adapter survives a failed save (disk full): see main()
     unwrapped = accelerator.unwrap_model(model)
     if method.saves_trained_only:
         save_trained(unwrapped, adapter_dir)  # head / BitFit: the trained tensors, not the whole model
@@ -164,6 +180,7 @@ def save_run(model, built: Built, data: Data, result, test: tuple[dict, list[lis
     write_artifacts(adapter_dir, method=method, model=unwrapped, base_model=data.model_name, schema=data.schema,
                     metrics=metrics, init_adapter=cfg.init_adapter)  # peftner.json + README.md
     metrics.write(output_dir / "metrics.json")
+    drop_previous(adapter_dir)
     print(format_summary(metrics), flush=True)
     return metrics
 
@@ -216,15 +233,33 @@ def _quiet_libraries():
 def main(method_name: str, argv: list[str] | None = None) -> RunMetrics | None:
     """Entry point of every recipe: parse flags, run, and turn user errors into one-line messages."""
     argv = sys.argv[1:] if argv is None else argv
+    cfg = None
     try:
         method = get_method(method_name)
         cfg, method_config = parse_args(method, argv)
         _quiet_libraries()
         command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *argv])
         return run(method, cfg, method_config, command=command)
-    except PeftnerError as err:
-        print(f"peftner: error: {err}", file=sys.stderr)
+    except (PeftnerError, OSError) as err:  # OSError: disk full, read-only, permissions while saving
+        if cfg is not None:
+            from peftner.integrity import restore_previous
+
+            restore_previous(Path(cfg.output_dir) / "adapter")  # a half-written adapter never replaces a good one
+        line = err if isinstance(err, PeftnerError) else _os_error_line(err, cfg)
+        print(f"peftner: error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _os_error_line(err: OSError, cfg) -> str:
+    from peftner.integrity import os_error_message
+    from peftner.training.checkpoint import complete_checkpoints
+
+    line = os_error_message(err, cfg.output_dir if cfg else "")
+    if cfg is None or not cfg.keep_checkpoints:
+        return line
+    kept = complete_checkpoints(Path(cfg.output_dir) / "checkpoints")
+    return line + (f"; the last good checkpoint is {kept[-1]} (free space, then rerun with --resume)"
+                   if kept else "; no checkpoint had been written yet")
 
 
 def train_arguments(parser):

@@ -113,7 +113,7 @@ def test_registry_and_defaults():
     ("adapter", ["--variant", "sideways"], "--variant must be one of houlsby, pfeiffer"),
     ("adapter", ["--non-linearity", "sigmoid"], "--non-linearity must be one of"),
     ("prompt", ["--num-virtual-tokens", "0"], "--num-virtual-tokens must be at least 1"),
-    ("ptuning_v2", ["--prefix-dropout", "1.5"], "--prefix-dropout must be in [0, 1)"),
+    ("ptuning_v2", ["--prefix-dropout", "1.5"], "--prefix-dropout must be below 1, got 1.5"),
 ])
 def test_bad_knobs_are_user_errors(name, argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

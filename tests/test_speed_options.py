@@ -41,9 +41,9 @@ def test_optimizer_kernel_choice():
     assert build_optimizer(layer, 1e-3, 0.01, "auto", device_type="cuda").defaults["fused"] is True
     with pytest.raises(PeftnerError, match="optimizer_kernel must be one of"):
         build_optimizer(layer, 1e-3, 0.01, "turbo")
-    with pytest.raises(PeftnerError, match="optimizer_kernel must be auto, fused or foreach"):
+    with pytest.raises(PeftnerError, match="--optimizer-kernel must be one of auto, fused, foreach, got 'turbo'"):
         parse_args(get_method("full"), ["--optimizer-kernel", "turbo"])
-    with pytest.raises(PeftnerError, match="threads must be at least 1, got 0"):
+    with pytest.raises(PeftnerError, match="--threads must be at least 1, got 0"):
         parse_args(get_method("full"), ["--threads", "0"])
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from peftner.errors import PeftnerError
+
 IGNORE_INDEX = -100
 
 
@@ -105,6 +107,16 @@ def plan_windows(lengths: list[int], budget: int) -> list[tuple[int, int, int, i
     return windows
 
 
+def window_budget(tokenizer, max_length: int, special: SpecialTokens | None = None) -> int:
+    """Subwords of words that fit in a window of ``max_length`` (refused when none fit)."""
+    special = special or SpecialTokens.of(tokenizer)
+    specials = len(special.prefix) + len(special.suffix)
+    if max_length - specials < 1:
+        raise PeftnerError(f"--max-length {max_length} leaves no room for words after the model's {specials} "
+                           f"special tokens; use at least {specials + 1}")
+    return max_length - specials
+
+
 def inner_subword_labels(label2id: dict) -> dict[int, int]:
     """Label id of a word → label id of its inner subwords: ``B-X`` → ``I-X`` where the tag set has it."""
     return {i: label2id[f"I-{tag[2:]}"] for tag, i in label2id.items()
@@ -121,9 +133,7 @@ def encode_sentences(sentences_tokens, sentences_tags, tokenizer, label2id, max_
     *every* subword (-1 elsewhere), for predictions that aggregate all subwords of a word.
     """
     special = SpecialTokens.of(tokenizer)
-    budget = max_length - len(special.prefix) - len(special.suffix)
-    if budget < 1:
-        raise ValueError(f"max_length {max_length} leaves no room for tokens")
+    budget = window_budget(tokenizer, max_length, special)
     pieces_all = subwords_per_word(tokenizer, sentences_tokens)
     inner = inner_subword_labels(label2id) if label_all_subwords else {}
     features = []

@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 
 from peftner.data.builtin import BUILTIN_DATASETS, load_builtin
-from peftner.data.labels import LabelSchema, detect_scheme, repair_transitions
+from peftner.data.labels import LabelSchema, check_mixed_scheme, detect_scheme, repair_transitions
 from peftner.data.readers import Sentence, load_hub_split, read_file
 from peftner.errors import PeftnerError
 
@@ -42,12 +42,13 @@ def _load_splits(dataset: str, files: dict[str, str | None]) -> tuple[str, dict[
 def load_corpus(dataset: str = "wnut16", train_file: str | None = None,
                 validation_file: str | None = None, test_file: str | None = None,
                 max_train_samples: int | None = None, seed: int = 42, refuse_invalid_transitions: bool = False,
-                allow_unseen_tags: bool = False) -> Corpus:
+                allow_unseen_tags: bool = False, tag_scheme: str = "auto") -> Corpus:
     """Read the three splits, build the schema from train, and validate dev/test against it.
 
     ``max_train_samples`` keeps a seeded random subset of the training sentences (nested for
     growing sizes with the same seed, which the data-efficiency benchmark relies on); the label set
-    still comes from the whole training split.
+    still comes from the whole training split. ``tag_scheme="none"`` scores token accuracy whatever
+    the tags look like; ``"auto"`` detects the scheme and refuses a mix of BIO and other tags.
     """
     name, splits = _load_splits(dataset, {"train": train_file, "validation": validation_file,
                                           "test": test_file})
@@ -59,7 +60,9 @@ def load_corpus(dataset: str = "wnut16", train_file: str | None = None,
         random.Random(seed).shuffle(order)
         train = [train[i] for i in sorted(order[:max_train_samples])]
     # Scheme and label set come from the whole training split, so a subset keeps the same head.
-    scheme = detect_scheme(full_train)
+    if tag_scheme == "auto":
+        check_mixed_scheme(full_train)
+    scheme = detect_scheme(full_train) if tag_scheme == "auto" else tag_scheme
     repaired = sum(repair_transitions(splits[s], scheme, refuse=refuse_invalid_transitions) for s in SPLITS)
     if repaired:
         logger.warning("repaired %d invalid BIO transitions (I- without a preceding entity -> B-); "

@@ -60,6 +60,26 @@ def detect_scheme(sentences: list[Sentence]) -> str:
     return "IOB1" if i_starts > b_starts else "IOB2"
 
 
+def check_mixed_scheme(sentences: list[Sentence]) -> None:
+    """Refuse training tags that mix BIO/IOBES tags with tags of no scheme (e.g. ``0`` typed for ``O``).
+
+    Without this check one stray tag would switch the whole run from entity F1 to token accuracy.
+    The error names the first offending line; ``--tag-scheme none`` scores such data by token accuracy.
+    """
+    counts = Counter(split_tag(tag)[0] is None for s in sentences for tag in s.tags)
+    bio = sum(split_tag(tag)[0] not in (None, OUTSIDE) for s in sentences for tag in s.tags)
+    if not counts[True] or not bio:
+        return
+    for sentence in sentences:
+        for i, tag in enumerate(sentence.tags):
+            if split_tag(tag)[0] is None:
+                path, line = sentence.where(i)
+                share = 100.0 * counts[False] / (counts[False] + counts[True])
+                raise DataError(path, f"tag {tag!r} is not a BIO/IOBES tag (O, B-X, I-X, E-X, S-X) but "
+                                      f"{share:.1f}% of the training tags are; fix it, or pass "
+                                      "--tag-scheme none to score every tag by token accuracy", line)
+
+
 def repair_transitions(sentences: list[Sentence], scheme: str, refuse: bool = False) -> int:
     """Make every entity start with ``B-`` (IOB1 → IOB2, broken IOB2 repaired). Returns repairs made."""
     if scheme not in ("IOB1", "IOB2"):

@@ -6,7 +6,9 @@ line of the first problem, so a bad corpus stops a run before any training start
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,24 +30,64 @@ class Sentence:
         return self.source, (self.lines[i] if i < len(self.lines) else None)
 
 
-def _read_text_lines(path: Path) -> list[str]:
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+# Byte-order marks: UTF-32 before UTF-16 (the UTF-32-LE mark starts with the UTF-16-LE one).
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+         (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"), (codecs.BOM_UTF8, "utf-8"))
+# Cells of a column line are trimmed of ASCII blanks only: other whitespace characters (no-break
+# space U+00A0, ideographic space U+3000, ...) are tokens of their own in some corpora.
+ASCII_BLANKS = " \t\r\n\f\v"
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of a data file, or a :class:`DataError` naming it (missing, a directory, unreadable)."""
     if not path.exists():
         raise DataError(path, "file not found")
     if path.is_dir():
         raise DataError(path, "is a directory, expected a data file")
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise DataError(path, "file is empty")
-    lines = raw.split(b"\n")
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise DataError(path, f"cannot be read ({(err.strerror or str(err)).lower()})") from None
+
+
+def decode_lines(raw: bytes, name) -> list[str]:
+    """Split on every line-ending convention (LF, CRLF, CR-only) and decode UTF-8 line by line.
+
+    A UTF-8 byte-order mark is dropped; a UTF-16/32 one means the file is in that encoding.
+    Only CR and LF break lines: other Unicode separators (U+2028, U+0085, ...) stay in the text.
+    """
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            if encoding != "utf-8":
+                try:
+                    raw = raw[len(bom):].decode(encoding).encode("utf-8")
+                except UnicodeError:
+                    raise DataError(name, f"not valid {encoding.upper()[:6]} after its byte-order mark") from None
+            else:
+                raw = raw[len(bom):]
+            break
     out = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(_LINE_BREAK.split(raw), start=1):
         try:
             out.append(line.decode("utf-8"))
         except UnicodeDecodeError as err:
-            raise DataError(path, f"not valid UTF-8 (byte {err.start} of the line)", number) from None
-    if out and out[0].startswith("\ufeff"):
-        out[0] = out[0][1:]
+            raise DataError(name, f"not valid UTF-8 (byte {err.start} of the line)", number) from None
     return out
+
+
+def _read_text_lines(path: Path) -> list[str]:
+    raw = read_bytes(path)
+    if not raw.strip():
+        raise DataError(path, "file is empty")
+    return decode_lines(raw, path)
+
+
+def split_columns(line: str) -> list[str]:
+    """Columns of a token line: split on tabs when the line has one, else on runs of ASCII blanks."""
+    if "\t" in line:
+        return [c.strip(ASCII_BLANKS) for c in line.split("\t")]
+    return [c for c in re.split(r"[ \f\v]+", line) if c]
 
 
 def read_conll(path: str | Path) -> list[Sentence]:
@@ -69,12 +111,10 @@ def read_conll(path: str | Path) -> list[Sentence]:
             tokens.clear(), tags.clear(), line_numbers.clear()
 
     for number, line in enumerate(_read_text_lines(path), start=1):
-        line = line.rstrip("\r")
-        if not line.strip():
+        if not line.strip(ASCII_BLANKS):
             flush()
             continue
-        columns = line.split("\t") if "\t" in line else line.split()
-        columns = [c.strip() for c in columns]
+        columns = split_columns(line)
         if columns[0] == "-DOCSTART-":
             flush()
             continue
@@ -103,6 +143,34 @@ def read_conll(path: str | Path) -> list[Sentence]:
     return sentences
 
 
+def parse_json_line(line: str, name, number: int):
+    """``json.loads`` of one line, with every way the parser can fail turned into a :class:`DataError`.
+
+    Besides syntax errors: nesting deep enough to exhaust the recursion limit, integers longer than
+    Python converts, and ``NaN``/``Infinity`` literals (not JSON; Python's parser accepts them).
+    """
+    def no_constants(value):
+        raise ValueError(f"{value} is not valid JSON")
+
+    try:
+        return json.loads(line, parse_constant=no_constants)
+    except json.JSONDecodeError as err:
+        raise DataError(name, f"invalid JSON: {err.msg} (column {err.colno})", number) from None
+    except RecursionError:
+        raise DataError(name, "invalid JSON: nested too deeply", number) from None
+    except ValueError as err:
+        raise DataError(name, f"invalid JSON: {str(err).splitlines()[0]}", number) from None
+
+
+def token_problem(token) -> str | None:
+    """Why ``token`` cannot be a word (None when it can). Whitespace characters are words too."""
+    if not isinstance(token, str) or not token:
+        return "every token must be a non-empty string"
+    if any("\ud800" <= c <= "\udfff" for c in token):
+        return f"token {token!r} holds a lone surrogate (not a character)"
+    return None
+
+
 def read_jsonl(path: str | Path) -> list[Sentence]:
     """Read JSON Lines, one object per sentence: ``{"tokens": [...], "tags": [...]}``."""
     path = Path(path)
@@ -110,10 +178,7 @@ def read_jsonl(path: str | Path) -> list[Sentence]:
     for number, line in enumerate(_read_text_lines(path), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(path, f"invalid JSON: {err.msg}", number) from None
+        record = parse_json_line(line, path, number)
         if not isinstance(record, dict) or "tokens" not in record or "tags" not in record:
             raise DataError(path, 'expected an object with "tokens" and "tags" lists', number)
         tokens, tags = record["tokens"], record["tags"]
@@ -123,8 +188,9 @@ def read_jsonl(path: str | Path) -> list[Sentence]:
             raise DataError(path, "empty sentence (no tokens)", number)
         if len(tokens) != len(tags):
             raise DataError(path, f"{len(tokens)} tokens but {len(tags)} tags", number)
-        if not all(isinstance(t, str) and t.strip() for t in tokens):
-            raise DataError(path, "every token must be a non-empty string", number)
+        problem = next(filter(None, map(token_problem, tokens)), None)
+        if problem:
+            raise DataError(path, problem, number)
         if not all(isinstance(t, str) and t.strip() for t in tags):
             raise DataError(path, "every tag must be a non-empty string", number)
         sentences.append(Sentence(list(tokens), list(tags), str(path), [number] * len(tokens)))

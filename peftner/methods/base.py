@@ -33,6 +33,11 @@ class MethodConfig:
 
     train_defaults: ClassVar[dict] = {}
 
+    def __post_init__(self):
+        from peftner.validation import check_fields
+
+        check_fields(self)  # the limits each field declares in its metadata
+
 
 @dataclass
 class Method:

@@ -14,7 +14,7 @@ from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_pref
 
 @dataclass
 class FullConfig(MethodConfig):
-    train_top_layers: int | None = field(default=None, metadata={
+    train_top_layers: int | None = field(default=None, metadata={"min": 0,
         "help": "train only the top K encoder layers and the head (None: every layer)"})
 
 

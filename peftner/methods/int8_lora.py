@@ -10,7 +10,7 @@ from peftner.methods.lora import LoraMethodConfig, apply_kbit_lora, bitsandbytes
 
 @dataclass
 class Int8LoraConfig(LoraMethodConfig):  # LoRA's knobs and learning rate, plus:
-    llm_int8_threshold: float = field(default=6.0, metadata={
+    llm_int8_threshold: float = field(default=6.0, metadata={"min": 0,
         "help": "LLM.int8 outlier threshold: input features above it use a 16-bit matmul (0: pure int8)"})
 
 

@@ -18,9 +18,9 @@ from peftner.methods.base import HEAD_NAMES, Method, MethodConfig, head_module_n
 
 @dataclass
 class LoraMethodConfig(MethodConfig):
-    r: int = field(default=8, metadata={"help": "rank of the update B·A"})
-    lora_alpha: int = field(default=16, metadata={"help": "scaling: the update is multiplied by lora_alpha / r"})
-    lora_dropout: float = field(default=0.1, metadata={"help": "dropout on the input of the update"})
+    r: int = field(default=8, metadata={"min": 1, "help": "rank of the update B·A"})
+    lora_alpha: int = field(default=16, metadata={"min": 1, "help": "scaling: the update is multiplied by lora_alpha / r"})
+    lora_dropout: float = field(default=0.1, metadata={"min": 0, "below": 1, "help": "dropout on the input of the update"})
     # Hu et al. adapt the attention query and value projections.
     target_modules: list[str] = field(default_factory=lambda: ["query", "value"],
                                       metadata={"help": "module-name suffixes that get an update"})

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from peftner.errors import require
 from peftner.methods.base import Method, MethodConfig, head_module_names
 
 PROMPT_INITS = ("sample_vocab", "random")
@@ -17,16 +16,12 @@ PROMPT_INITS = ("sample_vocab", "random")
 
 @dataclass
 class PromptMethodConfig(MethodConfig):
-    num_virtual_tokens: int = field(default=20, metadata={"help": "soft-prompt length (input positions it uses)"})
+    num_virtual_tokens: int = field(default=20, metadata={"min": 1, "help": "soft-prompt length (input positions it uses)"})
     # Lester et al. initialise the prompt from embeddings of sampled vocabulary tokens.
-    prompt_init: str = field(default="sample_vocab", metadata={"help": f"one of {', '.join(PROMPT_INITS)}"})
+    prompt_init: str = field(default="sample_vocab", metadata={"choices": PROMPT_INITS, "help": f"one of {', '.join(PROMPT_INITS)}"})
     # Lester et al. use 0.3 with Adafactor on T5; with AdamW on BERT-size encoders rates around
     # 1e-2..3e-2 are the usual choice, far above LoRA's.
     train_defaults: ClassVar[dict] = {"learning_rate": 3e-2}
-
-    def __post_init__(self):
-        require(self.num_virtual_tokens >= 1, "num_virtual_tokens", "at least 1", self.num_virtual_tokens)
-        require(self.prompt_init in PROMPT_INITS, "prompt_init", f"one of {', '.join(PROMPT_INITS)}", self.prompt_init)
 
 
 def apply_prompt(model, config: PromptMethodConfig):

@@ -13,9 +13,9 @@ COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 @dataclass
 class QLoraConfig(LoraMethodConfig):  # LoRA's knobs and learning rate, plus:
-    bnb_4bit_quant_type: str = field(default="nf4", metadata={"help": "nf4 (the paper's NormalFloat) or fp4"})
+    bnb_4bit_quant_type: str = field(default="nf4", metadata={"choices": ("nf4", "fp4"), "help": "nf4 (the paper's NormalFloat) or fp4"})
     double_quant: bool = field(default=True, metadata={"help": "quantize the per-block scales too"})
-    compute_dtype: str = field(default="auto", metadata={
+    compute_dtype: str = field(default="auto", metadata={"choices": COMPUTE_DTYPES,
         "help": "dtype of the de-quantized matmuls: auto (bfloat16 on a GPU, float32 on CPU), "
                 "bfloat16, float16 or float32"})
 

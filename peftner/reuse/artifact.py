@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from peftner.errors import PeftnerError
+from peftner.integrity import read_weights
 
 METADATA_FILE = "peftner.json"
 FORMAT_VERSION = 1
@@ -168,8 +169,26 @@ def read_adapter_dir(path: str | Path) -> AdapterInfo:
     if sorted(id2label) != list(range(len(id2label))) or not id2label:
         raise PeftnerError(f"{path}/config.json: id2label must map 0..N-1 to tags")
     peft_config = _read_json(path / "adapter_config.json") if has_adapter else {}
+<<<<<<< HEAD
     kind = "peft" if has_adapter else "trained" if has_trained else "full"
     return AdapterInfo(path, kind, id2label, metadata, peft_config)
+=======
+    for weights in weight_files(path, has_adapter):
+        read_weights(weights)  # missing, truncated, corrupt or non-finite: one line naming the file
+    return AdapterInfo(path, "peft" if has_adapter else "full", id2label, metadata, peft_config)
+>>>>>>> main
+
+
+def weight_files(path: Path, is_peft: bool) -> list[Path]:
+    """The weight files a load of ``path`` reads; a missing one is a :class:`PeftnerError` naming it."""
+    if is_peft:
+        weights = path / "adapter_model.safetensors"
+        if not weights.is_file():
+            pickled = " (found adapter_model.bin: peftner reads only safetensors)" \
+                if (path / "adapter_model.bin").is_file() else ""
+            raise PeftnerError(f"{weights}: weights file is missing{pickled}")
+        return [weights]
+    return sorted(path.glob("model*.safetensors"))
 
 
 def resolve_base_model(info: AdapterInfo, override: str | None = None) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from peftner.errors import PeftnerError
+
 
 def _quiet():
     import logging
@@ -46,27 +48,50 @@ def predict_arguments(parser):
 
 
 def predict(args) -> int:
-    from pathlib import Path
-
+    """Everything the user gave is checked before the model loads; the output appears whole or not at all."""
+    from peftner.integrity import atomic_output, check_writable_file
     from peftner.reuse.tagger import Tagger
     from peftner.reuse.text import read_inputs
+    from peftner.validation import resolve_device
 
+    if args.batch_size < 1:
+        raise PeftnerError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.output != "-":
+        check_writable_file(args.output)
+    device = resolve_device(args.device)
     items, _ = read_inputs(args.input, args.format)
+    if args.output_format == "conll":
+        _check_conll_representable(items)
     _quiet()
+<<<<<<< HEAD
     tagger = Tagger.from_pretrained(args.adapter, base_model=args.base_model, device=args.device,
                                     full_precision=args.full_precision)
+=======
+    tagger = Tagger.from_pretrained(args.adapter, base_model=args.base_model, device=str(device))
+>>>>>>> main
     predictions = tagger.predict(items, batch_size=args.batch_size, aggregation=args.aggregation)
-    out = sys.stdout if args.output == "-" else Path(args.output).open("w", encoding="utf-8")
-    try:
-        for prediction in predictions:
-            if args.output_format == "jsonl":
-                out.write(json.dumps(prediction.to_dict(), ensure_ascii=False) + "\n")
-            else:
-                out.write("".join(f"{t}\t{g}\n" for t, g in zip(prediction.tokens, prediction.tags)) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    if args.output_format == "jsonl":  # strict JSON: a NaN would raise here instead of printing `NaN`
+        text = "".join(json.dumps(p.to_dict(), ensure_ascii=False, allow_nan=False) + "\n" for p in predictions)
+    else:
+        text = "".join("".join(f"{t}\t{g}\n" for t, g in zip(p.tokens, p.tags)) + "\n" for p in predictions)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        with atomic_output(args.output) as out:
+            out.write(text)
     return 0
+
+
+def _check_conll_representable(items):
+    """CoNLL output is token<TAB>tag lines: refuse a word it cannot hold (before any model loads)."""
+    from peftner.reuse.text import conll_cell_problem, tokenize
+
+    for i, item in enumerate(items, start=1):
+        for j, word in enumerate(tokenize(item)[0] if isinstance(item, str) else item, start=1):
+            problem = conll_cell_problem(word)
+            if problem:
+                raise PeftnerError(f"--output-format conll: word {j} of input {i} ({word!r}) {problem}, which a "
+                                   "CoNLL line cannot hold; use --output-format jsonl")
 
 
 def export_arguments(parser):

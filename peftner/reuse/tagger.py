@@ -16,7 +16,10 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
+from peftner.data.readers import token_problem
 from peftner.errors import PeftnerError
+from peftner.integrity import load_error_line
+from peftner.validation import resolve_device
 from peftner.reuse.artifact import AdapterInfo, check_same_base, read_adapter_dir, resolve_base_model
 from peftner.reuse.text import entity_spans, tokenize
 
@@ -74,7 +77,7 @@ def _check_items(inputs) -> list:
     for i, item in enumerate(items):
         if isinstance(item, str):
             continue
-        if not isinstance(item, (list, tuple)) or not all(isinstance(t, str) and t.strip() for t in item):
+        if not isinstance(item, (list, tuple)) or not item or any(token_problem(t) for t in item):
             raise PeftnerError(f"input {i}: expected a text (str) or a list of non-empty word strings")
     return items
 
@@ -114,8 +117,12 @@ class Tagger:
         from peftner.reuse.precision import backbone_load_kwargs
 
         info = read_adapter_dir(path)
+<<<<<<< HEAD
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         load_kwargs = backbone_load_kwargs(info.metadata, device, full_precision)
+=======
+        device = resolve_device(device, "device")
+>>>>>>> main
         if info.kind == "full":
             model = load_token_classifier(str(info.path), info.id2label, trust_remote_code)
             tokenizer = load_tokenizer(str(info.path), trust_remote_code)
@@ -130,12 +137,24 @@ class Tagger:
 
                 base = prepare_kbit_model(base)  # as in training: non-quantized leftovers in float32
             check_same_base(info.fingerprint, base, info.path, base_name)
+<<<<<<< HEAD
             if info.kind == "trained":
                 from peftner.reuse.partial import load_trained
 
                 model, name = load_trained(base, info.path), None
             else:
                 model, name = _load_peft_adapter(base, info, adapter_name, base_name), adapter_name
+=======
+            try:
+                model = PeftModel.from_pretrained(base, str(info.path), adapter_name=adapter_name)
+            except KeyError as err:  # a weight PEFT needs (e.g. the head) is not in the file
+                raise PeftnerError(f"{info.path / 'adapter_model.safetensors'}: lacks the weights {err.args[0]}; "
+                                   "the file is incomplete or was written for another configuration") from None
+            except (RuntimeError, ValueError) as err:
+                raise PeftnerError(f"{info.path}: the adapter does not fit the base model {base_name} "
+                                   f"(a different base?): {load_error_line(err)}") from None
+            _check_loaded_keys(model, adapter_name, info.path)
+>>>>>>> main
             has_tokenizer = (info.path / "tokenizer_config.json").is_file()
             tokenizer = load_tokenizer(str(info.path) if has_tokenizer else base_name, trust_remote_code)
         if "quantization_config" not in load_kwargs:  # quantized weights were placed at load time
@@ -175,9 +194,14 @@ class Tagger:
         except (RuntimeError, ValueError, KeyError) as err:
             raise PeftnerError(f"{info.path}: the adapter does not fit the loaded base model: "
                                f"{str(err).splitlines()[0]}") from None
+<<<<<<< HEAD
         if not getattr(self.model.get_base_model(), "is_quantized", False):
             self.model.to(self.device)
         self.model.eval()
+=======
+        _check_loaded_keys(self.model, name, info.path)
+        self.model.to(self.device).eval()
+>>>>>>> main
         self._infos[name] = info
         with torch.no_grad():
             return self.adapter_bytes(name)
@@ -290,8 +314,16 @@ class Tagger:
                 offsets.append(None)
         features = encode_sentences(words, None, self.tokenizer, {}, self._window_length(info),
                                     subword_owner=aggregation != "first")
+<<<<<<< HEAD
         with autocast(info.metadata, self.device, self.full_precision):  # the run's mixed precision
             ids, probs = self._word_predictions(features, [len(w) for w in words], batch_size, aggregation)
+=======
+        try:
+            ids, probs = self._word_predictions(features, [len(w) for w in words], batch_size, aggregation)
+        except _NonFiniteScores:  # never tag from (or print) NaN scores
+            raise PeftnerError(f"{info.path}: the model produced NaN or infinite scores "
+                               "(non-finite weights, or an overflow in reduced precision)") from None
+>>>>>>> main
         labels = info.id2label
         results, position = [], 0
         for item, tokens, spans in zip(items, words, offsets):
@@ -334,6 +366,8 @@ class Tagger:
                 batch = collate([features[i] for i in indices])
                 logits = self.model(input_ids=batch["input_ids"].to(self.device),
                                     attention_mask=batch["attention_mask"].to(self.device)).logits
+                if not torch.isfinite(logits).all():
+                    raise _NonFiniteScores()
                 where = batch[key] >= 0
                 rows = where.nonzero(as_tuple=True)[0]
                 words = first_word[batch["example_id"][rows]] + batch[key][where]
@@ -361,6 +395,7 @@ class Tagger:
         return word_ids.tolist(), word_probs.tolist()
 
 
+<<<<<<< HEAD
 def _load_peft_adapter(base, info: AdapterInfo, adapter_name: str, base_name: str):
     """``PeftModel.from_pretrained`` with one-line errors; prompt tuning viewed as in training."""
     from peft import PeftModel
@@ -385,6 +420,10 @@ def _backbone(info: AdapterInfo) -> str:
 
     record = recorded_precision(info.metadata)
     return record.get("backbone") if record.get("quantization_config") else "full-precision"
+=======
+class _NonFiniteScores(Exception):
+    """Raised inside the batch loop; :meth:`Tagger.predict` turns it into a message naming the adapter."""
+>>>>>>> main
 
 
 def _check_adapter_name(name: str):
@@ -396,3 +435,18 @@ def _check_name_free(name: str, model):
     """Adapter parameters are found by name component, so the name must not be a module name."""
     if any(name in n.split(".") for n, _ in model.named_parameters()):
         raise PeftnerError(f"adapter name {name!r} is also a module name of the model; choose another")
+
+
+def _check_loaded_keys(model, adapter_name: str, directory):
+    """PEFT fills adapter weights missing from the file with fresh ones and only warns: refuse instead."""
+    from peft import get_peft_model_state_dict
+    from safetensors import safe_open
+
+    path = directory / "adapter_model.safetensors"
+    with safe_open(str(path), framework="pt") as handle:
+        stored = set(handle.keys())
+    missing = sorted(set(get_peft_model_state_dict(model, adapter_name=adapter_name)) - stored)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise PeftnerError(f"{path}: lacks the weights {missing[0]}{more}; the file is incomplete or was "
+                           "written for another configuration")

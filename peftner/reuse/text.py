@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 
 from peftner.data.labels import OUTSIDE, split_tag
+from peftner.data.readers import (ASCII_BLANKS, decode_lines, parse_json_line, read_bytes, split_columns,
+                                   token_problem)
 from peftner.errors import DataError, PeftnerError
 
 TOKEN_PATTERN = re.compile(
@@ -81,29 +83,20 @@ def read_inputs(source: str, fmt: str | None = None) -> tuple[list, str]:
         fmt = {".jsonl": "jsonl", ".json": "jsonl", ".conll": "conll", ".iob": "conll", ".bio": "conll",
                ".tsv": "conll", ".conllu": "conll"}.get(suffix, "text")
     name = "<stdin>" if source == "-" else source
-    if source == "-":
-        raw = sys.stdin.read()
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise DataError(path, "file not found")
-        try:
-            raw = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError:
-            raise DataError(path, "not valid UTF-8") from None
-    lines = raw.split("\n")
+    raw = _stdin_bytes() if source == "-" else read_bytes(Path(source))
+    lines = decode_lines(raw, name)  # LF, CRLF and CR-only alike; BOMs; UTF-8 checked line by line
     if fmt == "text":
-        return [line.rstrip("\r") for line in lines if line.strip()], fmt
+        return [line for line in lines if line.strip()], fmt
     if fmt == "conll":
         sentences, current = [], []
         for line in lines:
-            columns = line.strip().split("\t") if "\t" in line else line.split()
-            if not columns or not columns[0].strip():
+            columns = split_columns(line) if line.strip(ASCII_BLANKS) else []
+            if not columns or not columns[0]:
                 if current:
                     sentences.append(current)
                 current = []
             elif columns[0] != "-DOCSTART-":
-                current.append(columns[0].strip())
+                current.append(columns[0])
         if current:
             sentences.append(current)
         return sentences, fmt
@@ -112,22 +105,23 @@ def read_inputs(source: str, fmt: str | None = None) -> tuple[list, str]:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(name, f"invalid JSON: {err.msg}", number) from None
-            if isinstance(record, str):
-                items.append(record)
-            elif isinstance(record, dict) and isinstance(record.get("tokens"), list):
-                items.append(record["tokens"])
+            record = parse_json_line(line, name, number)
+            if isinstance(record, dict) and isinstance(record.get("tokens"), list):
+                record = record["tokens"]
+                problem = next(filter(None, map(token_problem, record)), None) or (
+                    None if record else "empty sentence (no tokens)")
+                if problem:
+                    raise DataError(name, problem, number)
             elif isinstance(record, dict) and isinstance(record.get("text"), str):
-                items.append(record["text"])
-            else:
+                record = record["text"]
+            elif not isinstance(record, str):
                 raise DataError(name, 'expected {"tokens": [...]}, {"text": "..."} or a JSON string', number)
+            items.append(record)
         return items, fmt
     raise PeftnerError(f"unknown input format {fmt!r} (choose text, conll or jsonl)")
 
 
+<<<<<<< HEAD
 def write_tagged_conll(path, sentences: list[list[str]], *columns: list[list[str]]):
     """``token<TAB>column…`` lines, a blank line between sentences (``peftner predict``'s CoNLL layout).
 
@@ -139,3 +133,24 @@ def write_tagged_conll(path, sentences: list[list[str]], *columns: list[list[str
         lines += ["\t".join([token, *(column[i][j] for column in columns)]) for j, token in enumerate(tokens)]
         lines.append("")
     Path(path).write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+=======
+def _stdin_bytes() -> bytes:
+    """Standard input as bytes (decoded by :func:`decode_lines`, so binary input gets a one-line error)."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # replaced by a text stream (tests, notebooks)
+        return sys.stdin.read().encode("utf-8", "surrogateescape")
+    return stream.read()
+
+
+def conll_cell_problem(token: str) -> str | None:
+    """Why ``token`` cannot be written as a CoNLL cell and read back unchanged (None when it can)."""
+    if not token:
+        return "is empty"
+    if any(c in token for c in "\t\r\n"):
+        return "holds a tab or line break"
+    if token != token.strip(ASCII_BLANKS):
+        return "begins or ends with a space"
+    if token == "-DOCSTART-":
+        return "is the -DOCSTART- marker"
+    return None
+>>>>>>> main

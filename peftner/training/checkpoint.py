@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from peftner.errors import PeftnerError
+from peftner.integrity import checksum_problem, os_reason, write_checksums
 
 logger = logging.getLogger(__name__)
 
@@ -156,14 +157,30 @@ class Checkpointer:
         self.accelerator.wait_for_everyone()
 
     def restore_latest(self) -> tuple[dict, Position, dict | None] | None:
-        """--resume: restore the latest checkpoint (see :meth:`load`), or None to start from the beginning."""
-        latest = self.latest()
-        if latest is None:
+        """--resume: restore the newest intact checkpoint (see :meth:`load`), or None to start from the beginning.
+
+        A checkpoint whose files fail their checksums (complete but corrupted) is skipped for the one
+        before it, with a warning; when none is intact the run stops naming the newest.
+        """
+        found = self.checkpoints()
+        if not found:
             self.accelerator.print(f"--resume: no checkpoint in {self.directory}, starting from the beginning")
             return None
-        restored = self.load(latest)
+        damaged = []
+        for candidate in reversed(found):
+            problem = checksum_problem(candidate)
+            if problem is None:
+                break
+            damaged.append(f"{candidate.name}: {problem}")
+        else:
+            raise PeftnerError(f"{found[-1]}: damaged checkpoint ({damaged[0].split(': ', 1)[1]}) and no intact "
+                               "earlier one; drop --resume to start over")
+        if damaged:
+            logger.warning("skipping damaged checkpoint(s) (%s); resuming from %s instead",
+                           "; ".join(damaged), candidate)
+        restored = self.load(candidate)
         position = restored[1]
-        self.accelerator.print(f"resuming from {latest}: epoch {position.epoch}, "
+        self.accelerator.print(f"resuming from {candidate}: epoch {position.epoch}, "
                                f"{position.batches_done} batches done")
         return restored
 
@@ -199,27 +216,35 @@ class Checkpointer:
             for partial in self.directory.glob(".tmp-*"):
                 shutil.rmtree(partial, ignore_errors=True)
         self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(temporary), safe_serialization=True)
-        self.accelerator.wait_for_everyone()  # every process's RNG file is in before the rename
-        if self.accelerator.is_main_process:
-            if best_state is not None:
-                save_file(best_state, temporary / BEST)
-            progress = {"fingerprint": self.fingerprint, "position": dataclasses.asdict(position),
-                        "result": dataclasses.asdict(result)}
-            if self.extra is not None:
-                tensors, progress["extra"] = self.extra.state()
-                save_file(tensors, temporary / ALLOCATION)
-            (temporary / PROGRESS).write_text(json.dumps(progress, indent=1), encoding="utf-8")
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(temporary, final)
-            for old in self.checkpoints()[:-self.keep]:
-                shutil.rmtree(old, ignore_errors=True)
+        try:
+            self.accelerator.save_state(str(temporary), safe_serialization=True)
+            self.accelerator.wait_for_everyone()  # every process's RNG file is in before the rename
+            if self.accelerator.is_main_process:
+                if best_state is not None:
+                    save_file(best_state, temporary / BEST)
+                progress = {"fingerprint": self.fingerprint, "position": dataclasses.asdict(position),
+                            "result": dataclasses.asdict(result)}
+                if self.extra is not None:
+                    tensors, progress["extra"] = self.extra.state()
+                    save_file(tensors, temporary / ALLOCATION)
+                (temporary / PROGRESS).write_text(json.dumps(progress, indent=1), encoding="utf-8")
+                write_checksums(temporary)
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(temporary, final)
+                for old in self.checkpoints()[:-self.keep]:
+                    shutil.rmtree(old, ignore_errors=True)
+        except OSError as err:  # disk full, quota, read-only: the earlier checkpoints stay as they were
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise PeftnerError(self.stop_message(f"could not write checkpoint {final} ({os_reason(err)})",
+                                                 "free some space (or pass --keep-checkpoints 0) and "
+                                                 "resume with --resume")) from None
         self.accelerator.wait_for_everyone()
         return time.perf_counter() - started
 
     def load(self, path: Path) -> tuple[dict, Position, dict | None]:
         """Restore the prepared model, optimizer, scheduler and RNG; returns (result fields, position, best)."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
@@ -232,17 +257,22 @@ class Checkpointer:
         if diffs:
             raise PeftnerError(f"{path}: written with other settings ({'; '.join(diffs[:3])}); "
                                "resume with the same flags and data, or drop --resume to start over")
-        self.accelerator.load_state(str(path))  # weights_only=True for every torch.load it makes
-        best = load_file(path / BEST) if (path / BEST).is_file() else None
-        if self.extra is not None:
-            if not (path / ALLOCATION).is_file() or "extra" not in progress:
-                raise PeftnerError(f"{path}: unreadable checkpoint (the AdaLoRA allocator state is missing)")
-            self.extra.load_state(load_file(path / ALLOCATION), progress["extra"])
+        try:
+            self.accelerator.load_state(str(path))  # weights_only=True for every torch.load it makes
+            best = load_file(path / BEST) if (path / BEST).is_file() else None
+            if self.extra is not None:
+                if not (path / ALLOCATION).is_file() or "extra" not in progress:
+                    raise PeftnerError(f"{path}: unreadable checkpoint (the AdaLoRA allocator state is missing)")
+                self.extra.load_state(load_file(path / ALLOCATION), progress["extra"])
+        except (SafetensorError, RuntimeError, OSError, EOFError, ValueError, KeyError) as err:
+            # a checkpoint written before checksums existed, damaged: its files cannot be read back
+            raise PeftnerError(f"{path}: damaged checkpoint ({str(err).strip().splitlines()[0][:200]}); "
+                               "drop --resume to start over") from None
         return saved_result, position, best
 
-    def stop_message(self, what: str) -> str:
+    def stop_message(self, what: str, advice: str = "lower --learning-rate (or use --mixed-precision no) "
+                                                     "and train again") -> str:
         latest = self.latest()
         kept = (f"the last good checkpoint is kept in {latest}" if latest
                 else "no checkpoint had been written yet")
-        return (f"training stopped: {what}; {kept}; lower --learning-rate (or use --mixed-precision no) "
-                "and train again")
+        return f"training stopped: {what}; {kept}; {advice}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peftner.errors import require
+from peftner.validation import check_fields
 
 VARIANTS = ("houlsby", "pfeiffer")
 NON_LINEARITIES = ("relu", "gelu", "swish", "tanh")
@@ -15,15 +15,12 @@ NON_LINEARITIES = ("relu", "gelu", "swish", "tanh")
 
 @dataclass
 class AdapterOptions:
-    variant: str = field(default="houlsby", metadata={
+    variant: str = field(default="houlsby", metadata={"choices": VARIANTS,
         "help": "houlsby: adapters after attention and feed-forward; pfeiffer: after feed-forward only"})
     # Pfeiffer et al.'s default reduction factor; bottleneck = hidden size // reduction factor.
-    reduction_factor: int = field(default=16, metadata={"help": "hidden size / adapter bottleneck size"})
-    non_linearity: str = field(default="relu", metadata={"help": f"one of {', '.join(NON_LINEARITIES)}"})
+    reduction_factor: int = field(default=16, metadata={"min": 1, "help": "hidden size / adapter bottleneck size"})
+    non_linearity: str = field(default="relu", metadata={"choices": NON_LINEARITIES,
+                                                         "help": f"one of {', '.join(NON_LINEARITIES)}"})
 
     def __post_init__(self):
-        require(self.variant in VARIANTS, "variant", f"one of {', '.join(VARIANTS)}", self.variant)
-        require(self.non_linearity in NON_LINEARITIES, "non_linearity", f"one of {', '.join(NON_LINEARITIES)}",
-                self.non_linearity)
-        require(isinstance(self.reduction_factor, int) and self.reduction_factor >= 1, "reduction_factor",
-                "at least 1", self.reduction_factor)
+        check_fields(self)  # the limits each field declares in its metadata
