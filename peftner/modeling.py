@@ -71,9 +71,8 @@ def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = F
         model = AutoModelForTokenClassification.from_pretrained(
             name, num_labels=len(id2label), id2label=dict(id2label), label2id=label2id,
             use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs)
-<<<<<<< HEAD
-    except (OSError, ValueError) as err:
-        raise PeftnerError(f"{name}: could not load the model: {str(err).splitlines()[0]}") from None
+    except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: weights of the wrong shapes
+        raise PeftnerError(f"{name}: could not load the model: {str(err).strip().splitlines()[0]}") from None
     keep_unpacked_4bit_layout(model)
     return model
 
@@ -104,10 +103,6 @@ def window_length(tokenizer, model, requested: int | None = None) -> int:
 
     return min(max_sequence_length(tokenizer, model.config, requested),
                max_sequence_length(tokenizer, model.config) - virtual_positions(model))
-=======
-    except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: weights of the wrong shapes
-        raise PeftnerError(f"{name}: could not load the model: {str(err).strip().splitlines()[0]}") from None
->>>>>>> main
 
 
 def saved_base_config(model):

@@ -79,14 +79,9 @@ def load_data(method: Method, cfg: TrainConfig) -> Data:
 
 def build_model(method: Method, method_config, cfg: TrainConfig, data: Data, accelerator) -> Built:
     """Stage 2: load the backbone with a fresh head, apply the method, encode the splits for it."""
-<<<<<<< HEAD
     from peftner.data import encode_sentences
-    from peftner.modeling import load_token_classifier, load_tokenizer, window_length
-=======
-    from peftner.data import encode_sentences, max_sequence_length
     from peftner.data.alignment import window_budget
-    from peftner.modeling import load_token_classifier, load_tokenizer
->>>>>>> main
+    from peftner.modeling import load_token_classifier, load_tokenizer, window_length
     from peftner.training.loop import EvalSet
 
     tokenizer = load_tokenizer(data.model_name, cfg.trust_remote_code)
@@ -128,16 +123,10 @@ def score_test(model, built: Built, data: Data, cfg: TrainConfig, accelerator) -
     return evaluate_split(model, test_loader, accelerator, built.test_set, data.scorer)
 
 
-<<<<<<< HEAD
 def save_run(model, built: Built, data: Data, result, test: tuple[dict, list[list[str]]], method: Method,
              method_config, cfg: TrainConfig, accelerator, command: str | None) -> RunMetrics:
     """Stage 5 (main process): the adapter directory, the test predictions, metrics.json and the summary."""
-=======
-def save_run(model, built: Built, data: Data, result, test_scores: dict, method: Method, method_config,
-             cfg: TrainConfig, accelerator, command: str | None) -> RunMetrics:
-    """Stage 5 (main process): the adapter directory, metrics.json and the printed summary."""
     from peftner.integrity import drop_previous, set_aside
->>>>>>> main
     from peftner.modeling import backbone_bytes, saved_base_config
     from peftner.report import library_versions, machine_description, peak_memory_mb, weights_bytes
     from peftner.reuse import write_artifacts

@@ -169,14 +169,10 @@ def read_adapter_dir(path: str | Path) -> AdapterInfo:
     if sorted(id2label) != list(range(len(id2label))) or not id2label:
         raise PeftnerError(f"{path}/config.json: id2label must map 0..N-1 to tags")
     peft_config = _read_json(path / "adapter_config.json") if has_adapter else {}
-<<<<<<< HEAD
-    kind = "peft" if has_adapter else "trained" if has_trained else "full"
-    return AdapterInfo(path, kind, id2label, metadata, peft_config)
-=======
     for weights in weight_files(path, has_adapter):
         read_weights(weights)  # missing, truncated, corrupt or non-finite: one line naming the file
-    return AdapterInfo(path, "peft" if has_adapter else "full", id2label, metadata, peft_config)
->>>>>>> main
+    kind = "peft" if has_adapter else "trained" if has_trained else "full"
+    return AdapterInfo(path, kind, id2label, metadata, peft_config)
 
 
 def weight_files(path: Path, is_peft: bool) -> list[Path]:

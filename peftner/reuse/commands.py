@@ -63,12 +63,8 @@ def predict(args) -> int:
     if args.output_format == "conll":
         _check_conll_representable(items)
     _quiet()
-<<<<<<< HEAD
-    tagger = Tagger.from_pretrained(args.adapter, base_model=args.base_model, device=args.device,
+    tagger = Tagger.from_pretrained(args.adapter, base_model=args.base_model, device=str(device),
                                     full_precision=args.full_precision)
-=======
-    tagger = Tagger.from_pretrained(args.adapter, base_model=args.base_model, device=str(device))
->>>>>>> main
     predictions = tagger.predict(items, batch_size=args.batch_size, aggregation=args.aggregation)
     if args.output_format == "jsonl":  # strict JSON: a NaN would raise here instead of printing `NaN`
         text = "".join(json.dumps(p.to_dict(), ensure_ascii=False, allow_nan=False) + "\n" for p in predictions)

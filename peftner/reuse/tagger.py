@@ -111,18 +111,12 @@ class Tagger:
         size; see :mod:`peftner.reuse.precision`); ``full_precision=True`` loads it unquantized in
         float32 instead. ``max_length`` overrides the recorded window length.
         """
-        import torch
-
         from peftner.modeling import load_token_classifier, load_tokenizer
         from peftner.reuse.precision import backbone_load_kwargs
 
         info = read_adapter_dir(path)
-<<<<<<< HEAD
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        load_kwargs = backbone_load_kwargs(info.metadata, device, full_precision)
-=======
         device = resolve_device(device, "device")
->>>>>>> main
+        load_kwargs = backbone_load_kwargs(info.metadata, device, full_precision)
         if info.kind == "full":
             model = load_token_classifier(str(info.path), info.id2label, trust_remote_code)
             tokenizer = load_tokenizer(str(info.path), trust_remote_code)
@@ -137,24 +131,12 @@ class Tagger:
 
                 base = prepare_kbit_model(base)  # as in training: non-quantized leftovers in float32
             check_same_base(info.fingerprint, base, info.path, base_name)
-<<<<<<< HEAD
             if info.kind == "trained":
                 from peftner.reuse.partial import load_trained
 
                 model, name = load_trained(base, info.path), None
             else:
                 model, name = _load_peft_adapter(base, info, adapter_name, base_name), adapter_name
-=======
-            try:
-                model = PeftModel.from_pretrained(base, str(info.path), adapter_name=adapter_name)
-            except KeyError as err:  # a weight PEFT needs (e.g. the head) is not in the file
-                raise PeftnerError(f"{info.path / 'adapter_model.safetensors'}: lacks the weights {err.args[0]}; "
-                                   "the file is incomplete or was written for another configuration") from None
-            except (RuntimeError, ValueError) as err:
-                raise PeftnerError(f"{info.path}: the adapter does not fit the base model {base_name} "
-                                   f"(a different base?): {load_error_line(err)}") from None
-            _check_loaded_keys(model, adapter_name, info.path)
->>>>>>> main
             has_tokenizer = (info.path / "tokenizer_config.json").is_file()
             tokenizer = load_tokenizer(str(info.path) if has_tokenizer else base_name, trust_remote_code)
         if "quantization_config" not in load_kwargs:  # quantized weights were placed at load time
@@ -194,14 +176,10 @@ class Tagger:
         except (RuntimeError, ValueError, KeyError) as err:
             raise PeftnerError(f"{info.path}: the adapter does not fit the loaded base model: "
                                f"{str(err).splitlines()[0]}") from None
-<<<<<<< HEAD
+        _check_loaded_keys(self.model, name, info.path)
         if not getattr(self.model.get_base_model(), "is_quantized", False):
             self.model.to(self.device)
         self.model.eval()
-=======
-        _check_loaded_keys(self.model, name, info.path)
-        self.model.to(self.device).eval()
->>>>>>> main
         self._infos[name] = info
         with torch.no_grad():
             return self.adapter_bytes(name)
@@ -314,16 +292,12 @@ class Tagger:
                 offsets.append(None)
         features = encode_sentences(words, None, self.tokenizer, {}, self._window_length(info),
                                     subword_owner=aggregation != "first")
-<<<<<<< HEAD
-        with autocast(info.metadata, self.device, self.full_precision):  # the run's mixed precision
-            ids, probs = self._word_predictions(features, [len(w) for w in words], batch_size, aggregation)
-=======
         try:
-            ids, probs = self._word_predictions(features, [len(w) for w in words], batch_size, aggregation)
+            with autocast(info.metadata, self.device, self.full_precision):  # the run's mixed precision
+                ids, probs = self._word_predictions(features, [len(w) for w in words], batch_size, aggregation)
         except _NonFiniteScores:  # never tag from (or print) NaN scores
             raise PeftnerError(f"{info.path}: the model produced NaN or infinite scores "
                                "(non-finite weights, or an overflow in reduced precision)") from None
->>>>>>> main
         labels = info.id2label
         results, position = [], 0
         for item, tokens, spans in zip(items, words, offsets):
@@ -395,7 +369,6 @@ class Tagger:
         return word_ids.tolist(), word_probs.tolist()
 
 
-<<<<<<< HEAD
 def _load_peft_adapter(base, info: AdapterInfo, adapter_name: str, base_name: str):
     """``PeftModel.from_pretrained`` with one-line errors; prompt tuning viewed as in training."""
     from peft import PeftModel
@@ -406,9 +379,13 @@ def _load_peft_adapter(base, info: AdapterInfo, adapter_name: str, base_name: st
     _check_name_free(adapter_name, base)
     try:
         model = PeftModel.from_pretrained(base, str(info.path), adapter_name=adapter_name)
-    except (RuntimeError, ValueError, KeyError) as err:
+    except KeyError as err:  # a weight PEFT needs (e.g. the head) is not in the file
+        raise PeftnerError(f"{info.path / 'adapter_model.safetensors'}: lacks the weights {err.args[0]}; "
+                           "the file is incomplete or was written for another configuration") from None
+    except (RuntimeError, ValueError) as err:
         raise PeftnerError(f"{info.path}: the adapter does not fit the base model {base_name} "
-                           f"(a different base?): {str(err).splitlines()[0]}") from None
+                           f"(a different base?): {load_error_line(err)}") from None
+    _check_loaded_keys(model, adapter_name, info.path)
     if model.active_peft_config.peft_type in VIRTUAL_TOKEN_PEFT_TYPES:
         # PEFT's token classifier returns rows for the soft prompt too: drop them as training did.
         model = PromptTokenClassifier.from_peft_model(model)
@@ -420,10 +397,10 @@ def _backbone(info: AdapterInfo) -> str:
 
     record = recorded_precision(info.metadata)
     return record.get("backbone") if record.get("quantization_config") else "full-precision"
-=======
+
+
 class _NonFiniteScores(Exception):
     """Raised inside the batch loop; :meth:`Tagger.predict` turns it into a message naming the adapter."""
->>>>>>> main
 
 
 def _check_adapter_name(name: str):

@@ -121,19 +121,6 @@ def read_inputs(source: str, fmt: str | None = None) -> tuple[list, str]:
     raise PeftnerError(f"unknown input format {fmt!r} (choose text, conll or jsonl)")
 
 
-<<<<<<< HEAD
-def write_tagged_conll(path, sentences: list[list[str]], *columns: list[list[str]]):
-    """``token<TAB>column…`` lines, a blank line between sentences (``peftner predict``'s CoNLL layout).
-
-    A run writes its test predictions this way (``token gold predicted``), so what was scored can be
-    compared with what a reloaded adapter predicts, and read by any CoNLL evaluation script.
-    """
-    lines = []
-    for i, tokens in enumerate(sentences):
-        lines += ["\t".join([token, *(column[i][j] for column in columns)]) for j, token in enumerate(tokens)]
-        lines.append("")
-    Path(path).write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
-=======
 def _stdin_bytes() -> bytes:
     """Standard input as bytes (decoded by :func:`decode_lines`, so binary input gets a one-line error)."""
     stream = getattr(sys.stdin, "buffer", None)
@@ -153,4 +140,16 @@ def conll_cell_problem(token: str) -> str | None:
     if token == "-DOCSTART-":
         return "is the -DOCSTART- marker"
     return None
->>>>>>> main
+
+
+def write_tagged_conll(path, sentences: list[list[str]], *columns: list[list[str]]):
+    """``token<TAB>column…`` lines, a blank line between sentences (``peftner predict``'s CoNLL layout).
+
+    A run writes its test predictions this way (``token gold predicted``), so what was scored can be
+    compared with what a reloaded adapter predicts, and read by any CoNLL evaluation script.
+    """
+    lines = []
+    for i, tokens in enumerate(sentences):
+        lines += ["\t".join([token, *(column[i][j] for column in columns)]) for j, token in enumerate(tokens)]
+        lines.append("")
+    Path(path).write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
