@@ -25,6 +25,7 @@ from pathlib import Path
 
 from peftner.errors import PeftnerError
 from peftner.integrity import read_weights
+from peftner.reuse.partial import TRAINED_FILE
 
 METADATA_FILE = "peftner.json"
 FORMAT_VERSION = 1
@@ -146,8 +147,6 @@ def read_adapter_dir(path: str | Path) -> AdapterInfo:
     if not path.is_dir():
         raise PeftnerError(f"{path}: no such directory (expected OUTPUT_DIR/adapter of a peftner run)")
     metadata = _read_json(path / METADATA_FILE) if (path / METADATA_FILE).is_file() else {}
-    from peftner.reuse.partial import TRAINED_FILE
-
     has_adapter = (path / "adapter_config.json").is_file()
     has_trained = (path / TRAINED_FILE).is_file()
     has_model = has_trained or any(path.glob("model*.safetensors"))
@@ -184,7 +183,8 @@ def weight_files(path: Path, is_peft: bool) -> list[Path]:
                 if (path / "adapter_model.bin").is_file() else ""
             raise PeftnerError(f"{weights}: weights file is missing{pickled}")
         return [weights]
-    return sorted(path.glob("model*.safetensors"))
+    trained = path / TRAINED_FILE  # head / BitFit: only the tensors that trained
+    return sorted(path.glob("model*.safetensors")) + ([trained] if trained.is_file() else [])
 
 
 def resolve_base_model(info: AdapterInfo, override: str | None = None) -> str:

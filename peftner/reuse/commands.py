@@ -54,7 +54,7 @@ def predict(args) -> int:
     from peftner.reuse.text import read_inputs
     from peftner.validation import resolve_device
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise PeftnerError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.output != "-":
         check_writable_file(args.output)
