@@ -10,3 +10,7 @@ python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu_
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python benchmarks/compare.py --methods full,lora,int8_lora --seeds 1 --epochs 2 --name gpu_check \
     --extra "--mixed-precision bf16 --keep-checkpoints 0"
+# Model sizes people fine-tune, built from configs (random weights, no download): a BERT-base-sized
+# encoder and a ~0.5B Qwen2-shaped decoder; full, LoRA and QLoRA with bf16 autocast: tokens/s, peak
+# memory and model FLOPs utilisation into benchmarks/results/gpu_models/result.json.
+python benchmarks/gpu_models.py

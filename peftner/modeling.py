@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from peftner.architectures import prepare_tokenizer
 from peftner.errors import PeftnerError
 
 
@@ -47,15 +48,19 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
                            "this model only has a slow one")
     if len(tokenizer) <= len(tokenizer.all_special_tokens):
         raise PeftnerError(f"{name}: the tokenizer has an empty vocabulary")
+    prepare_tokenizer(tokenizer)  # decoders: a padding token; byte-level BPE: a space before each word
     if tokenizer.pad_token_id is None:
-        raise PeftnerError(f"{name}: the tokenizer defines no padding token")
+        raise PeftnerError(f"{name}: the tokenizer defines no padding token (nor an end-of-text token to pad with)")
     return tokenizer
 
 
-def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = False, **kwargs):
+def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = False, complete: bool = False,
+                          **kwargs):
     """``AutoModelForTokenClassification`` with a fresh head for ``id2label``; safetensors only.
 
     Pickle checkpoints (``pytorch_model.bin``) are refused: unpickling can run arbitrary code.
+    ``complete``: the directory is a trained token classifier, so every weight must come from it
+    (transformers would fill missing ones, the head included, with fresh random values and only warn).
     """
     from transformers import AutoModelForTokenClassification
 
@@ -68,28 +73,32 @@ def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = F
         raise PeftnerError(f"{name}: no .safetensors weights{found}; peftner loads weights only from "
                            "safetensors, never from pickle files (convert them with a trusted tool first)")
     try:
-        model = AutoModelForTokenClassification.from_pretrained(
+        model, info = AutoModelForTokenClassification.from_pretrained(
             name, num_labels=len(id2label), id2label=dict(id2label), label2id=label2id,
-            use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs)
+            use_safetensors=True, trust_remote_code=trust_remote_code, output_loading_info=True, **kwargs)
     except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: weights of the wrong shapes
         raise PeftnerError(f"{name}: could not load the model: {str(err).strip().splitlines()[0]}") from None
-    keep_unpacked_4bit_layout(model)
-    return model
+    missing = sorted(k for k in info.get("missing_keys") or () if not k.endswith("position_ids"))
+    if complete and (missing or info.get("mismatched_keys")):
+        what = f"lacks the weights {missing[0]}" if missing else \
+            f"has weights of the wrong shape ({sorted(info['mismatched_keys'])[0]})"
+        raise PeftnerError(f"{name}: the model {what}; the directory is incomplete or was written for another "
+                           "label set")
+    return same_4bit_numerics_on_every_cpu(model)
 
 
-def keep_unpacked_4bit_layout(model):
-    """Keep bitsandbytes off its CPU inference layout for 4-bit layers it cannot repack.
+def same_4bit_numerics_on_every_cpu(model):
+    """Keep bitsandbytes' 4-bit layers on the one CPU path that trains, evaluates and reloads alike.
 
-    On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks a ``Linear4bit`` at its first evaluation
-    forward and fails (a reshape error) when ``in_features`` is not a multiple of the quantization
-    block size (64), as in small test models; those layers keep the layout they train with.
+    On CPUs with AVX512-BF16 (not on others) bitsandbytes 0.50 repacks a 4-bit weight in eval mode for a
+    faster kernel with bfloat16 scales: dev/test scores then depend on the processor, and layers whose
+    input size is below the quantization block size (64) crash in that repacking. Turning it off keeps
+    the scored predictions identical to training-time numerics on every machine.
     """
     for module in model.modules():
-        state = getattr(getattr(module, "weight", None), "quant_state", None)
-        blocksize = getattr(state, "blocksize", None)
-        if (getattr(module, "support_avx512bf16_for_cpu", False) and blocksize
-                and getattr(module, "in_features", 0) % blocksize):
+        if hasattr(module, "support_avx512bf16_for_cpu"):
             module.support_avx512bf16_for_cpu = False
+    return model
 
 
 def window_length(tokenizer, model, requested: int | None = None) -> int:

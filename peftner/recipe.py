@@ -1,4 +1,5 @@
-"""One run, end to end: :func:`run` is five named stages — :func:`load_data` → :func:`build_model` →
+"""One run, end to end: :func:`run` is :func:`check_architecture` (on the model config alone, before
+any data is read) and five named stages — :func:`load_data` → :func:`build_model` →
 ``train`` (:mod:`peftner.training.loop`) → :func:`score_test` → :func:`save_run` (adapter directory,
 metrics.json, summary).
 
@@ -60,6 +61,20 @@ class Built:
     total: int
 
 
+def check_architecture(method: Method, method_config, cfg: TrainConfig):
+    """Stage 0: the method's architecture defaults and refusals, from the model's config alone.
+
+    Returns ``(facts, method_config)`` with the defaults filled in (``target_modules`` etc.), so the
+    refusal of a method that cannot apply comes before any data is read. Continued training from
+    ``--init-adapter`` without ``--model`` is checked when the model is built.
+    """
+    from peftner.architectures import preflight
+
+    if cfg.init_adapter and not cfg.model:
+        return None, method_config
+    return preflight(method, method_config, cfg.model or default_model(), cfg.trust_remote_code, cfg.bidirectional)
+
+
 def load_data(method: Method, cfg: TrainConfig) -> Data:
     """Stage 1: read and check the three splits; the schema gives the head its labels."""
     from peftner.data import load_corpus
@@ -77,8 +92,9 @@ def load_data(method: Method, cfg: TrainConfig) -> Data:
     return Data(corpus, schema, init, model_name, Scorer(schema.id2label, schema.metric, f1_scheme))
 
 
-def build_model(method: Method, method_config, cfg: TrainConfig, data: Data, accelerator) -> Built:
+def build_model(method: Method, method_config, cfg: TrainConfig, data: Data, accelerator, facts=None) -> Built:
     """Stage 2: load the backbone with a fresh head, apply the method, encode the splits for it."""
+    from peftner.architectures import make_bidirectional, never_quantize_head
     from peftner.data import encode_sentences
     from peftner.data.alignment import window_budget
     from peftner.modeling import load_token_classifier, load_tokenizer, window_length
@@ -91,7 +107,10 @@ def build_model(method: Method, method_config, cfg: TrainConfig, data: Data, acc
     if "quantization_config" in load_kwargs and accelerator.device.type == "cuda":
         # Quantized weights cannot be moved after loading: place them on this process's GPU.
         load_kwargs.setdefault("device_map", {"": accelerator.device})
-    model = load_token_classifier(data.model_name, data.schema.id2label, cfg.trust_remote_code, **load_kwargs)
+    model = load_token_classifier(data.model_name, data.schema.id2label, cfg.trust_remote_code,
+                                  **never_quantize_head(load_kwargs, facts))
+    if cfg.bidirectional and make_bidirectional(model) == 0:
+        raise PeftnerError(f"--bidirectional: this {model.config.model_type} model has no causal attention to lift")
     model = method.apply(model, method_config)
     max_length = window_length(tokenizer, model, cfg.max_length)  # what Tagger recomputes on reload
     if data.init:
@@ -195,8 +214,9 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
                               gradient_accumulation_steps=cfg.gradient_accumulation_steps)
     set_seed(cfg.seed)
 
+    facts, method_config = check_architecture(method, method_config, cfg)
     data = load_data(method, cfg)
-    built = build_model(method, method_config, cfg, data, accelerator)
+    built = build_model(method, method_config, cfg, data, accelerator, facts)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     model, result = train(built.model, accelerator, built.train_features, built.dev_set, data.scorer, cfg,

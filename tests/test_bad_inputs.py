@@ -96,6 +96,15 @@ def _wrong_shape(state):
     state[key] = torch.zeros(state[key].shape[0] + 2, state[key].shape[1])
 
 
+def _full_without_head(d, monkeypatch, fx):
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(fx["full"], d / "model")
+    state = load_file(d / "model" / "model.safetensors")
+    del state["classifier.weight"]
+    save_file(state, d / "model" / "model.safetensors", metadata={"format": "pt"})
+
+
 def _truncate(directory):
     path = directory / "adapter_model.safetensors"
     path.write_bytes(path.read_bytes()[:-100])
@@ -332,6 +341,10 @@ CASES = [
          "{d}/adapter: the adapter does not fit the base model {model} (a different base?): size mismatch for "
          "base_model.model.classifier.modules_to_save.default.weight: copying a param with shape torch.Size([5, 32]) from checkpoint, the shape in current model "
          "is torch.Size([3, 32]).", "predict", IN_TXT, _adapter_copy(_edit_weights(_wrong_shape)), model_loads=True),
+    Case("predict-full-incomplete", "a fully fine-tuned model directory lacking its head's weight",
+         ["predict", "--adapter", "{d}/model", "--input", "{d}/in.txt"],
+         "{d}/model: the model lacks the weights classifier.weight; the directory is incomplete or was written "
+         "for another label set", "predict", IN_TXT, _full_without_head, model_loads=True),
     Case("predict-config-missing", "adapter without `config.json`", ["predict", "--adapter", "{d}/adapter", "--input", "{d}/in.txt"],
          "{d}/adapter: config.json with the label maps is missing", "predict", IN_TXT,
          _adapter_copy(lambda a: (a / "config.json").unlink())),
@@ -398,10 +411,13 @@ def fixtures(tmp_path_factory, tiny_model):
     main("lora", ["--model", str(tiny_model), "--train-file", str(train), "--validation-file", str(train),
                   "--test-file", str(train), "--output-dir", str(root / "run"), "--epochs", "1",
                   "--keep-checkpoints", "0"])
+    main("full", ["--model", str(tiny_model), "--train-file", str(train), "--validation-file", str(train),
+                  "--test-file", str(train), "--output-dir", str(root / "full"), "--epochs", "1",
+                  "--keep-checkpoints", "0"])
     adapter = root / "run" / "adapter"
     with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as handle:
         keys = sorted(handle.keys())
-    return {"train": train, "model": tiny_model, "adapter": adapter, "nan_key": keys[0],
+    return {"train": train, "model": tiny_model, "adapter": adapter, "full": root / "full" / "adapter", "nan_key": keys[0],
             "head_key": sorted(k for k in keys if "classifier" in k)[0]}
 
 

@@ -181,7 +181,7 @@ def test_peft_config_file_errors(tmp_path, tiny_model):
 def test_recipe_user_errors_are_one_line(memorisable_files, tiny_model, tmp_path, capsys):
     for name, extra, message in [
             ("peft", [], "peftner: error: the peft method needs --peft-config FILE.json"),
-            ("ia3", ["--feedforward-modules", "query"], "peftner: error: ia3: `feedforward_modules` should be a subset"),
+            ("ia3", ["--feedforward-modules", "query"], "peftner: error: ia3: --feedforward-modules query must also be in --target-modules"),
             ("qlora", ["--compute-dtype", "int3"], "peftner: error: --compute-dtype must be one of")]:
         with pytest.raises(SystemExit) as exit_info:
             main(name, memorise_argv(memorisable_files, tiny_model, tmp_path / name, "--epochs", 1, *extra))
@@ -206,7 +206,6 @@ from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModelForTokenClassification
 from peftner.config import parse_args
 from peftner.methods import get_method
-from peftner.modeling import keep_unpacked_4bit_layout
 
 base_model, jobs, input_ids = sys.argv[1], json.loads(sys.argv[2]), torch.tensor(json.loads(sys.argv[3]))
 for name, (adapter, argv, out) in jobs.items():
@@ -217,10 +216,13 @@ for name, (adapter, argv, out) in jobs.items():
         kwargs = method.load_kwargs(method_config) if method.load_kwargs else {}
         base = AutoModelForTokenClassification.from_pretrained(
             base_model, config=AutoConfig.from_pretrained(adapter), use_safetensors=True, **kwargs)
-        keep_unpacked_4bit_layout(base)  # bitsandbytes cannot repack the tiny 4-bit layers for CPU
         model = PeftModel.from_pretrained(base, adapter)
     else:
         model = AutoModelForTokenClassification.from_pretrained(adapter, use_safetensors=True)
+    # As peftner's loader does: on AVX512-BF16 CPUs bitsandbytes would otherwise repack 4-bit weights for
+    # eval (other numerics; a crash below its 64-wide blocks, as in this tiny model).
+    from peftner.modeling import same_4bit_numerics_on_every_cpu
+    same_4bit_numerics_on_every_cpu(model)
     model.eval()
     with torch.no_grad():
         logits = model(input_ids=input_ids.to(model.device)).logits

@@ -5,6 +5,7 @@ Complements the table of refused inputs in test_bad_inputs.py.
 
 import errno
 import json
+import os
 import re
 import subprocess
 import sys
@@ -208,6 +209,41 @@ def test_predict_output_is_whole_or_absent_and_strict_json(adapter, tmp_path, mo
                                                "(non-finite weights, or an overflow in reduced precision)")
     assert out.read_text(encoding="utf-8") == good  # the earlier output is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.jsonl"]  # no temporary left
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files without permission")
+def test_unreadable_data_file_as_a_user_would_meet_it(tmp_path, tiny_model, capsys):
+    """The table simulates EACCES (tests may run as root); here the operating system refuses."""
+    locked = write_conll(tmp_path / "locked.conll", memorisable_sentences(4))
+    locked.chmod(0)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main("lora", memorise_argv(three(locked), tiny_model, tmp_path / "o", "--epochs", 1))
+    finally:
+        locked.chmod(0o644)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
+        f"peftner: error: {locked}: cannot be read (permission denied)"
+
+
+def test_read_only_output_is_one_line_and_keeps_the_earlier_file(adapter, tmp_path, monkeypatch, capsys):
+    import os
+
+    texts = tmp_path / "in.txt"
+    texts.write_text("Alice lives in Paris\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    out.write_text("earlier\n", encoding="utf-8")
+
+    def read_only(src, dst):
+        raise OSError(errno.EROFS, "Read-only file system", str(dst))
+
+    monkeypatch.setattr(os, "replace", read_only)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["predict", "--adapter", str(adapter), "--input", str(texts), "--output", str(out)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == f"peftner: error: {out}: cannot write (read-only file system)"
+    assert out.read_text(encoding="utf-8") == "earlier\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.jsonl"]
 
 
 def test_entry_points_exit_2_with_one_line_and_no_traceback(tmp_path, adapter):

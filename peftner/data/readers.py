@@ -93,9 +93,10 @@ def split_columns(line: str) -> list[str]:
 def read_conll(path: str | Path) -> list[Sentence]:
     """Read a CoNLL/IOB column file: token in the first column, tag in the last.
 
-    Columns are split on tabs when the line has one, else on whitespace; every token line of the
-    file must have the same number of columns. Blank or whitespace-only lines separate sentences;
-    ``-DOCSTART-`` lines are skipped.
+    Columns are split on tabs when the line has one, else on runs of ASCII blanks (see
+    :func:`split_columns`: other whitespace characters are tokens); every token line of the file
+    must have the same number of columns. Lines blank in ASCII separate sentences; ``-DOCSTART-``
+    lines are skipped. Line endings and BOMs: :func:`decode_lines`.
     """
     path = Path(path)
     sentences: list[Sentence] = []

@@ -28,9 +28,20 @@ def apply_adapter(model, config: AdapterMethodConfig):
     from peftner.tuners import get_peft_model
     from peftner.tuners.adapter import BottleneckConfig
 
+    from peftner.architectures import adapter_targets, facts_of
+
+    targets = adapter_targets(facts_of(model), config.variant)
     return get_peft_model(model, lambda: BottleneckConfig(
         task_type=TaskType.TOKEN_CLS, variant=config.variant, reduction_factor=config.reduction_factor,
-        non_linearity=config.non_linearity, modules_to_save=head_module_names(model)), "adapter")
+        non_linearity=config.non_linearity, modules_to_save=head_module_names(model),
+        target_modules=targets), "adapter")
+
+
+def adapter_for_model(config: AdapterMethodConfig, facts):
+    from peftner.architectures import adapter_targets
+
+    adapter_targets(facts, config.variant)  # refuses architectures whose output projections are unknown
+    return config
 
 
 ADAPTER = Method(
@@ -38,4 +49,5 @@ ADAPTER = Method(
     summary="bottleneck adapters (Houlsby or Pfeiffer placement) in every layer, head trained",
     config_cls=AdapterMethodConfig,
     apply=apply_adapter,
+    for_model=adapter_for_model,
 )

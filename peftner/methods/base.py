@@ -20,7 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
-HEAD_NAMES = ("classifier",)
+# Never quantized by default (bitsandbytes skip list) even where the model is not inspected first:
+# the head names of BERT-style models and GPT-2, LLaMA-style decoders, and ModernBERT's head block.
+HEAD_NAMES = ("classifier", "score", "head")
 
 
 @dataclass
@@ -51,6 +53,9 @@ class Method:
     # Non-PEFT methods that train a few tensors of the model (head, BitFit) save only those
     # (peftner.reuse.partial) instead of the whole model.
     saves_trained_only: bool = False
+    # ``for_model(config, facts) -> config``: fill the architecture defaults (None knobs) and refuse,
+    # in one line, what cannot apply (peftner.architectures); run on the config before data loads.
+    for_model: Callable[[Any, Any], Any] | None = None
 
     @property
     def train_defaults(self) -> dict:
@@ -62,11 +67,18 @@ class Method:
 
 
 def head_module_names(model) -> list[str]:
-    """Names of the classification head modules (``classifier`` for BERT-style models)."""
-    names = [n for n, _ in model.named_children() if n in HEAD_NAMES]
-    if not names:
-        raise ValueError(f"{type(model).__name__} has no classifier head named one of {HEAD_NAMES}")
-    return names
+    """Names of the token-classification head modules, whatever they are called (see
+    :func:`peftner.architectures.head_names`)."""
+    from peftner.architectures import head_names
+
+    return head_names(model)
+
+
+def resolved(method: Method, model, config):
+    """``config`` with the architecture defaults of ``model`` filled in (``Method.for_model``)."""
+    from peftner.architectures import facts_of
+
+    return method.for_model(config, facts_of(model)) if method.for_model else config
 
 
 def head_prefixes(model) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_prefixes
+from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_prefixes, resolved
 
 
 @dataclass
@@ -16,7 +16,15 @@ class BitFitConfig(MethodConfig):
     train_defaults: ClassVar[dict] = {"learning_rate": 1e-3}
 
 
+def bitfit_for_model(config: BitFitConfig, facts):
+    from peftner.architectures import check_bitfit
+
+    check_bitfit(facts)  # a backbone without biases would leave a linear probe, silently
+    return config
+
+
 def apply_bitfit(model, config: BitFitConfig):
+    resolved(BITFIT, model, config)
     heads = head_prefixes(model)
     return freeze_all_but(model, lambda name: name.startswith(heads) or name.endswith(".bias"))
 
@@ -28,4 +36,5 @@ BITFIT = Method(
     apply=apply_bitfit,
     is_peft=False,
     saves_trained_only=True,
+    for_model=bitfit_for_model,
 )

@@ -19,7 +19,7 @@ class FullConfig(MethodConfig):
 
 
 def _layer_index(name: str) -> int | None:
-    match = re.search(r"\.layers?\.(\d+)\.", name)
+    match = re.search(r"\.(?:layers?|h|blocks)\.(\d+)\.", name)  # BERT/LLaMA/ModernBERT, GPT-2, ...
     return int(match.group(1)) if match else None
 
 

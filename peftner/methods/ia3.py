@@ -2,33 +2,47 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from peftner.methods.base import Method, MethodConfig, head_module_names
+from peftner.methods.base import Method, MethodConfig, head_module_names, resolved
 
 
 @dataclass
 class IA3MethodConfig(MethodConfig):
-    # Names match module-name suffixes (PEFT's rule). In BERT ``output.dense`` is the feed-forward down
-    # projection but also the suffix of ``attention.output.dense``, which the paper does not scale:
-    # it is excluded by name.
-    target_modules: list[str] = field(default_factory=lambda: ["key", "value", "output.dense"],
-                                      metadata={"help": "module-name suffixes to rescale"})
+    # Names match module-name suffixes (PEFT's rule); None resolves them per architecture
+    # (peftner.architectures). For BERT: key, value, output.dense. There ``output.dense`` is the
+    # feed-forward down projection but also the suffix of ``attention.output.dense``, which the paper
+    # does not scale: it is excluded by name.
+    target_modules: list[str] | None = field(default=None, metadata={
+        "help": "module-name suffixes to rescale (unset: the architecture's keys, values and "
+                "feed-forward down-projection, docs/models.md)"})
     # Feed-forward targets are scaled on their input (the intermediate activation, size d_ff), the
     # others on their output (size d): l_k, l_v and l_ff of the paper.
-    feedforward_modules: list[str] = field(default_factory=lambda: ["output.dense"], metadata={
-        "help": "targets rescaled on their input (feed-forward down-projection)"})
-    exclude_modules: list[str] = field(default_factory=lambda: ["attention.output.dense"],
-                                       metadata={"help": "module-name suffixes never adapted"})
+    feedforward_modules: list[str] | None = field(default=None, metadata={
+        "help": "targets rescaled on their input (unset: the architecture's feed-forward down-projection)"})
+    exclude_modules: list[str] | None = field(default=None, metadata={
+        "help": "module-name suffixes never adapted (unset: per architecture, e.g. BERT's attention.output.dense)"})
     # (IA)^3 vectors start at 1 and need large steps: Liu et al. train them at 3e-3.
     train_defaults: ClassVar[dict] = {"learning_rate": 3e-3}
+
+
+def ia3_for_model(config: IA3MethodConfig, facts):
+    from peftner.architectures import ia3_modules
+
+    targets, feedforward, exclude = ia3_modules(facts, config.target_modules, config.feedforward_modules,
+                                                config.exclude_modules)
+    return dataclasses.replace(config, target_modules=targets, feedforward_modules=feedforward,
+                               exclude_modules=exclude)
 
 
 def apply_ia3(model, config: IA3MethodConfig):
     from peft import IA3Config, TaskType
 
     from peftner.tuners import get_peft_model
+
+    config = resolved(IA3, model, config)
 
     # PEFT checks the options (e.g. feed-forward modules that are not targets) when the config is built.
     return get_peft_model(model, lambda: IA3Config(
@@ -42,4 +56,5 @@ IA3 = Method(
     summary="(IA)^3 rescaling vectors on keys, values and feed-forward activations, head trained",
     config_cls=IA3MethodConfig,
     apply=apply_ia3,
+    for_model=ia3_for_model,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from peftner.methods.base import Method
-from peftner.methods.lora import LoraMethodConfig, apply_kbit_lora, bitsandbytes_config
+from peftner.methods.lora import LoraMethodConfig, apply_kbit_lora, bitsandbytes_config, lora_for_model
 
 
 @dataclass
@@ -24,5 +24,6 @@ INT8_LORA = Method(
     summary="LoRA on an 8-bit (LLM.int8) quantized backbone, head in full precision",
     config_cls=Int8LoraConfig,
     apply=apply_kbit_lora,
+    for_model=lora_for_model,
     load_kwargs=int8_load_kwargs,
 )

@@ -8,12 +8,13 @@ train. LoRA is then applied exactly as for the ``lora`` method.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from peftner.errors import PeftnerError
-from peftner.methods.base import HEAD_NAMES, Method, MethodConfig, head_module_names
+from peftner.methods.base import HEAD_NAMES, Method, MethodConfig, head_module_names, resolved
 
 
 @dataclass
@@ -21,12 +22,21 @@ class LoraMethodConfig(MethodConfig):
     r: int = field(default=8, metadata={"min": 1, "help": "rank of the update B·A"})
     lora_alpha: int = field(default=16, metadata={"min": 1, "help": "scaling: the update is multiplied by lora_alpha / r"})
     lora_dropout: float = field(default=0.1, metadata={"min": 0, "below": 1, "help": "dropout on the input of the update"})
-    # Hu et al. adapt the attention query and value projections.
-    target_modules: list[str] = field(default_factory=lambda: ["query", "value"],
-                                      metadata={"help": "module-name suffixes that get an update"})
+    # Hu et al. adapt the attention query and value projections: None resolves them per architecture
+    # (BERT: query,value; LLaMA: q_proj,v_proj; GPT-2: c_attn; docs/models.md); "all-linear": every
+    # linear layer of the backbone.
+    target_modules: list[str] | None = field(default=None, metadata={
+        "help": "module-name suffixes that get an update, or all-linear "
+                "(unset: the architecture's query/value projections, docs/models.md)"})
     # Hu et al. tune RoBERTa-base on GLUE at 4e-4..5e-4; peftner's 5-epoch runs (README sample,
     # benchmark tables) use 1e-3.
     train_defaults: ClassVar[dict] = {"learning_rate": 1e-3}
+
+
+def lora_for_model(config: LoraMethodConfig, facts):
+    from peftner.architectures import lora_targets
+
+    return dataclasses.replace(config, target_modules=lora_targets(facts, config.target_modules))
 
 
 def apply_lora(model, config: LoraMethodConfig):
@@ -34,9 +44,12 @@ def apply_lora(model, config: LoraMethodConfig):
 
     from peftner.tuners import get_peft_model
 
+    config = resolved(LORA, model, config)
+    targets = config.target_modules  # suffixes, or one regex for all-linear
     return get_peft_model(model, lambda: LoraConfig(
         task_type=TaskType.TOKEN_CLS, r=config.r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        target_modules=list(config.target_modules), modules_to_save=head_module_names(model)), "lora")
+        target_modules=targets if isinstance(targets, str) else list(targets),
+        modules_to_save=head_module_names(model)), "lora")
 
 
 LORA = Method(
@@ -44,6 +57,7 @@ LORA = Method(
     summary="LoRA low-rank updates on attention query/value, head trained",
     config_cls=LoraMethodConfig,
     apply=apply_lora,
+    for_model=lora_for_model,
 )
 
 
@@ -73,7 +87,22 @@ def prepare_kbit_model(model):
 
     # LLM.int8 casts fp32 activations to fp16 for the int8 matmul and logs it on every call.
     logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
-    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return prepare_model_for_kbit_training(unpacked_4bit_on_cpu(model), use_gradient_checkpointing=False)
+
+
+def unpacked_4bit_on_cpu(model):
+    """Keep bitsandbytes' 4-bit CPU layers in their trainable weight layout.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks a 4-bit weight for a faster kernel the first
+    time the layer runs in eval mode and never unpacks it: training after a dev evaluation then fails
+    ("a view of a leaf Variable ... in-place"), and layers narrower than its block (tiny models, a
+    LLaMA value projection with few key/value heads) fail outright. Training and evaluation use the
+    standard layout, so the scored model is the one that trained.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+    return model
 
 
 def apply_kbit_lora(model, config: LoraMethodConfig):

@@ -30,10 +30,15 @@ def apply_prompt(model, config: PromptMethodConfig):
     from peftner.tuners import get_peft_model
     from peftner.tuners.prompt import PromptTokenClassifier
 
+    from peftner.architectures import facts_of
+
+    facts = facts_of(model)  # the width PEFT would look for under config names DistilBERT does not use
+
     def make_config():
         peft_config = PromptTuningConfig(
             task_type=TaskType.TOKEN_CLS, num_virtual_tokens=config.num_virtual_tokens,
-            prompt_tuning_init=config.prompt_init.upper(), modules_to_save=head_module_names(model))
+            prompt_tuning_init=config.prompt_init.upper(), modules_to_save=head_module_names(model),
+            token_dim=facts.token_dim, num_layers=facts.num_layers, num_attention_heads=facts.num_heads)
         # What get_peft_model records, for a model class it does not know.
         peft_config.base_model_name_or_path = model.__dict__.get("name_or_path") or None
         return peft_config

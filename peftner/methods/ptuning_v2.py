@@ -27,10 +27,21 @@ def apply_ptuning_v2(model, config: PtuningV2MethodConfig):
     from peftner.tuners import get_peft_model
     from peftner.tuners.ptuning_v2 import PtuningV2Config
 
+    from peftner.architectures import facts_of, ptuning_v2_attention
+
+    targets = ptuning_v2_attention(facts_of(model), model)  # None: the BERT-family default
     return get_peft_model(model, lambda: PtuningV2Config(
         task_type=TaskType.TOKEN_CLS, num_virtual_tokens=config.num_virtual_tokens,
         prefix_projection=config.prefix_projection, encoder_hidden_size=config.encoder_hidden_size,
-        prefix_dropout=config.prefix_dropout, modules_to_save=head_module_names(model)), "ptuning_v2")
+        prefix_dropout=config.prefix_dropout, modules_to_save=head_module_names(model),
+        target_modules=targets), "ptuning_v2")
+
+
+def ptuning_v2_for_model(config: PtuningV2MethodConfig, facts):
+    from peftner.architectures import ptuning_v2_mode
+
+    ptuning_v2_mode(facts)  # refuses attention whose keys/values cannot be reached
+    return config
 
 
 PTUNING_V2 = Method(
@@ -38,4 +49,5 @@ PTUNING_V2 = Method(
     summary="P-tuning v2: trained key/value prefixes in every attention layer, head trained",
     config_cls=PtuningV2MethodConfig,
     apply=apply_ptuning_v2,
+    for_model=ptuning_v2_for_model,
 )

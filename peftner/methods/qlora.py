@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from peftner.errors import require
 from peftner.methods.base import Method
-from peftner.methods.lora import LoraMethodConfig, apply_kbit_lora, bitsandbytes_config
+from peftner.methods.lora import LoraMethodConfig, apply_kbit_lora, bitsandbytes_config, lora_for_model
 
 COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 
@@ -43,5 +43,6 @@ QLORA = Method(
     summary="LoRA on a 4-bit NF4 double-quantized backbone (QLoRA), head in full precision",
     config_cls=QLoraConfig,
     apply=apply_kbit_lora,
+    for_model=lora_for_model,
     load_kwargs=qlora_load_kwargs,
 )

@@ -66,8 +66,11 @@ def predict(args) -> int:
     tagger = Tagger.from_pretrained(args.adapter, base_model=args.base_model, device=str(device),
                                     full_precision=args.full_precision)
     predictions = tagger.predict(items, batch_size=args.batch_size, aggregation=args.aggregation)
-    if args.output_format == "jsonl":  # strict JSON: a NaN would raise here instead of printing `NaN`
-        text = "".join(json.dumps(p.to_dict(), ensure_ascii=False, allow_nan=False) + "\n" for p in predictions)
+    if args.output_format == "jsonl":  # strict JSON: never a bare `NaN` (Tagger refuses non-finite scores first)
+        try:
+            text = "".join(json.dumps(p.to_dict(), ensure_ascii=False, allow_nan=False) + "\n" for p in predictions)
+        except ValueError:
+            raise PeftnerError(f"{args.adapter}: a score is not a finite number; nothing was written") from None
     else:
         text = "".join("".join(f"{t}\t{g}\n" for t, g in zip(p.tokens, p.tags)) + "\n" for p in predictions)
     if args.output == "-":

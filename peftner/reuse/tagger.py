@@ -111,6 +111,7 @@ class Tagger:
         size; see :mod:`peftner.reuse.precision`); ``full_precision=True`` loads it unquantized in
         float32 instead. ``max_length`` overrides the recorded window length.
         """
+        from peftner.architectures import restore_bidirectional
         from peftner.modeling import load_token_classifier, load_tokenizer
         from peftner.reuse.precision import backbone_load_kwargs
 
@@ -118,7 +119,8 @@ class Tagger:
         device = resolve_device(device, "device")
         load_kwargs = backbone_load_kwargs(info.metadata, device, full_precision)
         if info.kind == "full":
-            model = load_token_classifier(str(info.path), info.id2label, trust_remote_code)
+            model = load_token_classifier(str(info.path), info.id2label, trust_remote_code, complete=True)
+            restore_bidirectional(model, info.path)
             tokenizer = load_tokenizer(str(info.path), trust_remote_code)
             base_name, name = None, None
         else:
@@ -130,6 +132,7 @@ class Tagger:
                 from peftner.methods.lora import prepare_kbit_model
 
                 base = prepare_kbit_model(base)  # as in training: non-quantized leftovers in float32
+            restore_bidirectional(base, info.path)  # a --bidirectional run: attention without the causal mask
             check_same_base(info.fingerprint, base, info.path, base_name)
             if info.kind == "trained":
                 from peftner.reuse.partial import load_trained

@@ -20,6 +20,15 @@ ACTIVATIONS = {"relu": nn.functional.relu, "gelu": nn.functional.gelu, "swish": 
                "tanh": torch.tanh}
 
 
+def output_features(base: nn.Module) -> int:
+    """Output width of a linear projection: ``nn.Linear`` or GPT-2's ``Conv1D`` (weight stored transposed)."""
+    if isinstance(base, nn.Linear):
+        return base.out_features
+    if type(base).__name__ == "Conv1D" and hasattr(base, "nf"):
+        return base.nf
+    raise TypeError(f"bottleneck adapters wrap linear output projections, got {type(base).__name__}")
+
+
 class BottleneckLayer(BaseTunerLayer):
     adapter_layer_names = ("bottleneck_down", "bottleneck_up")
     other_param_names = ("bottleneck_non_linearity",)
@@ -31,10 +40,7 @@ class BottleneckLayer(BaseTunerLayer):
         self.bottleneck_non_linearity: dict[str, str] = {}
         self._disable_adapters = False
         self.merged_adapters = []
-        base = self.get_base_layer()
-        if not isinstance(base, nn.Linear):
-            raise TypeError(f"bottleneck adapters wrap nn.Linear output projections, got {type(base).__name__}")
-        self.features = base.out_features
+        self.features = output_features(self.get_base_layer())
 
     def update_layer(self, adapter_name: str, config: BottleneckConfig, **kwargs) -> None:
         bottleneck = max(1, self.features // config.reduction_factor)

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
 
 from peftner.tuners.registry import register
 
 from .config import BottleneckConfig
-from .layer import BottleneckLayer, Linear
-
-# (attention output projection, feed-forward output projection) per model type, as regexes on
-# module names; BERT's names are shared by RoBERTa, XLM-R, ELECTRA, CamemBERT, DeBERTa, ...
-_BERT_LIKE = (r".*\.layer\.\d+\.attention\.output\.dense", r".*\.layer\.\d+\.output\.dense")
-OUTPUT_PROJECTIONS = {
-    "distilbert": (r".*\.layer\.\d+\.attention\.out_lin", r".*\.layer\.\d+\.ffn\.lin2"),
-}
-
+from .layer import BottleneckLayer, Linear, output_features
 
 def default_target_modules(model_type: str | None, variant: str) -> str:
-    """Regex of the projections an adapter follows: Houlsby both sub-layers, Pfeiffer feed-forward only."""
-    attention, feed_forward = OUTPUT_PROJECTIONS.get(model_type, _BERT_LIKE)
-    return feed_forward if variant == "pfeiffer" else f"(?:{attention})|(?:{feed_forward})"
+    """Regex of the projections an adapter follows: Houlsby both sub-layers, Pfeiffer feed-forward only.
+
+    The names per architecture are :mod:`peftner.architectures`'s layouts (BERT's for unknown types,
+    as before: RoBERTa, XLM-R, ELECTRA, DeBERTa share them).
+    """
+    from peftner.architectures import BERT, LAYOUTS, adapter_regex
+
+    layout = LAYOUTS.get(model_type, BERT)
+    return adapter_regex(layout if layout.adapter_feedforward else BERT, variant)
 
 
 class BottleneckModel(BaseTuner):
@@ -43,9 +39,10 @@ class BottleneckModel(BaseTuner):
             target.update_layer(adapter_name, peft_config)
             return
         base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
-        if not isinstance(base, nn.Linear):
-            raise ValueError(f"{current_key}: bottleneck adapters need an nn.Linear output projection, "
-                             f"got {type(base).__name__}")
+        try:
+            output_features(base)
+        except TypeError as err:
+            raise ValueError(f"{current_key}: {err}") from None
         new_module = Linear(target, adapter_name, peft_config)
         if adapter_name not in self.active_adapters:
             new_module.requires_grad_(False)  # an added, inactive adapter does not train

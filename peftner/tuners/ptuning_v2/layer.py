@@ -49,7 +49,8 @@ class PtuningV2Layer(BaseTunerLayer):
     adapter_layer_names = ("ptuning_v2_prefix", "ptuning_v2_encoder")
     other_param_names = ("ptuning_v2_dropout",)
 
-    def __init__(self, base_layer: nn.Module, **kwargs) -> None:
+    def __init__(self, base_layer: nn.Module, shape: tuple[int, int, int] | None = None, **kwargs) -> None:
+        """``shape``: (key/value heads, head size, hidden width); None reads a BERT-style self-attention."""
         self.base_layer = base_layer
         self.ptuning_v2_prefix = nn.ParameterDict({})
         self.ptuning_v2_encoder = nn.ModuleDict({})
@@ -57,15 +58,17 @@ class PtuningV2Layer(BaseTunerLayer):
         self._disable_adapters = False
         self.merged_adapters = []
         base = self.get_base_layer()
-        if not supports_prefix(base):
-            raise TypeError(f"P-tuning v2 needs a BERT-style self-attention module, got {type(base).__name__}")
-        self.num_heads = base.key.out_features // base.attention_head_size
-        self.head_size = base.attention_head_size
+        if shape is None:
+            if not supports_prefix(base):
+                raise TypeError(f"P-tuning v2 needs a BERT-style self-attention module, got {type(base).__name__}")
+            shape = (base.key.out_features // base.attention_head_size, base.attention_head_size,
+                     base.key.in_features)
+        self.num_heads, self.head_size, self.width = shape
 
     def update_layer(self, adapter_name: str, config: PtuningV2Config, **kwargs) -> None:
         kv_size = 2 * self.num_heads * self.head_size  # keys and values of all heads
         if config.prefix_projection:
-            width = self.get_base_layer().key.in_features
+            width = self.width
             prefix = torch.randn(config.num_virtual_tokens, width)
             self.ptuning_v2_encoder[adapter_name] = nn.Sequential(
                 nn.Linear(width, config.encoder_hidden_size), nn.Tanh(),
@@ -76,7 +79,7 @@ class PtuningV2Layer(BaseTunerLayer):
             self.ptuning_v2_encoder[adapter_name] = nn.Identity()
         self.ptuning_v2_prefix[adapter_name] = nn.Parameter(prefix)
         self.ptuning_v2_dropout[adapter_name] = nn.Dropout(config.prefix_dropout)
-        self._move_adapter_to_device_of_base_layer(adapter_name, device=self.get_base_layer().key.weight.device)
+        self._move_adapter_to_device_of_base_layer(adapter_name, device=next(self.get_base_layer().parameters()).device)
         self.set_adapter(self.active_adapters, inference_mode=config.inference_mode)
 
     def prefix_key_values(self, adapter_name: str, batch_size: int, dtype: torch.dtype):

@@ -1,0 +1,30 @@
+"""The architecture x method support matrix: one definition for the test matrix and docs/models.md.
+
+Every cell either trains (and its adapter reloads to the same logits) or is refused in one line
+before any data is read; ``REFUSALS`` lists the refused cells with a fragment of their message.
+``tests/test_architectures.py`` checks every cell against this table on tiny random models of each
+architecture (:mod:`peftner.tiny`), and ``scripts/models_doc.py`` renders it into docs/models.md.
+"""
+
+from __future__ import annotations
+
+ARCHITECTURES = ("bert", "deberta-v2", "distilbert", "modernbert", "gpt2", "llama", "qwen2")
+METHODS = ("full", "head", "bitfit", "lora", "int8_lora", "qlora", "ia3", "prompt", "adapter", "ptuning_v2")
+
+# (architecture, method) -> fragment of the one-line refusal, and why the method cannot apply.
+REFUSALS = {
+    ("deberta-v2", "ptuning_v2"): ("disentangled attention",
+                                   "DeBERTa scores every key by its position relative to the query; a prefix has none"),
+    ("modernbert", "bitfit"): ("no bias terms", "ModernBERT has no biases (only the head would train)"),
+    ("llama", "bitfit"): ("no bias terms", "LLaMA has no biases (only the head would train)"),
+}
+
+
+def expected(architecture: str, method: str) -> str | None:
+    """The refusal fragment of a cell, or None when it trains."""
+    refusal = REFUSALS.get((architecture, method))
+    return refusal[0] if refusal else None
+
+
+def cells():
+    return [(a, m) for a in ARCHITECTURES for m in METHODS]

@@ -1,0 +1,160 @@
+"""Architecture x method matrix on tiny random models of each architecture (peftner.support).
+
+Every cell runs the real recipe (``recipe.main``) with no method flags: it either trains (trainable
+parameters equal an independent formula, the training loss falls, and the adapter reloaded through
+``Tagger`` gives the trained model's logits) or is refused in one line before any data is read (the
+data files of a refused cell do not exist, so a later refusal would be a file error instead).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from conftest import memorise_argv
+from peftner import support
+from peftner.methods import METHODS
+from peftner.recipe import main
+from peftner.tiny import SPECS, build_checkpoint
+
+EPOCHS = 3
+LABELS = ["B-LOC", "B-PER", "O"]
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("architectures")
+    return {name: build_checkpoint(name, root / name) for name in SPECS}
+
+
+def sizes(model_dir) -> dict:
+    """d, L, F, heads, key/value heads and head size read from the saved config."""
+    from transformers import AutoConfig
+
+    c = AutoConfig.from_pretrained(model_dir)
+    d = getattr(c, "hidden_size", None) or getattr(c, "dim", None) or c.n_embd
+    heads = getattr(c, "num_attention_heads", None) or getattr(c, "n_heads", None) or c.n_head
+    kv = getattr(c, "num_key_value_heads", None) or heads
+    head_dim = getattr(c, "head_dim", None) or d // heads
+    layers = getattr(c, "num_hidden_layers", None) or getattr(c, "n_layers", None) or c.n_layer
+    ff = getattr(c, "intermediate_size", None) or getattr(c, "hidden_dim", None) or c.n_inner
+    return dict(d=d, L=layers, F=ff, kv=kv * head_dim, model_type=c.model_type)
+
+
+def expected_trainable(arch: str, method: str, s: dict, total: int, C: int = len(LABELS)) -> int:
+    """Trainable parameters from the architecture's shapes (docs/methods.md, docs/models.md)."""
+    d, L, F, kv = s["d"], s["L"], s["F"], s["kv"]
+    head = d * C + C
+    if arch == "modernbert":  # its prediction head block (dense d x d, LayerNorm weight) trains too
+        head = d * C + C + d * d + d
+    decoder_qv = d + kv  # LLaMA/Qwen2: q_proj d -> d, v_proj d -> key/value heads x head size
+    r, n_prompt, n_prefix, m = 8, 20, 16, d // 16
+    lora_per_layer = {"modernbert": r * (d + 3 * d), "gpt2": r * (d + 3 * d),
+                      "llama": r * (2 * d + d + kv), "qwen2": r * (2 * d + d + kv)}.get(arch, r * 2 * 2 * d)
+    ia3_per_layer = {"modernbert": 3 * d + F, "gpt2": 3 * d + F, "llama": 2 * kv + F, "qwen2": 2 * kv + F}.get(
+        arch, 2 * d + F)
+    prefix_width = kv if arch in ("llama", "qwen2") else d
+    bias_per_layer = {"bert": 7 * d + F, "distilbert": 7 * d + F, "gpt2": 7 * d + F,
+                      "deberta-v2": 9 * d + F, "qwen2": d + 2 * kv}
+    bias_extra = {"bert": d, "distilbert": d, "gpt2": d, "deberta-v2": d, "qwen2": 0}  # embedding or final LayerNorm
+    return {
+        "full": total,
+        "head": head,
+        "bitfit": L * bias_per_layer.get(arch, 0) + bias_extra.get(arch, 0) + head,
+        "lora": L * lora_per_layer + head,
+        "int8_lora": L * lora_per_layer + head,
+        "qlora": L * lora_per_layer + head,
+        "ia3": L * ia3_per_layer + head,
+        "prompt": n_prompt * d + head,
+        "adapter": L * 2 * (2 * d * m + m + d) + head,
+        "ptuning_v2": 2 * L * n_prefix * prefix_width + head,
+    }[method]
+
+
+def _batch(tokenizer):
+    from peftner.data import encode_sentences
+    from peftner.data.collator import PaddingCollator
+
+    words = [["Alice", "lives", "in", "Paris"], ["Bob", "Carol", "visited", "the", "city", "Rome"]]
+    features = encode_sentences(words, None, tokenizer, {}, 64)
+    batch = PaddingCollator(tokenizer.pad_token_id)(features)
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+
+# Reloading quantized backbones in their trained precision and prompt adapters without their
+# virtual rows is issue #12's "exact reuse" part, landing separately: until then these cells train
+# but do not reload exactly, and strict xfail turns into a failure the moment they do.
+AWAITING_EXACT_REUSE = ("int8_lora", "qlora", "prompt")
+CELLS = [pytest.param(a, m, id=f"{a}-{m}", marks=pytest.mark.xfail(
+    strict=True, reason="exact reload of quantized/prompt adapters (issue #12, exact reuse) not on main yet"))
+    if m in AWAITING_EXACT_REUSE and support.expected(a, m) is None else pytest.param(a, m, id=f"{a}-{m}")
+    for a, m in support.cells()]
+
+
+@pytest.mark.parametrize("arch, method", CELLS)
+def test_cell(arch, method, checkpoints, memorisable_files, tmp_path, capsys, monkeypatch):
+    model_dir = checkpoints[arch]
+    refusal = support.expected(arch, method)
+    if refusal is not None:
+        missing = {k: tmp_path / f"missing-{k}.conll" for k in ("train", "validation", "test")}
+        with pytest.raises(SystemExit) as exit_info:
+            main(method, memorise_argv(missing, model_dir, tmp_path / "out", "--epochs", 1))
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and refusal in err and SPECS[arch].model_type in err, err
+        return
+
+    captured = {}
+    original = METHODS[method]
+
+    def apply(model, config):
+        captured["model"] = original.apply(model, config)
+        return captured["model"]
+
+    monkeypatch.setitem(METHODS, method, dataclasses.replace(original, apply=apply))
+    metrics = main(method, memorise_argv(memorisable_files, model_dir, tmp_path / "out", "--epochs", EPOCHS,
+                                         "--keep-checkpoints", 0))
+    losses = [h["train_loss"] for h in metrics["history"]]
+    assert losses[-1] < losses[0], losses
+    assert metrics["trainable_params"] == expected_trainable(arch, method, sizes(model_dir), metrics["total_params"])
+
+    from peftner.reuse import Tagger
+
+    tagger = Tagger.from_pretrained(tmp_path / "out" / "adapter", device="cpu")
+    batch = _batch(tagger.tokenizer)
+    trained = captured["model"].eval()
+    with torch.no_grad():
+        expected_logits = trained(**batch).logits
+        reloaded = tagger.model(**batch).logits
+    torch.testing.assert_close(reloaded, expected_logits, atol=1e-5, rtol=1e-4)
+
+
+def test_all_linear_adapts_every_backbone_linear_layer(checkpoints):
+    from peftner.methods import count_parameters
+    from peftner.modeling import load_token_classifier
+
+    method = METHODS["lora"]
+    model = load_token_classifier(str(checkpoints["llama"]), {0: "O", 1: "B-PER", 2: "B-LOC"})
+    linear = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not n.startswith("score")}
+    expected = sum(8 * (m.in_features + m.out_features) for m in linear.values()) + model.score.weight.numel() + 3
+    model = method.apply(model, method.config_cls(target_modules=["all-linear"]))
+    assert count_parameters(model)[0] == expected
+    adapted = {n.rsplit(".lora_A", 1)[0] for n, _ in model.named_parameters() if ".lora_A." in n}
+    assert {n.split("base_model.model.", 1)[-1] for n in adapted} == set(linear)
+
+
+@pytest.mark.parametrize("method, argv, fragment", [
+    ("lora", ["--target-modules", "query,value"], "lora: --target-modules query,value match no linear layer"),
+    ("ia3", ["--target-modules", "key,value,output.dense"], "ia3: --target-modules key,value match no linear layer"),
+])
+def test_targets_of_another_architecture_are_refused_with_the_real_names(method, argv, fragment, checkpoints,
+                                                                        tmp_path, capsys):
+    """BERT's names on DeBERTa: LoRA would crash in PEFT, IA3 would silently scale only output.dense."""
+    missing = {k: tmp_path / f"missing-{k}.conll" for k in ("train", "validation", "test")}
+    with pytest.raises(SystemExit):
+        main(method, memorise_argv(missing, checkpoints["deberta-v2"], tmp_path / "out", *argv))
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and fragment in err and "deberta-v2" in err, err
+    assert "query_proj" in err and "value_proj" in err and "all-linear" in err  # what to use instead
