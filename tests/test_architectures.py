@@ -83,14 +83,7 @@ def _batch(tokenizer):
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
 
-# Reloading quantized backbones in their trained precision and prompt adapters without their
-# virtual rows is issue #12's "exact reuse" part, landing separately: until then these cells train
-# but do not reload exactly, and strict xfail turns into a failure the moment they do.
-AWAITING_EXACT_REUSE = ("int8_lora", "qlora", "prompt")
-CELLS = [pytest.param(a, m, id=f"{a}-{m}", marks=pytest.mark.xfail(
-    strict=True, reason="exact reload of quantized/prompt adapters (issue #12, exact reuse) not on main yet"))
-    if m in AWAITING_EXACT_REUSE and support.expected(a, m) is None else pytest.param(a, m, id=f"{a}-{m}")
-    for a, m in support.cells()]
+CELLS = [pytest.param(a, m, id=f"{a}-{m}") for a, m in support.cells()]
 
 
 @pytest.mark.parametrize("arch, method", CELLS)
