@@ -207,6 +207,150 @@ def inference_speed(rounds: int, seed: int, tmp: str) -> dict:
             "predict_tokens_per_second": tokens / predict_t, "rounds": rounds}
 
 
+
+# --------------------------------------------------------------------------- serving: Tagger vs pipeline
+SERVING_RESULT = Path(__file__).parent / "results" / "serving" / "result.json"
+PIPELINE_BATCH_SIZES = (1, 8, 16, 32, 64)  # 1 is the pipeline's default
+SERVED_MODEL = ("all-MiniLM-L6-v2 with a seeded random 21-tag head, saved as a plain model directory (what "
+                "`peftner export --merge` writes): speed does not depend on the weights, and a random head spreads "
+                "predictions over every tag with many close calls, the hardest case for identical tags")
+
+
+def serving_model(directory: Path, seed: int) -> Path:
+    """A plain token-classification model directory both tools load (written once, then reused)."""
+    if not (directory / "model.safetensors").is_file():
+        corpus = load_corpus(seed=seed)
+        torch.manual_seed(seed)
+        model = load_token_classifier(default_model(), corpus.schema.id2label)
+        model.save_pretrained(directory, safe_serialization=True)
+        load_tokenizer(default_model()).save_pretrained(directory)
+    return directory
+
+
+def _serving_inputs(tokenizer, seed: int):
+    """Test-split sentences as the pipeline's words (pre-tokenizer pieces): both tools tag the same units."""
+    from peftner.reuse.pipeline_tags import join_words, pipeline_words
+
+    corpus = load_corpus(seed=seed)
+    words = [pipeline_words(tokenizer, s.tokens) for s in corpus.test]
+    joined = [join_words(w) for w in words]
+    return words, [t for t, _ in joined], [s for _, s in joined]
+
+
+def tagger_vs_pipeline(model_dir: Path, rounds: int, seed: int, tagger_batch_size: int = 32,
+                       batch_sizes=PIPELINE_BATCH_SIZES) -> dict:
+    """Words/s of ``Tagger.predict`` and of ``pipeline(..., aggregation_strategy="first")`` at several batch
+    sizes on the same merged model and test sentences, interleaved (order reversed every round); the
+    word tags of every pipeline pass are compared with the Tagger's."""
+    from transformers import pipeline
+
+    from peftner.reuse import Tagger
+    from peftner.reuse.pipeline_tags import as_iob2, tags_from_groups
+
+    tagger = Tagger.from_pretrained(model_dir, device="cpu")
+    ner = pipeline("token-classification", model=str(model_dir), aggregation_strategy="first", device="cpu")
+    words, texts, spans = _serving_inputs(tagger.tokenizer, seed)
+    n_words = sum(len(w) for w in words)
+    reference = [as_iob2(p.tags) for p in tagger.predict(words, batch_size=tagger_batch_size)]
+    mismatched = {}
+
+    def tagger_pass():
+        started = time.perf_counter()
+        tagger.predict(words, batch_size=tagger_batch_size)
+        return time.perf_counter() - started
+
+    def pipeline_pass(batch_size):
+        started = time.perf_counter()
+        groups = ner(texts, batch_size=batch_size)
+        seconds = time.perf_counter() - started
+        tags = [tags_from_groups(g, s) for g, s in zip(groups, spans)]
+        mismatched[batch_size] = sum(a != b for x, y in zip(tags, reference) for a, b in zip(x, y))
+        return seconds
+
+    passes = {"tagger": tagger_pass, **{f"pipeline_bs{b}": (lambda b=b: pipeline_pass(b)) for b in batch_sizes}}
+    for go in passes.values():  # warm-up (and the tag comparison of every batch size)
+        go()
+    times = {name: [] for name in passes}
+    for r in range(rounds):
+        for name in (list(passes) if r % 2 == 0 else list(reversed(passes))):
+            times[name].append(passes[name]())
+    words_per_second = {name: n_words / statistics.median(t) for name, t in times.items()}
+    pipeline_speeds = {b: words_per_second[f"pipeline_bs{b}"] for b in batch_sizes}
+    best = max(pipeline_speeds, key=pipeline_speeds.get)
+    per_round = [times[f"pipeline_bs{best}"][r] / times["tagger"][r] for r in range(rounds)]
+    return {"model": str(model_dir) if model_dir.name != "served-model" else SERVED_MODEL,
+            "sentences": len(words), "words": n_words, "entity_words": sum(t != "O" for x in reference for t in x),
+            "tagger_batch_size": tagger_batch_size, "rounds": rounds, "seconds": times,
+            "words_per_second": words_per_second, "pipeline_default_batch_size": 1,
+            "pipeline_best_batch_size": best,
+            "tagger_over_pipeline_best": words_per_second["tagger"] / pipeline_speeds[best],
+            "tagger_over_pipeline_best_per_round": per_round,
+            "tagger_over_pipeline_default": words_per_second["tagger"] / pipeline_speeds[1],
+            "mismatched_word_tags": mismatched, "identical_tags": not any(mismatched.values()), "target": 3.0}
+
+
+def quantized_backbones(model_dir: Path, rounds: int, seed: int, batch_size: int = 32) -> dict:
+    """Weights in memory, words/s and agreement with fp32 of the same merged model loaded in fp32, 8-bit
+    (LLM.int8) and 4-bit (NF4) through the int8_lora / qlora methods' loading settings."""
+    from peftner.modeling import load_token_classifier
+    from peftner.reuse import Tagger, read_adapter_dir
+
+    fp32 = Tagger.from_pretrained(model_dir, device="cpu")
+    words, _, _ = _serving_inputs(fp32.tokenizer, seed)
+    n_words = sum(len(w) for w in words)
+    info = read_adapter_dir(model_dir)
+    taggers = {"fp32": fp32}
+    for name in ("int8_lora", "qlora"):
+        method = get_method(name)
+        _, method_cfg = parse_args(method, [])
+        model = load_token_classifier(str(model_dir), info.id2label, **method.load_kwargs(method_cfg)).eval()
+        taggers["8-bit" if name == "int8_lora" else "4-bit"] = Tagger(model, fp32.tokenizer, info, None, None,
+                                                                     fp32.device, fp32.max_length)
+    reference = [p.tags for p in fp32.predict(words, batch_size=batch_size)]
+    result = {}
+    for name, tagger in taggers.items():
+        tags = [p.tags for p in tagger.predict(words, batch_size=batch_size)]  # warm-up + agreement
+        result[name] = {"weights_bytes": int(tagger.model.get_memory_footprint()),
+                        "agreement_with_fp32": sum(a == b for x, y in zip(tags, reference) for a, b in zip(x, y)) / n_words}
+    times = {name: [] for name in taggers}
+    for r in range(rounds):
+        for name in (list(taggers) if r % 2 == 0 else list(reversed(taggers))):
+            started = time.perf_counter()
+            taggers[name].predict(words, batch_size=batch_size)
+            times[name].append(time.perf_counter() - started)
+    for name in taggers:
+        result[name]["words_per_second"] = n_words / statistics.median(times[name])
+        result[name]["seconds"] = times[name]
+    return {"words": n_words, "rounds": rounds, "batch_size": batch_size, "backbones": result}
+
+
+def serving(rounds: int, seed: int, model_dir: Path | None, output: Path, command: str) -> dict:
+    """Tagger vs pipeline and the quantized backbones on ``model_dir`` (default: the seeded model above)."""
+    if model_dir is None:
+        model_dir = serving_model(Path(tempfile.gettempdir()) / f"peftner-throughput-{seed}" / "served-model", seed)
+    quantized = quantized_backbones(model_dir, rounds, seed)
+    result = {"command": command, "machine": machine_description(), "versions": library_versions(),
+              "torch_threads": torch.get_num_threads(),
+              "note": "shared machine (other jobs running): figures are medians of interleaved passes; compare ratios",
+              "tagger_vs_pipeline": tagger_vs_pipeline(model_dir, rounds, seed), "quantized": quantized}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output, result)
+    print_serving(result)
+    return result
+
+
+def print_serving(result: dict):
+    t = result["tagger_vs_pipeline"]
+    for name, speed in t["words_per_second"].items():
+        print(f"{name:<16} {speed:>9,.0f} words/s")
+    print(f"Tagger / pipeline at its best batch size ({t['pipeline_best_batch_size']}): "
+          f"{t['tagger_over_pipeline_best']:.2f}x (target {t['target']}x); mismatched word tags "
+          f"{t['mismatched_word_tags']}")
+    for name, q in result["quantized"]["backbones"].items():
+        print(f"{name:<6} {q['weights_bytes'] / 2**20:8.1f} MiB  {q['words_per_second']:>8,.0f} words/s  "
+              f"agreement with fp32 {q['agreement_with_fp32']:.4f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: peftner's default)")
@@ -216,7 +360,18 @@ def main(argv=None):
     parser.add_argument("--recipes", default=",".join(RECIPES), help="training recipes to time (comma-separated)")
     parser.add_argument("--skip-training", action="store_true", help="only step time and inference")
     parser.add_argument("--output", default=str(RESULT))
+    parser.add_argument("--serving-only", action="store_true",
+                        help="only Tagger vs transformers.pipeline and the quantized backbones (serving result file)")
+    parser.add_argument("--serving-rounds", type=int, default=5, help="interleaved rounds of the serving comparison")
+    parser.add_argument("--served-model", default=None, metavar="DIR",
+                        help="plain model directory to serve (e.g. from `peftner export --merge`; default: the "
+                             "embedded backbone with a seeded random head)")
     args = parser.parse_args(argv)
+    command = "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.serving_only:
+        serving(args.serving_rounds, args.seed, args.served_model and Path(args.served_model), SERVING_RESULT,
+                command.strip())
+        return
     result = {"command": "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": machine_description(), "versions": library_versions(),
               "torch_threads": torch.get_num_threads()}
@@ -229,6 +384,8 @@ def main(argv=None):
             result["training"] = train_speed(args.epochs, args.rounds, args.seed, tmp, names)
         result["step_time"] = step_time(args.step_batches, 3, args.seed)
         result["inference"] = inference_speed(3, args.seed, tmp)
+    serving(args.serving_rounds, args.seed, args.served_model and Path(args.served_model), SERVING_RESULT,
+                command.strip())
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.output, result)
     if "training" in result:

@@ -108,6 +108,43 @@ def throughput() -> str | None:
     return "\n".join(lines)
 
 
+def serving() -> str | None:
+    """Tagger vs transformers.pipeline on the same merged model, and quantized backbones (throughput.py)."""
+    path = RESULTS / "serving" / "result.json"
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())
+    t, q = r["tagger_vs_pipeline"], r["quantized"]
+    lines = [f"Command: `{r['command'].strip()}` — machine: {r['machine']}, torch threads {r['torch_threads']}; "
+             f"{r['note']}.", "", f"Versions: {format_versions(r['versions'])}", "",
+             f"Served model: {t['model']}; {t['sentences']} test sentences, {t['words']:,} words "
+             f"({t['entity_words']:,} tagged as entities), split into the pipeline's words; median of "
+             f"{t['rounds']} interleaved passes each.", "",
+             "| tagger | batch size | words/s | Tagger / this | word tags differing from Tagger |", "|---|---:|---:|---:|---:|"]
+    speeds = t["words_per_second"]
+    lines.append(f"| `Tagger.predict` | {t['tagger_batch_size']} | {speeds['tagger']:,.0f} | 1.00× | — |")
+    for key, speed in speeds.items():
+        if key.startswith("pipeline_bs"):
+            size = int(key.removeprefix("pipeline_bs"))
+            notes = [n for n, on in (("default", size == t["pipeline_default_batch_size"]),
+                                     ("best", size == t["pipeline_best_batch_size"])) if on]
+            label = "`pipeline(aggregation_strategy=\"first\")`" + (f" ({', '.join(notes)})" if notes else "")
+            lines.append(f"| {label} | {size} | {speed:,.0f} | {speeds['tagger'] / speed:.2f}× | "
+                         f"{t['mismatched_word_tags'][str(size)]} |")
+    per_round = ", ".join(f"{x:.2f}" for x in t["tagger_over_pipeline_best_per_round"])
+    met = t["tagger_over_pipeline_best"] >= t["target"] and t["identical_tags"]
+    lines += ["", f"Tagger / pipeline at its best batch size: **{t['tagger_over_pipeline_best']:.2f}×** "
+              f"(per round: {per_round}; target ≥ {t['target']:g}× with identical word tags: "
+              f"{'met' if met else 'missed'}).", "",
+              f"Quantized backbones (same merged model loaded through the int8_lora / qlora settings, "
+              f"`Tagger.predict` batch {q['batch_size']}, median of {q['rounds']} interleaved passes):", "",
+              "| backbone | weights in memory | words/s | word tags equal to fp32 |", "|---|---:|---:|---:|"]
+    for name, b in q["backbones"].items():
+        lines.append(f"| {name} | {b['weights_bytes'] / 2**20:.1f} MiB | {b['words_per_second']:,.0f} | "
+                     f"{100 * b['agreement_with_fp32']:.2f}% |")
+    return "\n".join(lines)
+
+
 def sections() -> list[tuple[Path, str, str | None]]:
     return [
         (ROOT / "README.md", "readme-sample", readme_sample()),
@@ -117,6 +154,7 @@ def sections() -> list[tuple[Path, str, str | None]]:
         (ROOT / "docs" / "benchmarks.md", "compare-table", compare_table()),
         (ROOT / "docs" / "benchmarks.md", "data-efficiency", data_efficiency()),
         (ROOT / "docs" / "benchmarks.md", "throughput", throughput()),
+        (ROOT / "docs" / "benchmarks.md", "serving", serving()),
     ]
 
 

@@ -83,12 +83,20 @@ LLAMA = Layout(
     adapter_attention=r".*\.layers\.\d+\.self_attn\.o_proj", adapter_feedforward=r".*\.layers\.\d+\.mlp\.down_proj",
     ptuning_v2_attention="self_attn", signature=("self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"))
 
+T5 = Layout(
+    "T5 encoder", lora=("q", "v"), ia3=("k", "v", "wo"), ia3_feedforward=("wo",),
+    adapter_attention=r".*\.block\.\d+\.layer\.0\.SelfAttention\.o",
+    adapter_feedforward=r".*\.block\.\d+\.layer\.1\.DenseReluDense\.wo",
+    ptuning_v2="T5 adds a learned relative-position bias to every key's score, which a prefix does not have",
+    signature=("SelfAttention.q", "SelfAttention.v", "DenseReluDense.wo"))
+
 LAYOUTS: dict[str, Layout] = {
     **{t: BERT for t in ("bert", "roberta", "xlm-roberta", "electra", "camembert", "xlm-roberta-xl", "ernie")},
     **{t: DEBERTA for t in ("deberta-v2",)},
     "distilbert": DISTILBERT,
     "modernbert": MODERNBERT,
     "gpt2": GPT2,
+    "t5": T5,
     **{t: LLAMA for t in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo",
                           "olmo2", "granite")},
 }

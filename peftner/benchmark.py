@@ -262,11 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=None, help="default: each recipe's default")
     parser.add_argument("--max-train-samples", type=int, default=None)
     parser.add_argument("--extra", default="", help="more recipe flags, passed to every run (quoted)")
+    parser.add_argument("--report-to", default="none",
+                        help="experiment trackers for every run (as the recipes' --report-to); all runs go under "
+                             "one experiment, each named METHOD_size-N_seed-S")
+    parser.add_argument("--experiment", default=None, help="tracker experiment (default: peftner-compare-NAME)")
     return parser
 
 
 def main(argv=None) -> dict:
     from peftner.report import library_versions, machine_description
+    from peftner.trackers import parse_report_to
 
     args = build_parser().parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -289,6 +294,9 @@ def main(argv=None) -> dict:
         f"n{args.max_train_samples}" if args.max_train_samples else None,
         "sizes" if args.train_sizes else None]))
     out = Path(args.results_dir) / name
+    if parse_report_to(args.report_to):  # one experiment for the matrix, logs next to its results
+        recipe_args += ["--report-to", args.report_to, "--experiment", args.experiment or f"peftner-compare-{name}",
+                        "--logging-dir", str(out / "logs")]
     specs = plan_runs(methods, args.seeds, sizes)
     launcher = shlex.split(args.launcher)
     rows = []
@@ -297,7 +305,8 @@ def main(argv=None) -> dict:
         run_dir = out / "runs" / spec.key
         cached = (run_dir / "metrics.json").exists()
         print(f"[{i}/{len(specs)}] {spec.key} {'(done before, skipped)' if cached else '...'}", flush=True)
-        metrics = run_one(spec, run_dir, recipe_args, launcher)
+        run_name = ["--run-name", spec.key.replace("/", "_")] if "--report-to" in recipe_args else []
+        metrics = run_one(spec, run_dir, recipe_args + run_name, launcher)
         rows.append(row_of(spec, metrics))
         elapsed = time.perf_counter() - started
         print(f"    test F1 {metrics.test_f1:.4f}, {metrics.trainable_params:,} trainable, "

@@ -76,6 +76,10 @@ class TrainConfig:
     checkpoint_every: int = field(default=200, metadata={"min": 0, "help": "checkpoint every N optimizer steps, plus at each epoch end (0: epoch ends only)"})
     keep_checkpoints: int = field(default=2, metadata={"min": 0, "help": "checkpoints kept under OUTPUT_DIR/checkpoints (0: write none)"})
     resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in OUTPUT_DIR/checkpoints (same flags required)"})
+    report_to: str = field(default="none", metadata={"help": "experiment trackers (Accelerate's names, comma-separated): tensorboard, mlflow, wandb, trackio, aim, comet_ml, clearml, dvclive, swanlab; none"})
+    experiment: str = field(default="peftner", metadata={"help": "experiment (MLflow experiment, W&B project, TensorBoard folder) the run is logged under"})
+    run_name: str | None = field(default=None, metadata={"help": "run name in the trackers; unset: METHOD-seedSEED"})
+    logging_dir: str | None = field(default=None, metadata={"help": "tracker log directory (TensorBoard events: LOGGING_DIR/EXPERIMENT/RUN_NAME; default OUTPUT_DIR/logs)"})
 
     def __post_init__(self):
         check_fields(self)

@@ -205,13 +205,17 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    from peftner.trackers import Tracking
     from peftner.training.loop import train
 
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     _check_output_dir(Path(cfg.output_dir))
+    tracking = Tracking.from_config(cfg, method.name, method_config)  # --report-to checked before any work
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu,
-                              gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+                              gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                              **tracking.accelerator_kwargs())
+    tracker = tracking.start(accelerator)
     set_seed(cfg.seed)
 
     facts, method_config = check_architecture(method, method_config, cfg)
@@ -220,12 +224,14 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     model, result = train(built.model, accelerator, built.train_features, built.dev_set, data.scorer, cfg,
-                          built.tokenizer.pad_token_id, callbacks=callbacks,
+                          built.tokenizer.pad_token_id, callbacks=[*callbacks, tracker] if tracker else callbacks,
                           identity={"method": method.name, "method_config": config_to_dict(method_config)})
     test = score_test(model, built, data, cfg, accelerator)
     metrics = None
     if accelerator.is_main_process:
         metrics = save_run(model, built, data, result, test, method, method_config, cfg, accelerator, command)
+        if tracker:
+            tracker.on_run_end(metrics)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics

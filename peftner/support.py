@@ -8,15 +8,19 @@ architecture (:mod:`peftner.tiny`), and ``scripts/models_doc.py`` renders it int
 
 from __future__ import annotations
 
-ARCHITECTURES = ("bert", "deberta-v2", "distilbert", "modernbert", "gpt2", "llama", "qwen2")
+ARCHITECTURES = ("bert", "deberta-v2", "distilbert", "modernbert", "t5", "gpt2", "llama", "qwen2", "mistral", "gemma")
 METHODS = ("full", "head", "bitfit", "lora", "int8_lora", "qlora", "ia3", "prompt", "adapter", "ptuning_v2")
 
 # (architecture, method) -> fragment of the one-line refusal, and why the method cannot apply.
 REFUSALS = {
     ("deberta-v2", "ptuning_v2"): ("disentangled attention",
                                    "DeBERTa scores every key by its position relative to the query; a prefix has none"),
+    ("t5", "bitfit"): ("no bias terms", "T5 has no biases (only the head would train)"),
+    ("t5", "ptuning_v2"): ("relative-position bias", "T5 adds a learned position bias to every key's score; a prefix has none"),
     ("modernbert", "bitfit"): ("no bias terms", "ModernBERT has no biases (only the head would train)"),
     ("llama", "bitfit"): ("no bias terms", "LLaMA has no biases (only the head would train)"),
+    ("mistral", "bitfit"): ("no bias terms", "Mistral has no biases (only the head would train)"),
+    ("gemma", "bitfit"): ("no bias terms", "Gemma has no biases (only the head would train)"),
 }
 
 

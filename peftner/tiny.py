@@ -26,7 +26,7 @@ class TinySpec:
 
     name: str
     model_type: str
-    checkpoint: str  # "base", "masked_lm" or "causal_lm": the class a real checkpoint is saved from
+    checkpoint: str  # "base", "masked_lm", "causal_lm" or "seq2seq": the class real checkpoints are saved from
     tokenizer: str  # "wordpiece" or "bpe"
     config: dict = field(default_factory=dict)
     # config keys that name the hidden size, layers, heads and feed-forward size in this config class
@@ -43,10 +43,15 @@ SPECS = {s.name: s for s in (
              keys=("dim", "n_layers", "n_heads", "hidden_dim")),
     TinySpec("modernbert", "modernbert", "masked_lm", "bpe",
              {"global_attn_every_n_layers": 2, "local_attention": 16}),
+    TinySpec("t5", "t5", "seq2seq", "wordpiece", {"decoder_start_token_id": 0},
+             keys=("d_model", "num_layers", "num_heads", "d_ff")),
     TinySpec("gpt2", "gpt2", "causal_lm", "bpe", {}, keys=("n_embd", "n_layer", "n_head", "n_inner"),
              decoder=True),
     TinySpec("llama", "llama", "causal_lm", "bpe", {"num_key_value_heads": 1}, decoder=True),
     TinySpec("qwen2", "qwen2", "causal_lm", "bpe", {"num_key_value_heads": 1}, decoder=True),
+    TinySpec("mistral", "mistral", "causal_lm", "bpe", {"num_key_value_heads": 1, "sliding_window": 16},
+             decoder=True),
+    TinySpec("gemma", "gemma", "causal_lm", "bpe", {"num_key_value_heads": 1}, decoder=True),
 )}
 
 
@@ -59,8 +64,10 @@ def build_config(spec: TinySpec, vocab_size: int, hidden: int = 64, layers: int 
     position_key = "n_positions" if spec.model_type == "gpt2" else "max_position_embeddings"
     values = {h: hidden, n: layers, a: heads, f: intermediate or 2 * hidden, position_key: max_positions,
               "vocab_size": vocab_size, **spec.config, **overrides}
-    if spec.model_type in ("llama", "qwen2"):
+    if spec.model_type in ("llama", "qwen2", "mistral", "gemma"):
         values.setdefault("head_dim", hidden // heads)
+    if spec.model_type == "t5":
+        values.setdefault("d_kv", hidden // heads)
     return AutoConfig.for_model(spec.model_type, **values)
 
 
@@ -109,7 +116,7 @@ def build_checkpoint(name: str, directory, seed: int = 0, vocab_size: int | None
     gives a real-sized embedding table (benchmarks) whose extra rows the tokenizer never produces.
     """
     import torch
-    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM
 
     spec = SPECS[name]
     directory = Path(directory)
@@ -123,7 +130,8 @@ def build_checkpoint(name: str, directory, seed: int = 0, vocab_size: int | None
         ids.update(bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
                    cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id)
     config = build_config(spec, max(vocab_size or 0, len(tokenizer)), **ids, **size)
-    auto = {"base": AutoModel, "masked_lm": AutoModelForMaskedLM, "causal_lm": AutoModelForCausalLM}[spec.checkpoint]
+    auto = {"base": AutoModel, "masked_lm": AutoModelForMaskedLM, "causal_lm": AutoModelForCausalLM,
+            "seq2seq": AutoModelForSeq2SeqLM}[spec.checkpoint]
     torch.manual_seed(seed)
     auto.from_config(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)

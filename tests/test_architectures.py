@@ -39,7 +39,8 @@ def sizes(model_dir) -> dict:
     kv = getattr(c, "num_key_value_heads", None) or heads
     head_dim = getattr(c, "head_dim", None) or d // heads
     layers = getattr(c, "num_hidden_layers", None) or getattr(c, "n_layers", None) or c.n_layer
-    ff = getattr(c, "intermediate_size", None) or getattr(c, "hidden_dim", None) or c.n_inner
+    ff = getattr(c, "intermediate_size", None) or getattr(c, "hidden_dim", None) or getattr(c, "d_ff", None) \
+        or c.n_inner
     return dict(d=d, L=layers, F=ff, kv=kv * head_dim, model_type=c.model_type)
 
 
@@ -49,13 +50,12 @@ def expected_trainable(arch: str, method: str, s: dict, total: int, C: int = len
     head = d * C + C
     if arch == "modernbert":  # its prediction head block (dense d x d, LayerNorm weight) trains too
         head = d * C + C + d * d + d
-    decoder_qv = d + kv  # LLaMA/Qwen2: q_proj d -> d, v_proj d -> key/value heads x head size
     r, n_prompt, n_prefix, m = 8, 20, 16, d // 16
-    lora_per_layer = {"modernbert": r * (d + 3 * d), "gpt2": r * (d + 3 * d),
-                      "llama": r * (2 * d + d + kv), "qwen2": r * (2 * d + d + kv)}.get(arch, r * 2 * 2 * d)
-    ia3_per_layer = {"modernbert": 3 * d + F, "gpt2": 3 * d + F, "llama": 2 * kv + F, "qwen2": 2 * kv + F}.get(
-        arch, 2 * d + F)
-    prefix_width = kv if arch in ("llama", "qwen2") else d
+    llama_like = arch in ("llama", "qwen2", "mistral", "gemma")
+    fused = arch in ("modernbert", "gpt2")  # one d -> 3d query/key/value projection
+    lora_per_layer = r * (d + 3 * d) if fused else r * (2 * d + d + kv) if llama_like else r * 2 * 2 * d
+    ia3_per_layer = 3 * d + F if fused else 2 * kv + F if llama_like else 2 * d + F
+    prefix_width = kv if llama_like else d
     bias_per_layer = {"bert": 7 * d + F, "distilbert": 7 * d + F, "gpt2": 7 * d + F,
                       "deberta-v2": 9 * d + F, "qwen2": d + 2 * kv}
     bias_extra = {"bert": d, "distilbert": d, "gpt2": d, "deberta-v2": d, "qwen2": 0}  # embedding or final LayerNorm

@@ -71,17 +71,24 @@ def test_outputs_written(tmp_path):
     assert len(json.loads((tmp_path / "summary.json").read_text())["summary"]) == 4
 
 
-def test_compare_end_to_end_on_tiny_model_resumes(tmp_path, tiny_model, memorisable_files):
+def test_compare_end_to_end_on_tiny_model_resumes(tmp_path, tiny_model, memorisable_files, monkeypatch):
+    from conftest import subprocess_env
     from peftner.benchmark import main
+
+    monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])  # the recipes run this checkout's peftner
 
     argv = ["--methods", "lora,head", "--seeds", "1", "--epochs", "1", "--model", str(tiny_model),
             "--train-file", str(memorisable_files["train"]), "--validation-file", str(memorisable_files["validation"]),
             "--test-file", str(memorisable_files["test"]), "--results-dir", str(tmp_path), "--name", "tiny",
-            "--extra", "--batch-size 8 --keep-checkpoints 0"]
+            "--extra", "--batch-size 8 --keep-checkpoints 0", "--report-to", "tensorboard"]
     result = main(argv)
     out = tmp_path / "tiny"
     for name in ("runs.csv", "summary.json", "table.md", "f1_vs_params.png"):
         assert (out / name).exists(), name
+    # every run logged under one experiment, one TensorBoard run each
+    runs = sorted(p.name for p in (out / "logs" / "peftner-compare-tiny").iterdir())
+    assert runs == ["head_size-all_seed-42", "lora_size-all_seed-42"]
+    assert all(list((out / "logs" / "peftner-compare-tiny" / r).glob("events.out.tfevents.*")) for r in runs)
     assert {s["method"] for s in result["summary"]} == {"lora", "head"}
     metrics = out / "runs" / "lora" / "size-all" / "seed-42" / "metrics.json"
     stamp = metrics.stat().st_mtime_ns

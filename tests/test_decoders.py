@@ -9,7 +9,7 @@ from conftest import memorise_argv
 from peftner.recipe import main
 from peftner.tiny import build_checkpoint
 
-DECODERS = ("gpt2", "llama", "qwen2")
+DECODERS = ("gpt2", "llama", "qwen2", "mistral", "gemma")
 
 
 @pytest.fixture(scope="module")

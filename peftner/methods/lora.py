@@ -87,22 +87,7 @@ def prepare_kbit_model(model):
 
     # LLM.int8 casts fp32 activations to fp16 for the int8 matmul and logs it on every call.
     logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
-    return prepare_model_for_kbit_training(unpacked_4bit_on_cpu(model), use_gradient_checkpointing=False)
-
-
-def unpacked_4bit_on_cpu(model):
-    """Keep bitsandbytes' 4-bit CPU layers in their trainable weight layout.
-
-    On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks a 4-bit weight for a faster kernel the first
-    time the layer runs in eval mode and never unpacks it: training after a dev evaluation then fails
-    ("a view of a leaf Variable ... in-place"), and layers narrower than its block (tiny models, a
-    LLaMA value projection with few key/value heads) fail outright. Training and evaluation use the
-    standard layout, so the scored model is the one that trained.
-    """
-    for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
-    return model
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
 def apply_kbit_lora(model, config: LoraMethodConfig):

@@ -44,7 +44,8 @@ PREFIX = "step-"
 # Settings that may change between a run and its resume without changing what it computes (data
 # files are compared by content instead: the hash of the encoded training and dev data).
 VOLATILE_SETTINGS = {"output_dir", "resume", "checkpoint_every", "keep_checkpoints", "num_workers",
-                     "threads", "train_file", "validation_file", "test_file"}
+                     "threads", "train_file", "validation_file", "test_file",
+                     "report_to", "experiment", "run_name", "logging_dir"}  # logging never changes results
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
