@@ -41,12 +41,11 @@ class _ListDataset(torch.utils.data.Dataset):
 
 def run_trainer(corpus, model_path: str, output_dir: str, epochs: int, seed: int = 42,
                 learning_rate: float = 2e-5, batch_size: int = 16, weight_decay: float = 0.01,
-                group_by_length: bool = False) -> dict:
-    """Train with ``transformers.Trainer`` and score the test split; returns F1 and speed."""
+                group_by_length: bool = False, score_dev: bool = False) -> dict:
+    """Train with ``transformers.Trainer`` and score the test split (and dev: ``score_dev``); returns F1
+    and speed."""
     from transformers import (AutoModelForTokenClassification, AutoTokenizer,
                               DataCollatorForTokenClassification, Trainer, TrainingArguments, set_seed)
-
-    from peftner.metrics import score
 
     set_seed(seed)
     schema = corpus.schema
@@ -70,16 +69,26 @@ def run_trainer(corpus, model_path: str, output_dir: str, epochs: int, seed: int
     # transformers 5 also length-groups *evaluation* under group_by_length, which would reorder the
     # predictions; score in dataset order.
     trainer.args.train_sampling_strategy = "random"
-    output = trainer.predict(_ListDataset(test_rows))
+    scores = score_split(trainer, corpus.test, test_rows, schema)
+    dev = score_split(trainer, corpus.validation, tokenize_first_subword(corpus.validation, tokenizer, schema.label2id),
+                      schema) if score_dev else None
+    train_tokens = epochs * sum(len(r["input_ids"]) for r in train_rows)
+    return {"recipe": "transformers-trainer" + ("+group_by_length" if group_by_length else ""),
+            "test_f1": scores["f1"], "test_precision": scores["precision"], "test_recall": scores["recall"],
+            "train_seconds": train_seconds, "train_tokens_per_second": train_tokens / train_seconds,
+            "learning_rate": learning_rate, "batch_size": batch_size, "epochs": epochs, "seed": seed,
+            **({"dev_f1": dev["f1"]} if dev else {})}
+
+
+def score_split(trainer, sentences, rows, schema) -> dict:
+    """peftner's metric on the Trainer's predictions for one split (first-subword labels)."""
+    from peftner.metrics import score
+
+    output = trainer.predict(_ListDataset(rows))
     predictions = np.argmax(output.predictions, axis=-1)
     predicted = []
     for row, labels in zip(predictions, output.label_ids):
         predicted.append([schema.id2label[int(p)] for p, gold in zip(row, labels) if gold != -100])
     # Truncation could have cut words off; score them as "O" so nothing is silently dropped.
-    predicted = [p + ["O"] * (len(s.tags) - len(p)) for p, s in zip(predicted, corpus.test)]
-    scores = score(predicted, [s.tags for s in corpus.test], metric=schema.metric)
-    train_tokens = epochs * sum(len(r["input_ids"]) for r in train_rows)
-    return {"recipe": "transformers-trainer" + ("+group_by_length" if group_by_length else ""),
-            "test_f1": scores["f1"], "test_precision": scores["precision"], "test_recall": scores["recall"],
-            "train_seconds": train_seconds, "train_tokens_per_second": train_tokens / train_seconds,
-            "learning_rate": learning_rate, "batch_size": batch_size, "epochs": epochs, "seed": seed}
+    predicted = [p + ["O"] * (len(s.tags) - len(p)) for p, s in zip(predicted, sentences)]
+    return score(predicted, [s.tags for s in sentences], metric=schema.metric)

@@ -43,8 +43,8 @@ from the model's `model_type` (`peftner/architectures.py`). This page is generat
   the `head` / `bitfit` methods. ModernBERT's `head` block (dense, GELU, LayerNorm over the
   encoder output) is pre-trained in masked-LM checkpoints but random when a checkpoint lacks it,
   so it trains and is saved with every method: two reloads of an adapter are always the same model.
-* **Refusals instead of silent degradation.** BitFit on a backbone without biases (ModernBERT,
-  LLaMA) would train only the head: refused. IA3/LoRA targets that match nothing: refused, with the
+* **Refusals instead of silent degradation.** BitFit on a backbone without biases (ModernBERT, T5,
+  LLaMA, Mistral, Gemma) would train only the head: refused. IA3/LoRA targets that match nothing: refused, with the
   model's linear-layer names. Every refusal happens before any data is read.
 * **Decoders** (GPT-2, LLaMA, Qwen2, Mistral, Gemma, ... through `AutoModelForTokenClassification`):
   a tokenizer without a padding token pads with its end-of-text token (padded positions are masked
@@ -53,8 +53,8 @@ from the model's `model_type` (`peftner/architectures.py`). This page is generat
   is encoded as it appears inside a sentence. `--bidirectional` (opt-in, decoders only; LS-unLLaMA,
   BiLLM) removes the causal mask through transformers' own switch: `config.is_causal = False`
   (`create_causal_mask` then builds a bidirectional mask) and `is_causal = False` on every attention
-  module (for kernels that take the flag instead of a mask). It is recorded in `peftner.json` and
-  re-applied on reload. Without it a decoder labels each token from its left context only.
+  module (for kernels that take the flag instead of a mask). It is recorded in the adapter's
+  `config.json` (`"is_causal": false`) and re-applied on reload by `Tagger` / `peftner predict`. Without it a decoder labels each token from its left context only.
 * **P-tuning v2** uses peftner's BERT-family attention layer where it applies and otherwise adds the
   prefix inside transformers' attention interface (any model whose attention calls
   `ALL_ATTENTION_FUNCTIONS`: DistilBERT, ModernBERT, GPT-2, LLaMA, Qwen2, ...): the keys and values

@@ -207,6 +207,57 @@ def inference_speed(rounds: int, seed: int, tmp: str) -> dict:
             "predict_tokens_per_second": tokens / predict_t, "rounds": rounds}
 
 
+# ---- time to quality -----------------------------------------------------------------------------
+
+TIME_TO_QUALITY = Path(__file__).parent / "results" / "time_to_quality" / "result.json"
+
+
+class DevCurve:
+    """Loop callback: (step, training seconds so far, dev F1) at every dev evaluation."""
+
+    def __init__(self):
+        self.points = []
+
+    def on_evaluate(self, entry: dict):
+        self.points.append({k: entry[k] for k in ("step", "train_seconds", "dev_f1")})
+
+
+def first_reaching(history: list[dict], target: float) -> dict | None:
+    """The first dev evaluation at or above ``target`` (its training seconds and step), or None."""
+    return next((h for h in history if h["dev_f1"] >= target), None)
+
+
+def time_to_quality(seed: int, tmp: str, epochs: int | None = None, eval_steps: int = 20,
+                    methods=("full", "lora")) -> dict:
+    """Training seconds peftner full fine-tuning and LoRA need to reach the dev F1 that the Transformers
+    ``Trainer`` tutorial recipe reaches after all its epochs, as a ratio to the Trainer's training time.
+
+    The Trainer trains first (its dev F1 after the last epoch is the target); peftner then trains with
+    its defaults and a dev evaluation every ``eval_steps`` optimizer steps (evaluation time is not
+    counted: the loop's ``train_seconds`` at each evaluation). Both in this process, one after the other.
+    """
+    cfg, _ = parse_args(get_method("full"), ["--epochs", str(epochs)] if epochs else [])
+    corpus = load_corpus(cfg.dataset, seed=seed)
+    trainer = run_trainer(corpus, default_model(), f"{tmp}/trainer-ttq", epochs=cfg.epochs, seed=seed,
+                          batch_size=cfg.batch_size, score_dev=True)
+    target = trainer["dev_f1"]
+    result = {"target_dev_f1": target, "trainer": trainer, "eval_steps": eval_steps, "seed": seed}
+    for name in methods:
+        method = get_method(name)
+        flags = ["--seed", str(seed), "--output-dir", f"{tmp}/ttq-{name}", "--keep-checkpoints", "0",
+                 "--eval-steps", str(eval_steps), *(["--epochs", str(epochs)] if epochs else [])]
+        mcfg, method_cfg = parse_args(method, flags)
+        curve = DevCurve()
+        metrics = run(method, mcfg, method_cfg, command="benchmarks/throughput.py --time-to-quality",
+                      callbacks=[curve])
+        hit = first_reaching(curve.points, target)
+        result[name] = {"reached": hit is not None, "seconds": hit["train_seconds"] if hit else None,
+                        "step": hit["step"] if hit else None, "best_dev_f1": metrics["best_dev_f1"],
+                        "train_seconds_total": metrics["train_seconds"], "dev_curve": curve.points,
+                        "ratio_to_trainer": hit["train_seconds"] / trainer["train_seconds"] if hit else None}
+    return result
+
+
 
 # --------------------------------------------------------------------------- serving: Tagger vs pipeline
 SERVING_RESULT = Path(__file__).parent / "results" / "serving" / "result.json"
@@ -359,7 +410,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--recipes", default=",".join(RECIPES), help="training recipes to time (comma-separated)")
     parser.add_argument("--skip-training", action="store_true", help="only step time and inference")
-    parser.add_argument("--output", default=str(RESULT))
+    parser.add_argument("--output", default=None, help="default: benchmarks/results/throughput/result.json "
+                                                       "(time_to_quality/result.json with --time-to-quality)")
+    parser.add_argument("--time-to-quality", action="store_true",
+                        help="only the time peftner full and LoRA need to reach the Trainer recipe's final dev F1")
     parser.add_argument("--serving-only", action="store_true",
                         help="only Tagger vs transformers.pipeline and the quantized backbones (serving result file)")
     parser.add_argument("--serving-rounds", type=int, default=5, help="interleaved rounds of the serving comparison")
@@ -367,6 +421,9 @@ def main(argv=None):
                         help="plain model directory to serve (e.g. from `peftner export --merge`; default: the "
                              "embedded backbone with a seeded random head)")
     args = parser.parse_args(argv)
+    if args.time_to_quality:
+        return time_to_quality_main(args, argv)
+    args.output = args.output or str(RESULT)
     command = "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.serving_only:
         serving(args.serving_rounds, args.seed, args.served_model and Path(args.served_model), SERVING_RESULT,
@@ -404,3 +461,23 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+
+
+def time_to_quality_main(args, argv) -> dict:
+    """``--time-to-quality``: one run of :func:`time_to_quality`, written to its own result file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = time_to_quality(args.seed, tmp, args.epochs)
+    result.update(command="python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                  machine=machine_description(), versions=library_versions(), torch_threads=torch.get_num_threads())
+    output = Path(args.output or TIME_TO_QUALITY)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output, result)
+    trainer = result["trainer"]
+    print(f"Trainer recipe: dev F1 {result['target_dev_f1']:.4f} after {trainer['epochs']} epochs, "
+          f"{trainer['train_seconds']:.0f} s of training")
+    for name in ("full", "lora"):
+        r = result[name]
+        print(f"peftner {name}: " + (f"reached it after {r['seconds']:.0f} s (step {r['step']}), "
+                                     f"{r['ratio_to_trainer']:.2f}x the Trainer's time" if r["reached"] else
+                                     f"did not reach it (best dev F1 {r['best_dev_f1']:.4f})"))
+    return result

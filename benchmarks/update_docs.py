@@ -108,6 +108,65 @@ def throughput() -> str | None:
     return "\n".join(lines)
 
 
+def search_spaces() -> str:
+    """docs/methods.md: what ``peftner tune`` searches for each method, from the method files."""
+    from peftner.methods import METHODS
+    from peftner.tune import default_values
+
+    lines = ["| method | learning rate | structural knob(s) | recipe default (the first trial) |", "|---|---|---|---|"]
+    for method in METHODS.values():
+        space = method.search_space
+        if not space:
+            continue
+        knobs = "; ".join(f"`{name}`: {spec.describe()}" for name, spec in space.items() if name != "learning_rate")
+        defaults = default_values(method, space) or {}
+        default = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in defaults.items())
+        lines.append(f"| {method.name} | {space['learning_rate'].describe()} | {knobs or '—'} | {default} |")
+    return "\n".join(lines)
+
+
+def tuned_results() -> str | None:
+    """docs/benchmarks.md: the tuned table once winners have test runs, else the state of the sweep."""
+    import csv
+
+    folder = RESULTS / "wnut16_tuned"
+    table = results_table("wnut16_tuned", "f1_vs_params.png", "F1 vs trainable parameters, tuned", "../")
+    csvs = sorted(folder.glob("trials_*.csv"))
+    if table is None and not csvs:
+        return None
+    lines = [table, ""] if table else ["No tuned method has its 3-seed test runs yet; the search so far:", ""]
+    lines += ["| study | trials | complete | pruned | failed | running (interrupted: retried on resume) | "
+              "best dev F1 so far | its settings |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for path in csvs:
+        with open(path, encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        count = {state: sum(r["state"] == state for r in rows) for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
+        complete = [r for r in rows if r["state"] == "COMPLETE"]
+        best = max(complete, key=lambda r: float(r["value"]), default=None)
+        lines.append(f"| [{path.stem.removeprefix('trials_')}](../{path.relative_to(ROOT)}) | {len(rows)} | "
+                     f"{count['COMPLETE']} | {count['PRUNED']} | {count['FAIL']} | {count['RUNNING']} | "
+                     + (f"{float(best['value']):.4f} | `{best['flags']}` |" if best else "— | — |"))
+    return "\n".join(lines)
+
+
+def time_to_quality() -> str | None:
+    path = RESULTS / "time_to_quality" / "result.json"
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())
+    t = r["trainer"]
+    lines = [f"Command: `{r['command'].strip()}` — machine: {r['machine']}, torch threads {r['torch_threads']}.", "",
+             f"Target: the Transformers `Trainer` tutorial recipe's dev F1 after its {t['epochs']} epochs, "
+             f"**{r['target_dev_f1']:.4f}**, reached in {t['train_seconds']:.0f} s of training.", "",
+             "| peftner | reached at step | training seconds | / Trainer's time | best dev F1 |", "|---|---:|---:|---:|---:|"]
+    for name in ("full", "lora"):
+        m = r[name]
+        lines.append(f"| {name} | {m['step'] if m['reached'] else 'not reached'} | "
+                     + (f"{m['seconds']:.0f} | **{m['ratio_to_trainer']:.2f}×** |" if m["reached"] else "— | — |")
+                     + f" {m['best_dev_f1']:.4f} |")
+    return "\n".join(lines)
+
+
 def serving() -> str | None:
     """Tagger vs transformers.pipeline on the same merged model, and quantized backbones (throughput.py)."""
     path = RESULTS / "serving" / "result.json"
@@ -154,6 +213,9 @@ def sections() -> list[tuple[Path, str, str | None]]:
         (ROOT / "docs" / "benchmarks.md", "compare-table", compare_table()),
         (ROOT / "docs" / "benchmarks.md", "data-efficiency", data_efficiency()),
         (ROOT / "docs" / "benchmarks.md", "throughput", throughput()),
+        (ROOT / "docs" / "benchmarks.md", "tuned", tuned_results()),
+        (ROOT / "docs" / "benchmarks.md", "time-to-quality", time_to_quality()),
+        (ROOT / "docs" / "methods.md", "search-spaces", search_spaces()),
         (ROOT / "docs" / "benchmarks.md", "serving", serving()),
     ]
 

@@ -29,6 +29,8 @@ COMMANDS: list[Command] = [
             "peftner.recipe:train_arguments", "peftner.recipe:train_command"),
     Command("compare", "run the parameters-vs-F1 comparison (same flags as benchmarks/compare.py)",
             "peftner.benchmark:compare_arguments", "peftner.benchmark:compare_command"),
+    Command("tune", "search a method's hyperparameters on dev with Optuna, then test the winner over seeds",
+            "peftner.tune:tune_arguments", "peftner.tune:tune_command"),
     Command("predict", "tag texts with a trained adapter (JSON Lines or CoNLL output)",
             "peftner.reuse.commands:predict_arguments", "peftner.reuse.commands:predict"),
     Command("export", "write a plain transformers model (adapter merged into its base)",

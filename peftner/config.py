@@ -46,6 +46,8 @@ class TrainConfig:
     output_dir: str = field(default="runs/{method}", metadata={"help": "where metrics.json and adapter/ go ({method} is replaced)"})
     init_adapter: str | None = field(default=None, metadata={"help": "continue from this adapter directory (OUTPUT_DIR/adapter of an earlier run of the same method); new tags extend its head"})
     epochs: int = field(default=5, metadata={"min": 1, "help": "training epochs"})
+    max_steps: int | None = field(default=None, metadata={"min": 1, "help": "train exactly N optimizer steps, as many epochs as that takes (replaces --epochs: equal budgets for any data size)"})
+    eval_steps: int | None = field(default=None, metadata={"min": 1, "help": "evaluate dev every N optimizer steps, not only at epoch ends"})
     learning_rate: float = field(default=5e-5, metadata={"min": 0, "help": "peak learning rate (methods may set their own default)"})
     batch_size: int = field(default=16, metadata={"min": 1, "help": "training batch size per process"})
     eval_batch_size: int = field(default=64, metadata={"min": 1, "help": "evaluation batch size per process"})

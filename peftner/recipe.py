@@ -163,7 +163,8 @@ def save_run(model, built: Built, data: Data, result, test_scores: dict, method:
     metrics = RunMetrics(
         method=method.name, model=data.model_name,
         dataset=corpus.name if corpus.name != "files" else cfg.train_file,
-        seed=cfg.seed, epochs=cfg.epochs, metric=data.schema.metric, scheme=data.schema.scheme,
+        seed=cfg.seed, epochs=result.history[-1]["epoch"] if result.history else cfg.epochs,
+        metric=data.schema.metric, scheme=data.schema.scheme,
         test_f1=float(test_scores["f1"]), test_precision=float(test_scores["precision"]),
         test_recall=float(test_scores["recall"]), test_accuracy=float(test_scores["accuracy"]),
         per_type=test_scores["per_type"], best_dev_f1=float(result.best_dev_f1),
@@ -188,12 +189,13 @@ def save_run(model, built: Built, data: Data, result, test_scores: dict, method:
 
 
 def run(method: Method, cfg: TrainConfig, method_config, command: str | None = None,
-        callbacks=()) -> RunMetrics | None:
+        callbacks=(), evaluate_test: bool = True) -> RunMetrics | dict | None:
     """Train and evaluate one method: load data → build model → train → test → save.
 
     Returns the run's :class:`~peftner.report.RunMetrics` (also written to metrics.json) on the main
     process, None on the others. ``callbacks``: hooks into the training loop
-    (:mod:`peftner.training.callbacks`).
+    (:mod:`peftner.training.callbacks`). ``evaluate_test=False`` (a tuning trial: the test split must
+    stay unseen) stops after training and returns the dev results as a dict, writing nothing.
     """
     import torch
     from accelerate import Accelerator
@@ -220,6 +222,11 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     model, result = train(built.model, accelerator, built.train_features, built.dev_set, data.scorer, cfg,
                           built.tokenizer.pad_token_id, callbacks=[*callbacks, tracker] if tracker else callbacks,
                           identity={"method": method.name, "method_config": config_to_dict(method_config)})
+    if not evaluate_test:
+        accelerator.end_training()
+        return {"best_dev_f1": float(result.best_dev_f1), "best_epoch": result.best_epoch, "history": result.history,
+                "trainable_params": int(built.trainable), "total_params": int(built.total),
+                "train_seconds": float(result.train_seconds), "optimizer_steps": result.optimizer_steps}
     test_scores = score_test(model, built, data, cfg, accelerator)
     metrics = None
     if accelerator.is_main_process:

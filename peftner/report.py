@@ -28,7 +28,7 @@ class RunMetrics:
     model: str | None = None
     dataset: str | None = None
     seed: int | None = None
-    epochs: int | None = None
+    epochs: int | None = None  # epochs begun (under --max-steps: as many as the steps took)
     metric: str | None = None  # "entity_f1", or "token_accuracy" for tag sets without entities
     scheme: str | None = None
     test_f1: float | None = None

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from peftner.methods.base import Method, MethodConfig, head_module_names
+from peftner.space import Choice, LogUniform
 from peftner.tuners.adapter import AdapterOptions
+from peftner.tuners.adapter.options import VARIANTS
 
 
 @dataclass
@@ -20,6 +22,9 @@ class AdapterMethodConfig(AdapterOptions, MethodConfig):
     # collapsed to all-"O" on one of three seeds of the embedded benchmark (seed 44: dev F1 0 in
     # every epoch); 5e-4 trains that seed normally.
     train_defaults: ClassVar[dict] = {"learning_rate": 5e-4}
+    # peftner tune: learning rate and the main structural knob (docs/methods.md lists them).
+    search_space: ClassVar[dict] = {"learning_rate": LogUniform(5e-5, 3e-3),
+                                   "reduction_factor": Choice((4, 8, 16, 32, 64)), "variant": Choice(VARIANTS)}
 
 
 def apply_adapter(model, config: AdapterMethodConfig):

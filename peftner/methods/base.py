@@ -34,6 +34,8 @@ class MethodConfig:
     """
 
     train_defaults: ClassVar[dict] = {}
+    # What ``peftner tune`` searches: a config field (or a bundle's name) -> a peftner.space entry.
+    search_space: ClassVar[dict] = {}
 
     def __post_init__(self):
         from peftner.validation import check_fields
@@ -58,6 +60,11 @@ class Method:
     def train_defaults(self) -> dict:
         """This method's overrides of the shared training defaults (from its config class)."""
         return dict(self.config_cls.train_defaults)
+
+    @property
+    def search_space(self) -> dict:
+        """What ``peftner tune`` searches for this method (from its config class)."""
+        return dict(self.config_cls.search_space)
 
     def default_config(self):
         return self.config_cls()

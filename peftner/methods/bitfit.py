@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_prefixes, resolved
+from peftner.space import LogUniform
 
 
 @dataclass
@@ -15,6 +16,8 @@ class BitFitConfig(MethodConfig):
     # Ben Zaken et al. search 1e-4..1e-3 for BERT-base; small models with few biases sit at the top.
     train_defaults: ClassVar[dict] = {"learning_rate": 1e-3}
 
+    # peftner tune: learning rate and the main structural knob (docs/methods.md lists them).
+    search_space: ClassVar[dict] = {"learning_rate": LogUniform(1e-4, 1e-2)}
 
 def bitfit_for_model(config: BitFitConfig, facts):
     from peftner.architectures import check_bitfit

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_prefixes
+from peftner.space import LogUniform
 
 
 @dataclass
 class FullConfig(MethodConfig):
     train_top_layers: int | None = field(default=None, metadata={"min": 0,
         "help": "train only the top K encoder layers and the head (None: every layer)"})
+    # peftner tune: learning rate and the main structural knob (docs/methods.md lists them).
+    search_space: ClassVar[dict] = {"learning_rate": LogUniform(1e-5, 3e-4)}
 
 
 def _layer_index(name: str) -> int | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_prefixes
+from peftner.space import LogUniform
 
 
 @dataclass
@@ -14,6 +15,8 @@ class HeadConfig(MethodConfig):
 
     # A lone linear layer on frozen features tolerates (and needs) a much larger step than fine-tuning.
     train_defaults: ClassVar[dict] = {"learning_rate": 5e-3}
+    # peftner tune: learning rate and the main structural knob (docs/methods.md lists them).
+    search_space: ClassVar[dict] = {"learning_rate": LogUniform(1e-4, 3e-2)}
 
 
 def apply_head(model, config: HeadConfig):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from peftner.methods.base import Method, MethodConfig, head_module_names, resolved
+from peftner.space import Bundle, LogUniform
 
 
 @dataclass
@@ -27,6 +28,16 @@ class IA3MethodConfig(MethodConfig):
     # (IA)^3 vectors start at 1 and need large steps: Liu et al. train them at 3e-3.
     train_defaults: ClassVar[dict] = {"learning_rate": 3e-3}
 
+    # peftner tune: learning rate and the main structural knob (docs/methods.md lists them).
+    search_space: ClassVar[dict] = {
+        "learning_rate": LogUniform(1e-3, 3e-2),
+        # "key,value,ffn": unset, the architecture's keys, values and feed-forward (the paper's choice).
+        "targets": Bundle.of({
+            "key,value,ffn": {"target_modules": None, "feedforward_modules": None},
+            "key,value": {"target_modules": "key,value", "feedforward_modules": ""},
+            "query,key,value,ffn": {"target_modules": "query,key,value,output.dense",
+                                    "feedforward_modules": "output.dense"}}),
+    }
 
 def ia3_for_model(config: IA3MethodConfig, facts):
     from peftner.architectures import ia3_modules

@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from peftner.errors import PeftnerError
 from peftner.methods.base import HEAD_NAMES, Method, MethodConfig, head_module_names, resolved
+from peftner.space import Bundle, Choice, LogUniform
 
 
 @dataclass
@@ -32,6 +33,15 @@ class LoraMethodConfig(MethodConfig):
     # benchmark tables) use 1e-3.
     train_defaults: ClassVar[dict] = {"learning_rate": 1e-3}
 
+    # peftner tune: learning rate and the main structural knob (docs/methods.md lists them).
+    search_space: ClassVar[dict] = {
+        "learning_rate": LogUniform(1e-4, 5e-3),
+        "r": Choice((4, 8, 16, 32)),
+        # "query,value": unset, the architecture's query/value projections (BERT: query, value).
+        "targets": Bundle.of({"query,value": {"target_modules": None},
+                              "query,key,value": {"target_modules": "query,key,value"},
+                              "all-linear": {"target_modules": "all-linear"}}),
+    }
 
 def lora_for_model(config: LoraMethodConfig, facts):
     from peftner.architectures import lora_targets

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from peftner.methods.base import Method, MethodConfig, head_module_names
+from peftner.space import Choice, LogUniform
 
 PROMPT_INITS = ("sample_vocab", "random")
 
@@ -23,6 +24,8 @@ class PromptMethodConfig(MethodConfig):
     # 1e-2..3e-2 are the usual choice, far above LoRA's.
     train_defaults: ClassVar[dict] = {"learning_rate": 3e-2}
 
+    # peftner tune: learning rate and the main structural knob (docs/methods.md lists them).
+    search_space: ClassVar[dict] = {"learning_rate": LogUniform(1e-3, 1e-1), "num_virtual_tokens": Choice((5, 10, 20, 50))}
 
 def apply_prompt(model, config: PromptMethodConfig):
     from peft import PromptTuningConfig, TaskType

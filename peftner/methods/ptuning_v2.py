@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from peftner.methods.base import Method, MethodConfig, head_module_names
+from peftner.space import Choice, LogUniform
 from peftner.tuners.ptuning_v2 import PtuningV2Options
 
 
@@ -19,6 +20,9 @@ from peftner.tuners.ptuning_v2 import PtuningV2Options
 class PtuningV2MethodConfig(PtuningV2Options, MethodConfig):
     # Liu et al.'s sequence-labelling scripts use learning rates around 1e-2 to 5e-2 with AdamW.
     train_defaults: ClassVar[dict] = {"learning_rate": 1e-2}
+    # peftner tune: learning rate and the main structural knob (docs/methods.md lists them).
+    search_space: ClassVar[dict] = {"learning_rate": LogUniform(1e-3, 5e-2),
+                                   "num_virtual_tokens": Choice((4, 8, 16, 32, 64))}
 
 
 def apply_ptuning_v2(model, config: PtuningV2MethodConfig):

@@ -16,6 +16,11 @@ class Callback:
         loss, ``lr`` the learning rate the step used, ``grad_norm`` the norm before clipping (None when
         ``max_grad_norm`` is 0, so nothing computed it)."""
 
+    def on_evaluate(self, entry: dict) -> None:
+        """After every dev evaluation, at epoch ends and every ``--eval-steps`` steps: ``entry`` is the
+        history row (epoch, step, train_loss or None mid-epoch, dev_f1) plus ``train_seconds``, the training
+        time so far (evaluation excluded). A tuner prunes here by raising."""
+
     def on_epoch_end(self, epoch: int, dev_scores: dict) -> bool:
         """After each epoch's dev evaluation (``dev_scores``: f1, precision, recall, accuracy, per_type).
         Return True to stop training now (the best dev state so far is kept); every process must

@@ -169,6 +169,8 @@ class _Prepared:
     train_loader: Any
     sampler: LengthGroupedBatchSampler
     dev_loader: Any
+    epochs: int  # epochs begun: --epochs, or as many as --max-steps takes
+    total_steps: int  # optimizer steps of the whole run (the schedule's length)
 
 
 @dataclass
@@ -192,7 +194,9 @@ def _prepare(model, accelerator, train_features: list[dict], dev_set: EvalSet, c
     dev_loader = make_eval_loader(dev_set, cfg.eval_batch_size, collator, cfg.num_workers)
 
     steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
-    total_steps = steps_per_epoch * cfg.epochs
+    max_steps = getattr(cfg, "max_steps", None)
+    epochs = math.ceil(max_steps / steps_per_epoch) if max_steps else cfg.epochs
+    total_steps = max_steps or steps_per_epoch * epochs
     optimizer = build_optimizer(model, cfg.learning_rate, cfg.weight_decay, cfg.optimizer_kernel,
                                 accelerator.device.type)
     from transformers import get_linear_schedule_with_warmup
@@ -201,7 +205,7 @@ def _prepare(model, accelerator, train_features: list[dict], dev_set: EvalSet, c
     model, optimizer, train_loader, dev_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, dev_loader, scheduler)
     return _Prepared(model, compiled(model) if cfg.compile else model, optimizer, scheduler, train_loader,
-                     sampler, dev_loader)
+                     sampler, dev_loader, epochs, total_steps)
 
 
 def _start_or_resume(checkpoints: Checkpointer, resume: bool) -> _State:
@@ -236,8 +240,12 @@ def _optimizer_step(run: _Prepared, accelerator, batch, cfg, state: _State, wher
 
 
 def _train_epoch(run: _Prepared, accelerator, state: _State, epoch: int, cfg, checkpoints: Checkpointer,
-                 progress, callbacks) -> float:
-    """Train one epoch (from where a resumed checkpoint stopped); returns its mean training loss."""
+                 progress, callbacks, evaluate) -> float:
+    """Train one epoch (from where a resumed checkpoint stopped); returns its mean training loss.
+
+    Stops early when the run reaches ``--max-steps``; every ``--eval-steps`` optimizer steps it calls
+    ``evaluate(epoch, None, training seconds so far)`` (evaluation time is not training time).
+    """
     resumed = state.position if epoch == state.position.epoch else Position(epoch)
     run.model.train()
     started = time.perf_counter() - resumed.seconds_in_epoch
@@ -246,6 +254,8 @@ def _train_epoch(run: _Prepared, accelerator, state: _State, epoch: int, cfg, ch
         else run.train_loader
     loader.set_epoch(epoch)  # the batches of an epoch are fixed by seed + epoch
     run.sampler.set_epoch(epoch)
+    max_steps, eval_steps = getattr(cfg, "max_steps", None), getattr(cfg, "eval_steps", None)
+    batch_number = resumed.batches_done
     for batch_number, batch in enumerate(loader, start=resumed.batches_done + 1):
         loss = _optimizer_step(run, accelerator, batch, cfg, state, f"epoch {epoch}, batch {batch_number}",
                                checkpoints, callbacks)
@@ -253,20 +263,31 @@ def _train_epoch(run: _Prepared, accelerator, state: _State, epoch: int, cfg, ch
         loss_sum += loss.detach()
         progress.update(1)
         progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False)
-        if (accelerator.sync_gradients and checkpoints.due(state.result.optimizer_steps)
-                and batch_number < len(run.train_loader)):  # the epoch-end checkpoint follows anyway
+        steps = state.result.optimizer_steps
+        finished = bool(max_steps) and steps >= max_steps
+        mid_epoch = accelerator.sync_gradients and batch_number < len(run.train_loader) and not finished
+        if mid_epoch and eval_steps and steps % eval_steps == 0:  # the epoch end evaluates anyway
+            paused = time.perf_counter()
+            evaluate(epoch, None, state.result.train_seconds + paused - started)
+            run.model.train()
+            started += time.perf_counter() - paused
+        if mid_epoch and checkpoints.due(steps):  # the epoch-end checkpoint follows anyway
             here = Position(epoch, batch_number, seconds_in_epoch=time.perf_counter() - started)
             started += checkpoints.save(run.model, state.result, here, state.best_state, loss_sum, tokens)
+        if finished:
+            break
     state.result.train_seconds += time.perf_counter() - started
     state.result.train_tokens += int(accelerator.reduce(tokens, reduction="sum").item())
-    return accelerator.reduce(loss_sum, reduction="mean").item() / max(1, len(run.train_loader))
+    return accelerator.reduce(loss_sum, reduction="mean").item() / max(1, batch_number)
 
 
-def _evaluate_epoch(run: _Prepared, accelerator, state: _State, epoch: int, mean_loss: float, dev_set: EvalSet,
-                    scorer: Scorer) -> tuple[dict, bool]:
-    """Score dev, record the epoch, keep the state if it is the best so far; returns (scores, improved)."""
+def _evaluate_epoch(run: _Prepared, accelerator, state: _State, epoch: int, mean_loss: float | None,
+                    dev_set: EvalSet, scorer: Scorer) -> tuple[dict, bool]:
+    """Score dev, record it (``mean_loss`` None: mid-epoch), keep the state if it is the best so far;
+    returns (scores, improved)."""
     dev_scores, _ = evaluate_split(run.model, run.dev_loader, accelerator, dev_set, scorer)
-    state.result.history.append({"epoch": epoch, "train_loss": mean_loss, "dev_f1": dev_scores["f1"]})
+    state.result.history.append({"epoch": epoch, "step": state.result.optimizer_steps, "train_loss": mean_loss,
+                                 "dev_f1": dev_scores["f1"]})
     improved = dev_scores["f1"] > state.result.best_dev_f1
     if improved:
         state.result.best_dev_f1, state.result.best_epoch = dev_scores["f1"], epoch
@@ -281,6 +302,8 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, scor
     Checkpoints every ``cfg.checkpoint_every`` optimizer steps and at each epoch end; with
     ``cfg.resume`` it continues from the latest one and reproduces the uninterrupted run exactly.
     ``identity`` (method name and settings) must match for a checkpoint to be resumed.
+    ``cfg.max_steps`` fixes the optimizer steps instead of the epochs (equal budgets for any data size);
+    ``cfg.eval_steps`` also scores dev every N steps, not only at epoch ends.
     ``callbacks``: objects with any of the hooks of :class:`peftner.training.callbacks.Callback`.
     """
     run = _prepare(model, accelerator, train_features, dev_set, cfg, pad_token_id)
@@ -289,18 +312,31 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, scor
                                                                      dev_set.features, dev_set.gold))
     state = _start_or_resume(checkpoints, cfg.resume)
     batches = len(run.train_loader)
-    with tqdm(total=cfg.epochs * batches, desc="training", unit="batch",
+    by_steps = bool(getattr(cfg, "max_steps", None) or getattr(cfg, "eval_steps", None))
+
+    def evaluate(epoch: int, mean_loss: float | None, train_seconds: float) -> dict:
+        dev_scores, improved = _evaluate_epoch(run, accelerator, state, epoch, mean_loss, dev_set, scorer)
+        if accelerator.is_main_process:
+            step = f", step {state.result.optimizer_steps}/{run.total_steps}" if by_steps else ""
+            loss = f"train loss {mean_loss:.4f}  " if mean_loss is not None else ""
+            progress.write(f"epoch {epoch}/{run.epochs}{step}: {loss}dev {scorer.metric} "
+                           f"{dev_scores['f1']:.4f}{'  (best)' if improved else ''}")
+        # Hooks also get the training time so far (time to quality); the history keeps only what is
+        # computed, so a resumed run's history equals the uninterrupted one's.
+        notify(callbacks, "on_evaluate", {**state.result.history[-1], "train_seconds": train_seconds})
+        return dev_scores
+
+    with tqdm(total=run.epochs * batches, desc="training", unit="batch",
               initial=(state.position.epoch - 1) * batches + state.position.batches_done,
               disable=not accelerator.is_local_main_process, dynamic_ncols=True) as progress:
-        for epoch in range(state.position.epoch, cfg.epochs + 1):
-            mean_loss = _train_epoch(run, accelerator, state, epoch, cfg, checkpoints, progress, callbacks)
-            dev_scores, improved = _evaluate_epoch(run, accelerator, state, epoch, mean_loss, dev_set, scorer)
-            if accelerator.is_main_process:
-                progress.write(f"epoch {epoch}/{cfg.epochs}: train loss {mean_loss:.4f}  dev {scorer.metric} "
-                               f"{dev_scores['f1']:.4f}{'  (best)' if improved else ''}")
+        for epoch in range(state.position.epoch, run.epochs + 1):
+            mean_loss = _train_epoch(run, accelerator, state, epoch, cfg, checkpoints, progress, callbacks, evaluate)
+            dev_scores = evaluate(epoch, mean_loss, state.result.train_seconds)
             if checkpoints.enabled:
                 checkpoints.save(run.model, state.result, Position(epoch + 1), state.best_state)
             if any(notify(callbacks, "on_epoch_end", epoch, dev_scores)):
+                break
+            if getattr(cfg, "max_steps", None) and state.result.optimizer_steps >= cfg.max_steps:
                 break
     if state.best_state is not None:
         load_trainable_state(accelerator.unwrap_model(run.model), state.best_state)

@@ -1,0 +1,255 @@
+"""Work shared by many processes through one Optuna storage: hyperparameter studies and run queues.
+
+Any number of workers — on one machine or many — open the same storage (a SQLite file, an RDB URL
+such as ``postgresql://...``, or a journal file on a shared filesystem) and split the work:
+
+* a **study** (``peftner tune``): each worker asks Optuna for the next trial; the sampler sees every
+  finished trial of every worker;
+* a **run queue** (the compare matrix, a tuned winner's seeds): every run is an enqueued trial whose
+  ``user_attrs["run"]`` names it; ``study.ask()`` hands a waiting trial to exactly one worker, so a
+  run is claimed once, and a finished (COMPLETE) run is never started again.
+
+A worker that dies leaves its trial RUNNING. Every worker stamps its trials with host, process id
+and a heartbeat; :func:`reap_stale` fails a RUNNING trial whose process is gone (same host) or whose
+heartbeat is older than ``stale_after`` seconds (other hosts), and puts its work back in the queue.
+So a sweep resumes after any interruption by simply starting the workers again.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from peftner.errors import PeftnerError
+
+RDB_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
+STALE_AFTER = 3600.0
+# FAIL trials that did no work of their own: interrupted (requeued), a run claimed twice, an ask that
+# found the queue empty, a trial beyond the study's size, another matrix's run handed back.
+NOT_RUN = ("interrupted", "duplicate_of", "empty_queue", "surplus", "handed_back")  # seconds without a heartbeat before another host's RUNNING trial counts as dead
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise PeftnerError("sweeps need the package optuna (pip install optuna)") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def open_storage(url: str):
+    """An Optuna storage from ``--storage``: an RDB URL (``sqlite:///sweep.db``), or a journal file
+    path (``sweep.journal`` or ``journal:PATH``; safe on a shared filesystem)."""
+    optuna = _optuna()
+    scheme = url.split(":", 1)[0].split("+", 1)[0] if "://" in url else None
+    if scheme in RDB_SCHEMES:
+        if scheme == "sqlite":
+            folder = Path(url.split(":///", 1)[-1]).parent
+            if not folder.is_dir():
+                raise PeftnerError(f"--storage {url}: folder {folder} does not exist")
+        try:
+            return optuna.storages.RDBStorage(url)
+        except Exception as err:  # noqa: BLE001 - SQLAlchemy raises many kinds; one line for the user
+            raise PeftnerError(f"--storage {url}: cannot open ({str(err).splitlines()[0]})") from None
+    if scheme is not None:
+        raise PeftnerError(f"--storage {url}: unknown scheme {scheme!r} (use sqlite:///FILE, an RDB URL or a "
+                           "journal file path)")
+    path = Path(url.removeprefix("journal:"))
+    if not path.parent.is_dir():
+        raise PeftnerError(f"--storage {url}: folder {path.parent} does not exist")
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def load_study(storage, name: str, sampler=None, pruner=None):
+    return _optuna().create_study(storage=storage, study_name=name, load_if_exists=True, direction="maximize",
+                                  sampler=sampler, pruner=pruner)
+
+
+def stamp(trial):
+    """Record who runs ``trial`` and that it is alive (called at the start and after each evaluation)."""
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("heartbeat", time.time())
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale(frozen, stale_after: float = STALE_AFTER, now: float | None = None) -> bool:
+    """Whether a RUNNING trial's worker is gone: its process no longer exists on this host, or its
+    heartbeat is older than ``stale_after`` seconds (any host; also catches a reused process id)."""
+    attrs = frozen.user_attrs
+    if attrs.get("host") == socket.gethostname() and attrs.get("pid") is not None:
+        if attrs["pid"] == os.getpid():
+            return False
+        if not _process_alive(int(attrs["pid"])):
+            return True
+    beat = attrs.get("heartbeat") or (frozen.datetime_start.timestamp() if frozen.datetime_start else 0)
+    return (now or time.time()) - beat > stale_after
+
+
+def interrupt_on_sigterm():
+    """SIGTERM (a scheduler stopping a worker) unwinds like Ctrl-C, so the worker hands its trial back."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def reap_stale(study, storage, stale_after: float = STALE_AFTER, requeue: bool = True) -> list[int]:
+    """Fail the RUNNING trials of dead workers and enqueue their work again; returns their numbers."""
+    optuna = _optuna()
+    reaped = []
+    for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if not is_stale(frozen, stale_after):
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(study.study_name), frozen.number)
+        try:
+            storage.set_trial_user_attr(trial_id, "interrupted", True)
+            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        except RuntimeError:  # another worker reaped it first
+            continue
+        if requeue:
+            attrs = {k: v for k, v in frozen.user_attrs.items() if k in ("run",)}
+            study.enqueue_trial(dict(frozen.params), user_attrs=attrs or None)
+        reaped.append(frozen.number)
+    return reaped
+
+
+def counts(study) -> dict:
+    """Trials by outcome. Interrupted ones were re-enqueued and do not count as done."""
+    optuna = _optuna()
+    state = optuna.trial.TrialState
+    out = {"complete": 0, "pruned": 0, "failed": 0, "running": 0, "waiting": 0}
+    for t in study.get_trials(deepcopy=False):
+        if t.state == state.COMPLETE:
+            out["complete"] += 1
+        elif t.state == state.PRUNED:
+            out["pruned"] += 1
+        elif t.state == state.RUNNING:
+            out["running"] += 1
+        elif t.state == state.WAITING:
+            out["waiting"] += 1
+        elif t.state == state.FAIL and not any(t.user_attrs.get(k) is not None for k in NOT_RUN):
+            out["failed"] += 1
+    out["done"] = out["complete"] + out["pruned"] + out["failed"]
+    return out
+
+
+class ProgressLine:
+    """One status line that rewrites itself on a terminal (a new line per update in a log file)."""
+
+    def __init__(self, stream=None, min_interval: float = 0.0):
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.min_interval, self.last, self.text = min_interval, 0.0, ""
+
+    def show(self, text: str, force: bool = False):
+        if text == self.text or (not force and time.time() - self.last < self.min_interval):
+            return
+        self.text, self.last = text, time.time()
+        self.stream.write(("\r\x1b[K" + text) if self.tty else text + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.tty and self.text:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def run_queue(storage, study_name: str, keys: list[str], work, stale_after: float = STALE_AFTER,
+              progress: ProgressLine | None = None, label: str = "runs") -> dict[str, float]:
+    """Run each of ``keys`` exactly once across all workers sharing ``storage``.
+
+    ``work(key) -> float`` does one run and returns its score. Runs already COMPLETE are skipped;
+    interrupted ones are requeued. Returns ``{key: score}`` of every completed run (all workers').
+    """
+    optuna = _optuna()
+    state = optuna.trial.TrialState
+    study = load_study(storage, study_name)
+    reap_stale(study, storage, stale_after)
+    claimed = {t.user_attrs.get("run") for t in study.get_trials(deepcopy=False)
+               if t.state in (state.COMPLETE, state.RUNNING, state.WAITING)}
+    for key in keys:
+        if key not in claimed:
+            study.enqueue_trial({}, user_attrs={"run": key})
+    wanted = set(keys)
+    while True:
+        if not any(t.user_attrs.get("run") in wanted for t in study.get_trials(deepcopy=False, states=(state.WAITING,))):
+            break
+        trial = study.ask()
+        key = trial.user_attrs.get("run")
+        if key is None:  # another worker took the last waiting run between our look and our ask
+            trial.set_user_attr("empty_queue", True)
+            study.tell(trial, state=state.FAIL)
+            continue
+        if key not in wanted:  # a run of another matrix sharing this queue: hand it back
+            trial.set_user_attr("handed_back", True)
+            study.tell(trial, state=state.FAIL)
+            study.enqueue_trial({}, user_attrs={"run": key})
+            continue
+        owner = min((t.number for t in study.get_trials(deepcopy=False, states=(state.RUNNING, state.COMPLETE))
+                     if t.user_attrs.get("run") == key), default=trial.number)
+        if owner != trial.number:  # the same run was enqueued twice by workers starting together
+            trial.set_user_attr("duplicate_of", owner)
+            study.tell(trial, state=state.FAIL)
+            continue
+        stamp(trial)
+        if progress:
+            progress.show(f"[{label}] {key} ...", force=True)
+        try:
+            value = work(key)
+        except BaseException:
+            trial.set_user_attr("interrupted", True)
+            study.tell(trial, state=state.FAIL)
+            study.enqueue_trial({}, user_attrs={"run": key})
+            raise
+        study.tell(trial, float(value))
+        if progress:
+            c = {k: 0 for k in ("complete", "running")}
+            for t in study.get_trials(deepcopy=False, states=(state.COMPLETE, state.RUNNING)):
+                if t.user_attrs.get("run") in wanted:
+                    c["complete" if t.state == state.COMPLETE else "running"] += 1
+            progress.show(f"[{label}] {c['complete']}/{len(wanted)} done, {c['running']} running, "
+                          f"{len(wanted) - c['complete'] - c['running']} left", force=True)
+    return {t.user_attrs["run"]: t.value for t in study.get_trials(deepcopy=False, states=(state.COMPLETE,))
+            if t.user_attrs.get("run") in wanted}
+
+
+def export_csv(study, path: Path) -> Path:
+    """The study's trials, one row each: number, state, value, params, per-step dev F1, timings."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        row = {"number": t.number, "state": t.state.name, "value": t.value,
+               "datetime_start": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else "",
+               "duration_s": round(t.duration.total_seconds(), 1) if t.duration else ""}
+        row.update({f"param_{k}": v for k, v in t.params.items()})
+        row["intermediate_dev_f1"] = " ".join(f"{step}:{v:.4f}" for step, v in sorted(t.intermediate_values.items()))
+        for key in ("trainable_params", "train_seconds", "flags", "interrupted", "error", "duplicate_of", "run"):
+            if key in t.user_attrs:
+                row[key] = t.user_attrs[key]
+        rows.append(row)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

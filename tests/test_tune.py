@@ -1,0 +1,271 @@
+"""peftner tune and shared sweeps: search spaces, equal-steps budgets, run queues, two workers on one study."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, memorise_argv, subprocess_env
+
+optuna = pytest.importorskip("optuna")
+
+from peftner import sweep, tune  # noqa: E402
+from peftner.benchmark import (pareto_front, spread_labels, summarize, tuned_table_markdown, versus_full,  # noqa: E402
+                               welch_p)
+from peftner.errors import PeftnerError  # noqa: E402
+from peftner.methods import METHODS, get_method  # noqa: E402
+
+
+def test_max_steps_fixes_the_budget_and_eval_steps_adds_evaluations(tmp_path, tiny_model, memorisable_files):
+    from peftner.recipe import main
+
+    # 24 sentences, batch 8: 3 steps per epoch; 7 steps = 2 epochs and 1 step of a third.
+    m = main("lora", memorise_argv(memorisable_files, tiny_model, tmp_path / "run", "--max-steps", 7,
+                                   "--eval-steps", 2, "--keep-checkpoints", 0, "--threads", 1))
+    assert m["optimizer_steps"] == 7 and m["config"]["max_steps"] == 7 and m["epochs"] == 3
+    # every 2 steps, plus each epoch end (3, 6) and the end of the budget (7)
+    assert [h["step"] for h in m["history"]] == [2, 3, 4, 6, 7]
+    assert m["best_dev_f1"] == max(h["dev_f1"] for h in m["history"])
+
+
+
+def test_evaluation_hook_gets_the_training_time_so_far(tmp_path, tiny_model, memorisable_files):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from throughput import DevCurve
+
+    from peftner.config import parse_args
+    from peftner.recipe import run
+
+    curve = DevCurve()
+    cfg, method_cfg = parse_args(get_method("lora"), memorise_argv(memorisable_files, tiny_model, tmp_path / "run",
+                                                                   "--epochs", 2, "--eval-steps", 2,
+                                                                   "--keep-checkpoints", 0))
+    m = run(get_method("lora"), cfg, method_cfg, callbacks=[curve])
+    assert [p["step"] for p in curve.points] == [h["step"] for h in m["history"]] == [2, 3, 4, 6]
+    seconds = [p["train_seconds"] for p in curve.points]
+    assert seconds == sorted(seconds) and 0 < seconds[-1] <= m["train_seconds"] + 1e-6
+    assert "train_seconds" not in m["history"][0]  # the history stays what a resumed run reproduces
+
+
+def test_time_to_quality_takes_the_first_evaluation_at_the_target():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from throughput import first_reaching
+
+    history = [{"step": 20, "dev_f1": 0.2, "train_seconds": 5.0}, {"step": 40, "dev_f1": 0.45, "train_seconds": 9.0},
+               {"step": 60, "dev_f1": 0.5, "train_seconds": 14.0}]
+    assert first_reaching(history, 0.45)["train_seconds"] == 9.0
+    assert first_reaching(history, 0.51) is None
+
+
+def test_budget_flags_below_one_are_refused(tmp_path):
+    from peftner.config import parse_args
+
+    with pytest.raises(PeftnerError, match="--max-steps must be at least 1"):
+        parse_args(get_method("lora"), ["--max-steps", "0"])
+
+
+def test_search_space_flags_and_recipe_defaults():
+    space = tune.search_space(get_method("ia3"))
+    assert tune.flags_of({"learning_rate": 0.002, "targets": "key,value"}, space) == [
+        "--learning-rate", "0.002", "--target-modules", "key,value", "--feedforward-modules", ""]
+    assert tune.default_values(get_method("lora"), tune.search_space(get_method("lora"))) == {
+        "learning_rate": 1e-3, "r": 8, "targets": "query,value"}
+    # Every space contains its recipe's defaults: the first trial reproduces the untuned recipe.
+    for method in METHODS.values():
+        if method.search_space:
+            assert tune.default_values(method, tune.search_space(method)) is not None, method.name
+    assert tune.space_fields("ia3") == ["learning_rate", "target_modules", "feedforward_modules"]
+
+
+def test_every_point_of_a_space_parses(tmp_path):
+    """Each option of each method's space is a valid recipe flag set (no trial fails on a typo)."""
+    from peftner.config import parse_args
+
+    for method in METHODS.values():
+        space = method.search_space
+        for key, spec in space.items():
+            options = spec.options if isinstance(spec, tune.Choice) else (spec.low, spec.high)
+            assert key == "learning_rate" or isinstance(spec, tune.Choice), (method.name, key)
+            for option in options:
+                point = {**tune.default_values(method, space), key: option}
+                parse_args(method, tune.flags_of(point, space))
+
+
+def test_storage_errors_are_one_line(tmp_path):
+    with pytest.raises(PeftnerError, match="does not exist"):
+        sweep.open_storage(str(tmp_path / "missing" / "sweep.journal"))
+    with pytest.raises(PeftnerError, match="unknown scheme"):
+        sweep.open_storage("redis://localhost/0")
+    assert sweep.open_storage(f"sqlite:///{tmp_path}/sweep.db") is not None
+
+
+def test_run_queue_runs_each_key_once_and_requeues_a_dead_workers_run(tmp_path):
+    storage = sweep.open_storage(str(tmp_path / "queue.journal"))
+    done = []
+    # A worker that died while running "b": its trial is RUNNING, stamped with a process that is gone.
+    study = sweep.load_study(storage, "compare-x")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    study.enqueue_trial({}, user_attrs={"run": "b"})
+    trial = study.ask()
+    trial.set_user_attr("host", sweep.socket.gethostname())
+    trial.set_user_attr("pid", int(dead.stdout))
+    scores = sweep.run_queue(storage, "compare-x", ["a", "b", "c"], lambda key: done.append(key) or len(done))
+    assert sorted(done) == ["a", "b", "c"]
+    assert scores == {key: float(done.index(key) + 1) for key in done}
+    again = sweep.run_queue(storage, "compare-x", ["a", "b", "c"], lambda key: done.append(key) or 0.0)
+    assert len(done) == 3 and set(again) == {"a", "b", "c"}  # nothing reran
+    # Another matrix in the same queue: a worker that pops its run hands it back untouched.
+    study.enqueue_trial({}, user_attrs={"run": "other"})
+    assert sweep.run_queue(storage, "compare-x", ["d"], lambda key: done.append(key) or 4.0) == {"d": 4.0}
+    assert done[3:] == ["d"]
+    waiting = [t.user_attrs["run"] for t in sweep.load_study(storage, "compare-x").trials if t.state.name == "WAITING"]
+    assert waiting == ["other"]
+    states = [t.state.name for t in sweep.load_study(storage, "compare-x").trials]
+    assert states.count("COMPLETE") == 4 and states.count("FAIL") == 2  # the dead worker's, one handed back
+
+
+def test_reaping_by_heartbeat_for_other_hosts():
+    frozen = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                       user_attrs={"host": "elsewhere", "pid": 1, "heartbeat": 1000.0})
+    assert sweep.is_stale(frozen, stale_after=60, now=1100.0)
+    assert not sweep.is_stale(frozen, stale_after=600, now=1100.0)
+    # Same host, a live process (the id may have been reused): only the heartbeat can tell.
+    alive = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, user_attrs={
+        "host": sweep.socket.gethostname(), "pid": os.getppid(), "heartbeat": 1000.0})
+    assert sweep.is_stale(alive, stale_after=60, now=1100.0) and not sweep.is_stale(alive, stale_after=600, now=1100.0)
+
+
+def fake_summary(method, seeds, params):
+    return {"method": method, "train_size": "all", "runs": len(seeds), "trainable_params": params,
+            "total_params": 1000, "trainable_percent": 100 * params / 1000, "adapter_bytes": 4 * params,
+            "backbone_bytes": 0, "test_f1_mean": sum(seeds) / len(seeds), "test_f1_std": 0.01,
+            "test_f1_by_seed": dict(zip((42, 43, 44), seeds)), "best_dev_f1_mean": 0.5,
+            "train_tokens_per_second_mean": 1.0, "peak_memory_mb_mean": 1.0, "wall_seconds_mean": 60.0,
+            "metric": "entity_f1", "settings": "lr 0.001"}
+
+
+def test_versus_full_with_welch_and_pareto_front():
+    from scipy import stats
+
+    full = fake_summary("full", [0.46, 0.47, 0.48], 1000)
+    lora = fake_summary("lora", [0.40, 0.41, 0.42], 10)
+    close = fake_summary("ptuning_v2", [0.45, 0.48, 0.47], 10)
+    tiny = fake_summary("prompt", [0.30, 0.31, 0.29], 5)
+    summary = [full, lora, close, tiny]
+    versus_full(summary)
+    assert lora["vs_full_points"] == pytest.approx(-6.0)
+    assert lora["vs_full_p"] == pytest.approx(stats.ttest_ind([0.40, 0.41, 0.42], [0.46, 0.47, 0.48],
+                                                              equal_var=False).pvalue)
+    assert lora["vs_full_p"] < 0.01 and close["vs_full_p"] > 0.05
+    table = tuned_table_markdown(summary, {"lora": {"done": 20, "complete": 12, "pruned": 8, "best_dev_f1": 0.5}})
+    assert "| -6.00 (**, p 0.00" in table and "| 20: 12 / 8 | 0.5000 |" in table and "| reference |" in table
+    assert "(n.s., p" in table and "Welch" in table
+    assert [s["method"] for s in pareto_front(summary)] == ["prompt", "ptuning_v2", "full"]  # lora: beaten at 10
+    assert welch_p([0.5], [0.4, 0.6]) is None
+
+
+def test_labels_of_equal_parameter_counts_are_spread():
+    heights = spread_labels([10, 10, 10, 1e6], [0.40, 0.41, 0.405, 0.41], gap=0.02)
+    same_x = sorted(heights[:3])
+    assert same_x[1] - same_x[0] >= 0.02 - 1e-9 and same_x[2] - same_x[1] >= 0.02 - 1e-9
+    assert heights[3] == 0.41  # far away on the x axis: left where it is
+
+
+def test_summary_keeps_settings():
+    from peftner.benchmark import RunSpec, row_of
+    from peftner.report import RunMetrics
+
+    metrics = {"method": "lora", "test_f1": 0.5, "best_dev_f1": 0.5, "trainable_params": 10, "total_params": 100,
+               "adapter_bytes": 1, "backbone_bytes": 1, "train_tokens_per_second": 1.0, "peak_memory_mb": 1.0,
+               "config": {"learning_rate": 0.0012345}, "method_config": {"r": 16, "target_modules": ["all-linear"]}}
+    row = row_of(RunSpec("lora", 42, None), RunMetrics.from_dict(metrics))
+    assert row["settings"] == "lr 0.00123, r 16, target_modules all-linear"
+    assert summarize([row])[0]["settings"] == row["settings"]
+
+
+def test_two_workers_share_one_study(tmp_path, tiny_model, memorisable_files):
+    """Two worker processes, one journal file: the study fills to exactly N trials with no trial or
+    run done twice, and the winner is reported once."""
+    storage = tmp_path / "sweep.journal"
+    extra = (f"--model {tiny_model} --train-file {memorisable_files['train']} --validation-file "
+             f"{memorisable_files['validation']} --test-file {memorisable_files['test']} --batch-size 8 --epochs 2 "
+             "--threads 1")
+    command = [sys.executable, "-m", "peftner.cli", "tune", "lora", "--n-trials", "8", "--seeds", "1",
+               "--storage", str(storage), "--results-dir", str(tmp_path / "out"), "--extra", extra]
+    workers = [subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=240)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    study = sweep.load_study(sweep.open_storage(str(storage)), "tune-lora")
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 8
+    assert not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]
+    assert len({t.number for t in finished}) == 8
+    workers_seen = {t.user_attrs["pid"] for t in finished}
+    assert workers_seen <= {w.pid for w in workers} and len(workers_seen) == 2, "both workers ran trials"
+    runs = sweep.load_study(sweep.open_storage(str(storage)), "runs-lora")
+    completed = [t.user_attrs["run"] for t in runs.trials if t.state.name == "COMPLETE"]
+    assert completed == ["lora/size-all/seed-42"]  # run once, by one of the workers
+    reports = [line for out in outputs for line in out.splitlines() if line.startswith("best trial")]
+    assert len(reports) == 1, outputs
+    best = tune.best_trial(study)
+    assert reports[0].startswith(f"best trial {best.number} of tune-lora: dev F1 {best.value:.4f}")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["sweeps"]["lora"]["done"] == 8 and summary["sweeps"]["lora"]["best_trial"] == best.number
+    assert (tmp_path / "out" / "trials_lora.csv").read_text().count("\n") == 1 + len(study.trials)
+    assert os.path.exists(tmp_path / "out" / "table.md")
+
+
+def test_compare_tune_writes_the_tuned_table(tmp_path, tiny_model, memorisable_files):
+    """compare.py --tune: search each method, run its winner, and write the reader's table."""
+    from peftner.benchmark import main
+
+    result = main(["--methods", "head", "--tune", "--n-trials", "2", "--seeds", "1", "--epochs", "1",
+                   "--model", str(tiny_model), "--train-file", str(memorisable_files["train"]),
+                   "--validation-file", str(memorisable_files["validation"]),
+                   "--test-file", str(memorisable_files["test"]), "--results-dir", str(tmp_path), "--name", "t",
+                   "--extra", "--batch-size 8 --keep-checkpoints 0 --threads 1"])
+    out = tmp_path / "t"
+    table = (out / "table.md").read_text()
+    assert "| method | tuned settings |" in table and "| head | lr " in table and "| 2: " in table
+    assert (out / "trials_head.csv").read_text().count("COMPLETE") + \
+        (out / "trials_head.csv").read_text().count("PRUNED") == 2
+    assert [s["method"] for s in result["summary"]] == ["head"]
+    study = sweep.load_study(sweep.open_storage(str(out / "study.journal")), "tune-head")
+    assert result["summary"][0]["settings"] == f"lr {tune.best_trial(study).params['learning_rate']:.3g}"
+
+
+def test_one_line_for_the_whole_sweep(tmp_path):
+    storage = sweep.open_storage(str(tmp_path / "s.journal"))
+    for method, values in (("lora", [0.4, 0.5]), ("full", [0.45])):
+        study = sweep.load_study(storage, tune.study_name(method))
+        for v in values:
+            study.add_trial(optuna.trial.create_trial(value=v))
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED))
+    line = tune.sweep_status(storage, ["lora", "full", "adapter"], n_trials=4)
+    assert line == ("[sweep of 3 methods] 5/12 trials: 3 complete, 2 pruned, 0 failed, 0 running, 7 left "
+                    "| best dev F1: lora 0.5000, full 0.4500")
+    out = tmp_path / "progress.txt"
+    with open(out, "w") as stream:  # not a terminal: one line per update, repeats dropped
+        progress = sweep.ProgressLine(stream)
+        progress.show(line)
+        progress.show(line)
+    assert out.read_text() == line + "\n"
+
+
+def test_lora_on_all_linear_layers(tiny_model):
+    """The search's all-linear option: every linear layer of the backbone gets an update, not the head."""
+    from transformers import AutoModelForTokenClassification
+
+    from peftner.config import parse_args
+
+    method = get_method("lora")
+    _, config = parse_args(method, tune.flags_of({"learning_rate": 1e-3, "r": 4, "targets": "all-linear"},
+                                                 method.search_space))
+    model = method.apply(AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=3), config)
+    adapted = {n.rsplit(".lora_A", 1)[0].split("encoder.layer.0.", 1)[-1] for n, _ in model.named_modules()
+               if n.endswith("lora_A") and ".layer.0." in n}
+    assert adapted == {"attention.self.query", "attention.self.key", "attention.self.value",
+                       "attention.output.dense", "intermediate.dense", "output.dense"}
