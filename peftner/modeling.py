@@ -101,6 +101,19 @@ def same_4bit_numerics_on_every_cpu(model):
     return model
 
 
+def window_length(tokenizer, model, requested: int | None = None) -> int:
+    """Subwords per input window for ``model`` (after its method is applied).
+
+    The model's limit (or ``requested``), less the positions a soft prompt prepends. Training and
+    :class:`peftner.reuse.Tagger` both call this, so a reloaded adapter sees the same windows.
+    """
+    from peftner.data import max_sequence_length
+    from peftner.tuners import virtual_positions
+
+    return min(max_sequence_length(tokenizer, model.config, requested),
+               max_sequence_length(tokenizer, model.config) - virtual_positions(model))
+
+
 def saved_base_config(model):
     """The base model's config to save next to an adapter, without its load-time quantization.
 

@@ -22,10 +22,10 @@ from typing import Any
 from peftner.config import TrainConfig, config_to_dict, default_model, parse_args
 from peftner.errors import PeftnerError
 from peftner.methods import Method, count_parameters, get_method
-from peftner.tuners import virtual_positions
 from peftner.report import RunMetrics, format_summary
 
 logger = logging.getLogger("peftner")
+PREDICTIONS_FILE = "test_predictions.conll"  # token, gold tag, predicted tag of every test word
 
 
 def _check_output_dir(path: Path):
@@ -95,9 +95,9 @@ def load_data(method: Method, cfg: TrainConfig) -> Data:
 def build_model(method: Method, method_config, cfg: TrainConfig, data: Data, accelerator, facts=None) -> Built:
     """Stage 2: load the backbone with a fresh head, apply the method, encode the splits for it."""
     from peftner.architectures import make_bidirectional, never_quantize_head
-    from peftner.data import encode_sentences, max_sequence_length
+    from peftner.data import encode_sentences
     from peftner.data.alignment import window_budget
-    from peftner.modeling import load_token_classifier, load_tokenizer
+    from peftner.modeling import load_token_classifier, load_tokenizer, window_length
     from peftner.training.loop import EvalSet
 
     tokenizer = load_tokenizer(data.model_name, cfg.trust_remote_code)
@@ -111,9 +111,8 @@ def build_model(method: Method, method_config, cfg: TrainConfig, data: Data, acc
                                   **never_quantize_head(load_kwargs, facts))
     if cfg.bidirectional and make_bidirectional(model) == 0:
         raise PeftnerError(f"--bidirectional: this {model.config.model_type} model has no causal attention to lift")
-    max_length = max_sequence_length(tokenizer, model.config, cfg.max_length)
     model = method.apply(model, method_config)
-    max_length = min(max_length, max_sequence_length(tokenizer, model.config) - virtual_positions(model))
+    max_length = window_length(tokenizer, model, cfg.max_length)  # what Tagger recomputes on reload
     if data.init:
         data.init.load_into(model, len(data.schema.labels))
     trainable, total = count_parameters(model)
@@ -134,31 +133,38 @@ def build_model(method: Method, method_config, cfg: TrainConfig, data: Data, acc
     return built
 
 
-def score_test(model, built: Built, data: Data, cfg: TrainConfig, accelerator) -> dict:
-    """Stage 4: score the test split once, with the best dev state."""
+def score_test(model, built: Built, data: Data, cfg: TrainConfig, accelerator) -> tuple[dict, list[list[str]]]:
+    """Stage 4: score the test split once, with the best dev state; returns (scores, predicted tags)."""
     from peftner.training.loop import PaddingCollator, evaluate_split, make_eval_loader
 
     test_loader = accelerator.prepare(make_eval_loader(built.test_set, cfg.eval_batch_size,
                                                        PaddingCollator(built.tokenizer.pad_token_id)))
-    scores, _ = evaluate_split(model, test_loader, accelerator, built.test_set, data.scorer)
-    return scores
+    return evaluate_split(model, test_loader, accelerator, built.test_set, data.scorer)
 
 
-def save_run(model, built: Built, data: Data, result, test_scores: dict, method: Method, method_config,
-             cfg: TrainConfig, accelerator, command: str | None) -> RunMetrics:
-    """Stage 5 (main process): the adapter directory, metrics.json and the printed summary."""
+def save_run(model, built: Built, data: Data, result, test: tuple[dict, list[list[str]]], method: Method,
+             method_config, cfg: TrainConfig, accelerator, command: str | None) -> RunMetrics:
+    """Stage 5 (main process): the adapter directory, the test predictions, metrics.json and the summary."""
     from peftner.integrity import drop_previous, set_aside
     from peftner.modeling import backbone_bytes, saved_base_config
     from peftner.report import library_versions, machine_description, peak_memory_mb, weights_bytes
     from peftner.reuse import write_artifacts
+    from peftner.reuse.partial import save_trained
+    from peftner.reuse.text import write_tagged_conll
 
+    test_scores, test_predicted = test
     output_dir = Path(cfg.output_dir)
     adapter_dir = output_dir / "adapter"
     set_aside(adapter_dir)  # an earlier run's adapter survives a failed save (disk full): see main()
     unwrapped = accelerator.unwrap_model(model)
-    unwrapped.save_pretrained(adapter_dir, safe_serialization=True)
+    if method.saves_trained_only:
+        save_trained(unwrapped, adapter_dir)  # head / BitFit: the trained tensors, not the whole model
+    else:
+        unwrapped.save_pretrained(adapter_dir, safe_serialization=True)
     saved_base_config(unwrapped).save_pretrained(adapter_dir)  # config.json: the label maps, written once
     built.tokenizer.save_pretrained(adapter_dir)
+    write_tagged_conll(output_dir / PREDICTIONS_FILE, [s.tokens for s in data.corpus.test], built.test_set.gold,
+                       test_predicted)  # what test_f1 scored, word by word
     corpus = data.corpus
     metrics = RunMetrics(
         method=method.name, model=data.model_name,
@@ -227,11 +233,10 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
         return {"best_dev_f1": float(result.best_dev_f1), "best_epoch": result.best_epoch, "history": result.history,
                 "trainable_params": int(built.trainable), "total_params": int(built.total),
                 "train_seconds": float(result.train_seconds), "optimizer_steps": result.optimizer_steps}
-    test_scores = score_test(model, built, data, cfg, accelerator)
+    test = score_test(model, built, data, cfg, accelerator)
     metrics = None
     if accelerator.is_main_process:
-        metrics = save_run(model, built, data, result, test_scores, method, method_config, cfg, accelerator,
-                           command)
+        metrics = save_run(model, built, data, result, test, method, method_config, cfg, accelerator, command)
         if tracker:
             tracker.on_run_end(metrics)
     accelerator.wait_for_everyone()

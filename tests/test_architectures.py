@@ -83,11 +83,6 @@ def _batch(tokenizer):
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
 
-# Reloading quantized backbones in their trained precision and prompt adapters without their
-# virtual rows is issue #12's "exact reuse" part, landing separately: until then these cells must
-# train like the others but are expected not to reload exactly; once they do, the test fails and
-# asks for the method to be removed from this list.
-AWAITING_EXACT_REUSE = ("int8_lora", "qlora", "prompt")
 CELLS = [pytest.param(a, m, id=f"{a}-{m}") for a, m in support.cells()]
 
 
@@ -126,11 +121,6 @@ def test_cell(arch, method, checkpoints, memorisable_files, tmp_path, capsys, mo
     with torch.no_grad():
         expected_logits = trained(**batch).logits
         reloaded = tagger.model(**batch).logits
-    exact = reloaded.shape == expected_logits.shape and torch.allclose(reloaded, expected_logits,
-                                                                       atol=1e-5, rtol=1e-4)
-    if method in AWAITING_EXACT_REUSE:
-        assert not exact, f"{method} now reloads exactly: remove it from AWAITING_EXACT_REUSE"
-        pytest.xfail(f"{method}: exact reload is issue #12's exact-reuse part, not on main yet")
     torch.testing.assert_close(reloaded, expected_logits, atol=1e-5, rtol=1e-4)
 
 

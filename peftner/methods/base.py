@@ -52,6 +52,9 @@ class Method:
     # Extra keyword arguments for ``from_pretrained`` (e.g. a quantization config), from the config.
     load_kwargs: Callable[[Any], dict] | None = None
     is_peft: bool = True
+    # Non-PEFT methods that train a few tensors of the model (head, BitFit) save only those
+    # (peftner.reuse.partial) instead of the whole model.
+    saves_trained_only: bool = False
     # ``for_model(config, facts) -> config``: fill the architecture defaults (None knobs) and refuse,
     # in one line, what cannot apply (peftner.architectures); run on the config before data loads.
     for_model: Callable[[Any, Any], Any] | None = None

@@ -38,5 +38,6 @@ BITFIT = Method(
     config_cls=BitFitConfig,
     apply=apply_bitfit,
     is_peft=False,
+    saves_trained_only=True,
     for_model=bitfit_for_model,
 )

@@ -30,4 +30,5 @@ HEAD = Method(
     config_cls=HeadConfig,
     apply=apply_head,
     is_peft=False,
+    saves_trained_only=True,
 )

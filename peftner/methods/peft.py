@@ -52,6 +52,13 @@ def load_peft_config(path: str, head_names: list[str]):
     kwargs = {k: v for k, v in raw.items() if k != "peft_type"}
     kwargs["task_type"] = TaskType.TOKEN_CLS
     kwargs["modules_to_save"] = sorted(set(kwargs.get("modules_to_save") or []) | set(head_names))
+    if peft_type == "ADALORA":
+        # The training loop sets total_step to the run's real number of optimizer steps (see
+        # peftner.training.rank_allocation); until then a value that passes AdaLoRA's own checks.
+        if kwargs.get("total_step") is not None:
+            logger.warning("%s: AdaLoRA total_step %s is ignored: peftner sets it to the run's number of "
+                           "optimizer steps", path, kwargs["total_step"])
+        kwargs["total_step"] = int(kwargs.get("tinit") or 0) + int(kwargs.get("tfinal") or 0) + 1
     try:
         config = config_cls(**kwargs)
     except (TypeError, ValueError) as err:
@@ -59,9 +66,6 @@ def load_peft_config(path: str, head_names: list[str]):
     if config.is_prompt_learning:
         raise PeftnerError(f"{path}: prompt-learning configs ({peft_type}) add virtual tokens; "
                            "use the prompt or ptuning_v2 method instead")
-    if peft_type == "ADALORA":
-        logger.warning("AdaLoRA: the shared training loop does not call update_and_allocate, "
-                       "so ranks stay at init_r (a fixed-rank SVD-form LoRA)")
     return config
 
 

@@ -2,7 +2,8 @@
 
 A run writes ``OUTPUT_DIR/adapter/`` (see :func:`write_artifacts`):
 
-* the weights: ``adapter_model.safetensors`` + ``adapter_config.json`` (PEFT methods) or
+* the weights: ``adapter_model.safetensors`` + ``adapter_config.json`` (PEFT methods),
+  ``trained_parameters.safetensors`` (head, BitFit: only the tensors that trained) or
   ``model.safetensors`` (full fine-tuning);
 * ``config.json``: the base model's config with the label maps (``id2label``/``label2id``);
 * the tokenizer files;
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from peftner.errors import PeftnerError
 from peftner.integrity import read_weights
+from peftner.reuse.partial import TRAINED_FILE
 
 METADATA_FILE = "peftner.json"
 FORMAT_VERSION = 1
@@ -97,7 +99,9 @@ class AdapterInfo:
     """What :func:`read_adapter_dir` found in a directory."""
 
     path: Path
-    kind: str  # "peft" (adapter weights on a base model) or "full" (a complete model)
+    # "peft" (adapter weights on a base model), "trained" (the tensors head/BitFit trained, on a base
+    # model: see peftner.reuse.partial) or "full" (a complete model)
+    kind: str
     id2label: dict[int, str]
     metadata: dict = field(default_factory=dict)
     peft_config: dict = field(default_factory=dict)
@@ -144,7 +148,8 @@ def read_adapter_dir(path: str | Path) -> AdapterInfo:
         raise PeftnerError(f"{path}: no such directory (expected OUTPUT_DIR/adapter of a peftner run)")
     metadata = _read_json(path / METADATA_FILE) if (path / METADATA_FILE).is_file() else {}
     has_adapter = (path / "adapter_config.json").is_file()
-    has_model = any(path.glob("model*.safetensors"))
+    has_trained = (path / TRAINED_FILE).is_file()
+    has_model = has_trained or any(path.glob("model*.safetensors"))
     if not has_adapter and not has_model:
         raise PeftnerError(f"{path}: not an adapter or model directory (no adapter_config.json and no "
                            "model.safetensors; pass OUTPUT_DIR/adapter of a peftner run)")
@@ -165,7 +170,8 @@ def read_adapter_dir(path: str | Path) -> AdapterInfo:
     peft_config = _read_json(path / "adapter_config.json") if has_adapter else {}
     for weights in weight_files(path, has_adapter):
         read_weights(weights)  # missing, truncated, corrupt or non-finite: one line naming the file
-    return AdapterInfo(path, "peft" if has_adapter else "full", id2label, metadata, peft_config)
+    kind = "peft" if has_adapter else "trained" if has_trained else "full"
+    return AdapterInfo(path, kind, id2label, metadata, peft_config)
 
 
 def weight_files(path: Path, is_peft: bool) -> list[Path]:
@@ -177,7 +183,8 @@ def weight_files(path: Path, is_peft: bool) -> list[Path]:
                 if (path / "adapter_model.bin").is_file() else ""
             raise PeftnerError(f"{weights}: weights file is missing{pickled}")
         return [weights]
-    return sorted(path.glob("model*.safetensors"))
+    trained = path / TRAINED_FILE  # head / BitFit: only the tensors that trained
+    return sorted(path.glob("model*.safetensors")) + ([trained] if trained.is_file() else [])
 
 
 def resolve_base_model(info: AdapterInfo, override: str | None = None) -> str:

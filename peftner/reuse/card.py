@@ -77,6 +77,10 @@ def model_card(meta: dict, metrics: RunMetrics | None = None) -> str:
     lines += [f"# {meta.get('method', 'peftner')} token classifier", ""]
     lines += [f"- **Method:** {meta.get('method')}" + (" (PEFT adapter on a frozen base)" if meta.get("is_peft") else ""),
               f"- **Base model:** {base}" + (" (embedded default of peftner)" if meta.get("base_model_embedded") else "")]
+    precision = meta.get("precision") or {}
+    if precision.get("quantization_config"):
+        lines.append(f"- **Backbone precision:** {precision['backbone']} (bitsandbytes; peftner reloads it so, "
+                     "`--full-precision` loads it unquantized)")
     if metrics.dataset:
         lines.append(f"- **Dataset:** {metrics.dataset}")
     if meta.get("init_adapter"):
@@ -116,8 +120,11 @@ def write_artifacts(adapter_dir, *, method, model, base_model: str, schema, metr
 
     Called by :func:`peftner.recipe.run`; ``model`` is the trained (unwrapped) model.
     """
+    from peftner.reuse.precision import PRECISION_KEY, record_precision
+
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     extra = {"init_adapter": str(init_adapter)} if init_adapter else {}
+    extra[PRECISION_KEY] = record_precision(model, metrics.config if metrics else None)
     if metrics:
         extra["dataset"] = metrics.dataset
         extra["test_f1"] = metrics.test_f1

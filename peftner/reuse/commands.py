@@ -35,12 +35,16 @@ def predict_arguments(parser):
                         help="jsonl: one object per input with tokens, tags, scores and entities; "
                              "conll: token<TAB>tag lines")
     parser.add_argument("--output", metavar="FILE", default="-", help="where to write (default: standard output)")
-    parser.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="inputs per forward pass (default: the run's evaluation batch size, else 32)")
     parser.add_argument("--aggregation", choices=("first", "average", "max"), default="first",
                         help="word tag from its subwords, as transformers.pipeline's aggregation_strategy")
     parser.add_argument("--base-model", default=None,
                         help="base model to load the adapter onto (default: the one recorded in the adapter)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, … (default: cuda when available)")
+    parser.add_argument("--full-precision", action="store_true",
+                        help="load the backbone of an 8-bit/4-bit-trained adapter unquantized, in float32 "
+                             "(default: the precision the run was trained and scored on)")
 
 
 def predict(args) -> int:
@@ -50,7 +54,7 @@ def predict(args) -> int:
     from peftner.reuse.text import read_inputs
     from peftner.validation import resolve_device
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise PeftnerError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.output != "-":
         check_writable_file(args.output)
@@ -59,7 +63,8 @@ def predict(args) -> int:
     if args.output_format == "conll":
         _check_conll_representable(items)
     _quiet()
-    tagger = Tagger.from_pretrained(args.adapter, base_model=args.base_model, device=str(device))
+    tagger = Tagger.from_pretrained(args.adapter, base_model=args.base_model, device=str(device),
+                                    full_precision=args.full_precision)
     predictions = tagger.predict(items, batch_size=args.batch_size, aggregation=args.aggregation)
     if args.output_format == "jsonl":  # strict JSON: never a bare `NaN` (Tagger refuses non-finite scores first)
         try:

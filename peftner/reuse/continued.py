@@ -78,15 +78,21 @@ class InitAdapter:
                                    f"configuration (e.g. a different rank or target modules): "
                                    f"{str(err).strip().splitlines()[-1].strip()}") from None
         else:
+            from peftner.reuse.partial import TRAINED_FILE
+
+            trained_only = self.info.kind == "trained"  # head / BitFit: the frozen rest is the base's
+            if trained_only:
+                check_same_base(self.info.fingerprint, model, self.info.path, "the --model base")
             expected = model.state_dict()
-            state = _pad_head_rows(_load_safetensors(self.info.path, "model*.safetensors"),
-                                   expected, n_old, num_labels)
+            state = _pad_head_rows(_load_safetensors(self.info.path, TRAINED_FILE if trained_only
+                                                     else "model*.safetensors"), expected, n_old, num_labels)
             try:
                 result = model.load_state_dict(state, strict=False)
             except RuntimeError as err:
                 raise PeftnerError(f"{self.info.path}: the model does not fit this run's base model: "
                                    f"{str(err).strip().splitlines()[-1].strip()}") from None
-            if result.unexpected_keys or [k for k in result.missing_keys if not k.endswith("position_ids")]:
+            missing = [] if trained_only else [k for k in result.missing_keys if not k.endswith("position_ids")]
+            if result.unexpected_keys or missing:
                 raise PeftnerError(f"{self.info.path}: the model does not fit this run's base model "
                                    f"(missing {len(result.missing_keys)}, unexpected "
                                    f"{len(result.unexpected_keys)} weights)")
@@ -97,7 +103,8 @@ def prepare_init_adapter(path, method) -> InitAdapter:
     """Check ``--init-adapter`` early (before any data or model loading) for the recipe's ``method``."""
     info = read_adapter_dir(path)
     if method.is_peft != (info.kind == "peft"):
-        kind = "a PEFT adapter" if info.kind == "peft" else "a fully fine-tuned model"
+        kind = {"peft": "a PEFT adapter", "trained": "the trained tensors of a model"}.get(
+            info.kind, "a fully fine-tuned model")
         raise PeftnerError(f"--init-adapter {path}: holds {kind} ({info.method or 'unknown method'}); "
                            f"continue it with its own method, not {method.name}")
     if info.metadata.get("method") and info.metadata["method"] != method.name:

@@ -45,7 +45,8 @@ def export_model(adapter_dir, output, merge: bool = False, base_model: str | Non
         raise PeftnerError(f"{output}: the output directory must differ from the adapter directory")
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise PeftnerError(f"{output}: directory exists and is not empty (choose a new --output)")
-    tagger = Tagger.from_pretrained(adapter_dir, base_model=base_model, device="cpu")
+    # Merged weights are plain floats: a quantized run is merged into its unquantized base.
+    tagger = Tagger.from_pretrained(adapter_dir, base_model=base_model, device="cpu", full_precision=True)
     model = _merge(tagger, adapter_dir) if info.kind == "peft" else tagger.model
     labels = info.labels
     model.config.id2label = dict(enumerate(labels))

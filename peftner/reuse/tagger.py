@@ -25,6 +25,7 @@ from peftner.reuse.text import entity_spans, tokenize
 
 AGGREGATIONS = ("first", "average", "max")  # as transformers' token-classification pipeline
 _ADAPTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+DEFAULT_BATCH_SIZE = 32  # for directories that do not record their evaluation batch size
 
 
 @dataclass
@@ -85,12 +86,13 @@ class Tagger:
     """A token classifier loaded from ``OUTPUT_DIR/adapter`` (PEFT adapter or full model)."""
 
     def __init__(self, model, tokenizer, info: AdapterInfo, base_model: str | None, adapter_name: str | None,
-                 device, max_length: int):
+                 device, max_length: int | None, full_precision: bool = False):
         self.model = model
         self.tokenizer = tokenizer
         self.base_model = base_model
         self.device = device
-        self.max_length = max_length
+        self.full_precision = full_precision
+        self._requested_length = max_length
         self._infos: dict[str, AdapterInfo] = {adapter_name or "default": info}
         self._active = adapter_name or "default"
         self._is_peft = adapter_name is not None
@@ -99,50 +101,51 @@ class Tagger:
     @classmethod
     def from_pretrained(cls, path, base_model: str | None = None, device: str | None = None,
                         adapter_name: str = "default", max_length: int | None = None,
-                        trust_remote_code: bool = False) -> "Tagger":
+                        trust_remote_code: bool = False, full_precision: bool = False) -> "Tagger":
         """Load a peftner output (``OUTPUT_DIR/adapter``) for prediction.
 
         ``base_model`` overrides the base recorded in the directory (see
         :func:`peftner.reuse.artifact.resolve_base_model`); loading an adapter onto a base that is not
-        the one it was trained on raises :class:`PeftnerError`.
+        the one it was trained on raises :class:`PeftnerError`. The backbone is loaded the way the run
+        scored it (8-bit / 4-bit for quantized runs, its mixed precision, window length and batch
+        size; see :mod:`peftner.reuse.precision`); ``full_precision=True`` loads it unquantized in
+        float32 instead. ``max_length`` overrides the recorded window length.
         """
-        import torch
-
         from peftner.architectures import restore_bidirectional
-        from peftner.data import max_sequence_length
         from peftner.modeling import load_token_classifier, load_tokenizer
+        from peftner.reuse.precision import backbone_load_kwargs
 
         info = read_adapter_dir(path)
         device = resolve_device(device, "device")
+        load_kwargs = backbone_load_kwargs(info.metadata, device, full_precision)
         if info.kind == "full":
             model = load_token_classifier(str(info.path), info.id2label, trust_remote_code, complete=True)
             restore_bidirectional(model, info.path)
             tokenizer = load_tokenizer(str(info.path), trust_remote_code)
             base_name, name = None, None
         else:
-            from peft import PeftModel
-
-            _check_adapter_name(adapter_name)
             base_name = resolve_base_model(info, base_model)
-            base = load_token_classifier(base_name, info.id2label, trust_remote_code)
+            if info.kind == "peft":
+                _check_adapter_name(adapter_name)
+            base = load_token_classifier(base_name, info.id2label, trust_remote_code, **load_kwargs)
+            if load_kwargs:
+                from peftner.methods.lora import prepare_kbit_model
+
+                base = prepare_kbit_model(base)  # as in training: non-quantized leftovers in float32
             restore_bidirectional(base, info.path)  # a --bidirectional run: attention without the causal mask
-            _check_name_free(adapter_name, base)
             check_same_base(info.fingerprint, base, info.path, base_name)
-            try:
-                model = PeftModel.from_pretrained(base, str(info.path), adapter_name=adapter_name)
-            except KeyError as err:  # a weight PEFT needs (e.g. the head) is not in the file
-                raise PeftnerError(f"{info.path / 'adapter_model.safetensors'}: lacks the weights {err.args[0]}; "
-                                   "the file is incomplete or was written for another configuration") from None
-            except (RuntimeError, ValueError) as err:
-                raise PeftnerError(f"{info.path}: the adapter does not fit the base model {base_name} "
-                                   f"(a different base?): {load_error_line(err)}") from None
-            _check_loaded_keys(model, adapter_name, info.path)
+            if info.kind == "trained":
+                from peftner.reuse.partial import load_trained
+
+                model, name = load_trained(base, info.path), None
+            else:
+                model, name = _load_peft_adapter(base, info, adapter_name, base_name), adapter_name
             has_tokenizer = (info.path / "tokenizer_config.json").is_file()
             tokenizer = load_tokenizer(str(info.path) if has_tokenizer else base_name, trust_remote_code)
-            name = adapter_name
-        model.to(device).eval()
-        limit = max_sequence_length(tokenizer, model.config, max_length)
-        return cls(model, tokenizer, info, base_name, name, device, limit)
+        if "quantization_config" not in load_kwargs:  # quantized weights were placed at load time
+            model.to(device)
+        model.eval()
+        return cls(model, tokenizer, info, base_name, name, device, max_length, full_precision)
 
     def add_adapter(self, name: str, path) -> int:
         """Load another adapter trained on the same base next to the loaded ones; returns its bytes in memory."""
@@ -156,12 +159,20 @@ class Tagger:
         _check_name_free(name, self.model)
         info = read_adapter_dir(path)
         if info.kind != "peft":
-            raise PeftnerError(f"{info.path}: a full model, not an adapter; load it with Tagger.from_pretrained")
+            what = "a full model" if info.kind == "full" else f"{info.method or 'a'} weights of a full model"
+            raise PeftnerError(f"{info.path}: {what}, not a PEFT adapter; load it with Tagger.from_pretrained")
         first = next(iter(self._infos.values()))
         if info.peft_type != first.peft_type:
             raise PeftnerError(f"{info.path}: a {info.peft_type} adapter cannot share a backbone with "
                                f"{first.peft_type} adapters (PEFT holds one method per model)")
         check_same_base(info.fingerprint, self.model.get_base_model(), info.path, self.base_model or "the base")
+        if not self.full_precision:
+            from peftner.reuse.precision import recorded_precision
+
+            mine, theirs = (recorded_precision(i.metadata).get("quantization_config") for i in (first, info))
+            if mine != theirs:
+                raise PeftnerError(f"{info.path}: trained on a {_backbone(info)} backbone, but this Tagger's "
+                                   f"backbone is {_backbone(first)}; load both with full_precision=True to share it")
         self._prepare_heads(name, len(info.id2label))
         try:
             self.model.load_adapter(str(info.path), adapter_name=name)
@@ -169,7 +180,9 @@ class Tagger:
             raise PeftnerError(f"{info.path}: the adapter does not fit the loaded base model: "
                                f"{str(err).splitlines()[0]}") from None
         _check_loaded_keys(self.model, name, info.path)
-        self.model.to(self.device).eval()
+        if not getattr(self.model.get_base_model(), "is_quantized", False):
+            self.model.to(self.device)
+        self.model.eval()
         self._infos[name] = info
         with torch.no_grad():
             return self.adapter_bytes(name)
@@ -198,6 +211,18 @@ class Tagger:
                 module.modules_to_save[name] = head
 
     # ------------------------------------------------------------------ introspection
+    @property
+    def max_length(self) -> int:
+        """Subwords per window for the active adapter: the run's own window length unless overridden."""
+        return self._window_length(self._info(None))
+
+    def _window_length(self, info: AdapterInfo) -> int:
+        from peftner.modeling import window_length
+        from peftner.reuse.precision import recorded_precision
+
+        requested = self._requested_length or recorded_precision(info.metadata).get("max_length")
+        return window_length(self.tokenizer, self.model, requested)
+
     @property
     def adapters(self) -> list[str]:
         return list(self._infos)
@@ -233,7 +258,7 @@ class Tagger:
         return {"backbone": backbone, **{name: self.adapter_bytes(name) for name in self._infos}}
 
     # ------------------------------------------------------------------ prediction
-    def predict(self, inputs, batch_size: int = 32, adapter: str | None = None,
+    def predict(self, inputs, batch_size: int | None = None, adapter: str | None = None,
                 aggregation: str = "first") -> list[Prediction]:
         """Tag texts (``str``, split by :func:`peftner.reuse.text.tokenize`) or word lists.
 
@@ -242,16 +267,20 @@ class Tagger:
         predictions into word tags as ``transformers.pipeline(aggregation_strategy=...)`` does:
         ``first`` (the first subword's tag: what training optimises), ``average`` (argmax of the
         mean probabilities over the word's subwords) or ``max`` (the tag of the subword with the
-        most confident prediction).
+        most confident prediction). ``batch_size`` defaults to the run's evaluation batch size, so
+        the test file is batched as it was scored.
         """
         from peftner.data import encode_sentences
+        from peftner.reuse.precision import autocast, recorded_precision
 
-        if batch_size < 1:
-            raise PeftnerError(f"batch_size must be at least 1, got {batch_size}")
         if aggregation not in AGGREGATIONS:
             raise PeftnerError(f"aggregation must be {', '.join(AGGREGATIONS[:-1])} or {AGGREGATIONS[-1]}, "
                                f"got {aggregation!r}")
+        if batch_size is not None and batch_size < 1:
+            raise PeftnerError(f"batch_size must be at least 1, got {batch_size}")
         info = self._info(adapter)
+        if batch_size is None:
+            batch_size = recorded_precision(info.metadata).get("eval_batch_size") or DEFAULT_BATCH_SIZE
         if self._is_peft:
             self.model.set_adapter(adapter or self._active)
         items = _check_items(inputs)
@@ -264,10 +293,11 @@ class Tagger:
             else:
                 words.append(list(item))
                 offsets.append(None)
-        features = encode_sentences(words, None, self.tokenizer, {}, self.max_length,
+        features = encode_sentences(words, None, self.tokenizer, {}, self._window_length(info),
                                     subword_owner=aggregation != "first")
         try:
-            ids, probs = self._word_predictions(features, [len(w) for w in words], batch_size, aggregation)
+            with autocast(info.metadata, self.device, self.full_precision):  # the run's mixed precision
+                ids, probs = self._word_predictions(features, [len(w) for w in words], batch_size, aggregation)
         except _NonFiniteScores:  # never tag from (or print) NaN scores
             raise PeftnerError(f"{info.path}: the model produced NaN or infinite scores "
                                "(non-finite weights, or an overflow in reduced precision)") from None
@@ -340,6 +370,36 @@ class Tagger:
         if total and torch.isnan(word_probs).any():
             raise RuntimeError(f"{int(torch.isnan(word_probs).sum())} words received no prediction (alignment bug)")
         return word_ids.tolist(), word_probs.tolist()
+
+
+def _load_peft_adapter(base, info: AdapterInfo, adapter_name: str, base_name: str):
+    """``PeftModel.from_pretrained`` with one-line errors; prompt tuning viewed as in training."""
+    from peft import PeftModel
+
+    from peftner.tuners import VIRTUAL_TOKEN_PEFT_TYPES
+    from peftner.tuners.prompt.model import PromptTokenClassifier
+
+    _check_name_free(adapter_name, base)
+    try:
+        model = PeftModel.from_pretrained(base, str(info.path), adapter_name=adapter_name)
+    except KeyError as err:  # a weight PEFT needs (e.g. the head) is not in the file
+        raise PeftnerError(f"{info.path / 'adapter_model.safetensors'}: lacks the weights {err.args[0]}; "
+                           "the file is incomplete or was written for another configuration") from None
+    except (RuntimeError, ValueError) as err:
+        raise PeftnerError(f"{info.path}: the adapter does not fit the base model {base_name} "
+                           f"(a different base?): {load_error_line(err)}") from None
+    _check_loaded_keys(model, adapter_name, info.path)
+    if model.active_peft_config.peft_type in VIRTUAL_TOKEN_PEFT_TYPES:
+        # PEFT's token classifier returns rows for the soft prompt too: drop them as training did.
+        model = PromptTokenClassifier.from_peft_model(model)
+    return model
+
+
+def _backbone(info: AdapterInfo) -> str:
+    from peftner.reuse.precision import recorded_precision
+
+    record = recorded_precision(info.metadata)
+    return record.get("backbone") if record.get("quantization_config") else "full-precision"
 
 
 class _NonFiniteScores(Exception):

@@ -140,3 +140,16 @@ def conll_cell_problem(token: str) -> str | None:
     if token == "-DOCSTART-":
         return "is the -DOCSTART- marker"
     return None
+
+
+def write_tagged_conll(path, sentences: list[list[str]], *columns: list[list[str]]):
+    """``token<TAB>column…`` lines, a blank line between sentences (``peftner predict``'s CoNLL layout).
+
+    A run writes its test predictions this way (``token gold predicted``), so what was scored can be
+    compared with what a reloaded adapter predicts, and read by any CoNLL evaluation script.
+    """
+    lines = []
+    for i, tokens in enumerate(sentences):
+        lines += ["\t".join([token, *(column[i][j] for column in columns)]) for j, token in enumerate(tokens)]
+        lines.append("")
+    Path(path).write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")

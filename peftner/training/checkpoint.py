@@ -8,6 +8,8 @@ A checkpoint is the directory ``OUTPUT_DIR/checkpoints/step-<optimizer steps>/``
 * ``optimizer.bin``, ``scheduler.bin``, ``random_states_<process>.pkl``: Accelerate's ``save_state``
   (``torch.save``). ``load_state`` reads them back with ``weights_only=True``, which only rebuilds
   tensors, numbers and numpy RNG arrays, so loading a checkpoint never runs code from the file.
+* ``allocation.safetensors``: for AdaLoRA, the importance statistics of its rank allocator (the
+  rank patterns go into ``progress.json``; see :mod:`peftner.training.rank_allocation`).
 * ``progress.json``: where training stands (epoch, batches done in it, the epoch's running loss and
   token count per process), the counters, history and best dev score so far, and the fingerprint of
   the run (settings + data hash) that a resume must match.
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 PROGRESS = "progress.json"
 BEST = "best.safetensors"
+ALLOCATION = "allocation.safetensors"
 PREFIX = "step-"
 # Settings that may change between a run and its resume without changing what it computes (data
 # files are compared by content instead: the hash of the encoded training and dev data).
@@ -126,6 +129,7 @@ class Checkpointer:
             raise PeftnerError(f"--checkpoint-every and --keep-checkpoints must be >= 0, got {every} and {keep}")
         self.accelerator, self.directory = accelerator, Path(directory)
         self.every, self.keep, self.fingerprint = every, keep, fingerprint
+        self.extra = None  # state besides the weights: a RankAllocation (AdaLoRA), or None
         accelerator.register_save_state_pre_hook(self._save_trainable)
         accelerator.register_load_state_pre_hook(self._load_trainable)
         for name in ("accelerate.accelerator", "accelerate.checkpointing"):
@@ -221,6 +225,9 @@ class Checkpointer:
                     save_file(best_state, temporary / BEST)
                 progress = {"fingerprint": self.fingerprint, "position": dataclasses.asdict(position),
                             "result": dataclasses.asdict(result)}
+                if self.extra is not None:
+                    tensors, progress["extra"] = self.extra.state()
+                    save_file(tensors, temporary / ALLOCATION)
                 (temporary / PROGRESS).write_text(json.dumps(progress, indent=1), encoding="utf-8")
                 write_checksums(temporary)
                 if final.exists():
@@ -254,6 +261,10 @@ class Checkpointer:
         try:
             self.accelerator.load_state(str(path))  # weights_only=True for every torch.load it makes
             best = load_file(path / BEST) if (path / BEST).is_file() else None
+            if self.extra is not None:
+                if not (path / ALLOCATION).is_file() or "extra" not in progress:
+                    raise PeftnerError(f"{path}: unreadable checkpoint (the AdaLoRA allocator state is missing)")
+                self.extra.load_state(load_file(path / ALLOCATION), progress["extra"])
         except (SafetensorError, RuntimeError, OSError, EOFError, ValueError, KeyError) as err:
             # a checkpoint written before checksums existed, damaged: its files cannot be read back
             raise PeftnerError(f"{path}: damaged checkpoint ({str(err).strip().splitlines()[0][:200]}); "

@@ -28,6 +28,7 @@ from peftner.metrics import score
 from peftner.training.callbacks import notify
 from peftner.training.checkpoint import (Checkpointer, Position, load_trainable_state, run_fingerprint,
                                          trainable_state)
+from peftner.training.rank_allocation import RankAllocation
 
 
 class FixedBatches(torch.utils.data.Sampler):
@@ -171,6 +172,7 @@ class _Prepared:
     dev_loader: Any
     epochs: int  # epochs begun: --epochs, or as many as --max-steps takes
     total_steps: int  # optimizer steps of the whole run (the schedule's length)
+    allocation: RankAllocation | None = None  # AdaLoRA's rank allocation, stepped after each optimizer step
 
 
 @dataclass
@@ -205,7 +207,8 @@ def _prepare(model, accelerator, train_features: list[dict], dev_set: EvalSet, c
     model, optimizer, train_loader, dev_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, dev_loader, scheduler)
     return _Prepared(model, compiled(model) if cfg.compile else model, optimizer, scheduler, train_loader,
-                     sampler, dev_loader, epochs, total_steps)
+                     sampler, dev_loader, epochs, total_steps,
+                     RankAllocation.of(accelerator.unwrap_model(model), total_steps))
 
 
 def _start_or_resume(checkpoints: Checkpointer, resume: bool) -> _State:
@@ -231,8 +234,10 @@ def _optimizer_step(run: _Prepared, accelerator, batch, cfg, state: _State, wher
         lr = run.scheduler.get_last_lr()[0]
         run.optimizer.step()
         run.scheduler.step()
-        run.optimizer.zero_grad(set_to_none=True)
         state.result.optimizer_steps += int(accelerator.sync_gradients)
+        if run.allocation is not None and accelerator.sync_gradients:
+            run.allocation.step(state.result.optimizer_steps)  # reads the gradients: before zero_grad
+        run.optimizer.zero_grad(set_to_none=True)
     if callbacks and accelerator.sync_gradients:
         notify(callbacks, "on_optimizer_step", state.result.optimizer_steps, loss.item(), lr,
                None if grad_norm is None else float(grad_norm))
@@ -292,6 +297,8 @@ def _evaluate_epoch(run: _Prepared, accelerator, state: _State, epoch: int, mean
     if improved:
         state.result.best_dev_f1, state.result.best_epoch = dev_scores["f1"], epoch
         state.best_state = trainable_state(accelerator.unwrap_model(run.model))
+        if run.allocation is not None:
+            run.allocation.keep_best()
     return dev_scores, improved
 
 
@@ -310,6 +317,7 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, scor
     checkpoints = Checkpointer(accelerator, Path(cfg.output_dir) / "checkpoints", cfg.checkpoint_every,
                                cfg.keep_checkpoints, run_fingerprint(cfg, identity, train_features,
                                                                      dev_set.features, dev_set.gold))
+    checkpoints.extra = run.allocation  # its statistics and rank patterns travel with the checkpoints
     state = _start_or_resume(checkpoints, cfg.resume)
     batches = len(run.train_loader)
     by_steps = bool(getattr(cfg, "max_steps", None) or getattr(cfg, "eval_steps", None))
@@ -340,5 +348,7 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, scor
                 break
     if state.best_state is not None:
         load_trainable_state(accelerator.unwrap_model(run.model), state.best_state)
+        if run.allocation is not None:
+            run.allocation.restore_best()
     notify(callbacks, "on_train_end", state.result)
     return run.model, state.result

@@ -1,0 +1,82 @@
+"""The numerics a run was scored with, recorded in ``peftner.json`` and replayed when it is reloaded.
+
+An adapter trained on an 8-bit or 4-bit backbone was scored on that backbone: on a full-precision
+copy its tags can differ, and it takes the memory the quantization was meant to save. So a run
+records how its backbone was loaded (the ``BitsAndBytesConfig``, whose ``llm_int8_skip_modules``
+keep the head in full precision), the mixed-precision mode its forward passes ran under, and the
+window length and evaluation batch size of its test pass (LLM.int8 picks its 16-bit outlier
+columns per batch, so even the batching matters). :class:`~peftner.reuse.Tagger` replays all of it
+by default; ``full_precision=True`` (``--full-precision``) loads the backbone unquantized and runs
+in float32 instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from peftner.errors import PeftnerError
+
+PRECISION_KEY = "precision"
+
+
+def describe_backbone(quantization: dict | None, dtype: str) -> str:
+    """``int8``, ``nf4``/``fp4`` or the floating dtype: a one-word name for logs and the model card."""
+    if not quantization:
+        return dtype
+    if quantization.get("load_in_8bit"):
+        return "int8"
+    return str(quantization.get("bnb_4bit_quant_type", "4bit"))
+
+
+def record_precision(model, config: dict | None) -> dict:
+    """What ``peftner.json`` stores about the numerics of a run (``config``: the run's TrainConfig dict)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    quantization = getattr(base.config, "quantization_config", None)
+    if quantization is not None and not isinstance(quantization, dict):
+        quantization = quantization.to_dict()
+    dtype = str(getattr(base, "dtype", "float32")).replace("torch.", "")
+    config = config or {}
+    return {
+        "backbone": describe_backbone(quantization, dtype),
+        "dtype": dtype,
+        "quantization_config": quantization,
+        "mixed_precision": config.get("mixed_precision") or "no",
+        "max_length": config.get("max_length"),
+        "eval_batch_size": config.get("eval_batch_size"),
+    }
+
+
+def recorded_precision(metadata: dict) -> dict:
+    """The record of :func:`record_precision` (empty for directories written by older versions)."""
+    return metadata.get(PRECISION_KEY) or {}
+
+
+def backbone_load_kwargs(metadata: dict, device, full_precision: bool = False) -> dict:
+    """``from_pretrained`` keyword arguments that rebuild the backbone the adapter was trained on."""
+    quantization = recorded_precision(metadata).get("quantization_config")
+    if not quantization or full_precision:
+        return {}
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise PeftnerError("this adapter was trained on a quantized backbone, which needs the package "
+                           "bitsandbytes (pip install bitsandbytes); or load it with --full-precision") from None
+    from transformers import BitsAndBytesConfig
+
+    kwargs = {"quantization_config": BitsAndBytesConfig.from_dict(dict(quantization))}
+    if device.type != "cpu":
+        kwargs["device_map"] = {"": device}  # quantized weights are placed at load time, never moved
+    return kwargs
+
+
+def autocast(metadata: dict, device, full_precision: bool = False):
+    """The autocast context the run's forward passes ran under (Accelerate's ``--mixed-precision``)."""
+    import torch
+
+    mode = recorded_precision(metadata).get("mixed_precision") or "no"
+    if full_precision or mode == "no":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
+    if dtype is None:
+        raise PeftnerError(f"peftner.json: unknown mixed_precision {mode!r}")
+    return torch.autocast(device_type=device.type, dtype=dtype)
