@@ -151,16 +151,18 @@ def tuned_results() -> str | None:
     if table is None and not csvs:
         return None
     lines = [table, ""] if table else ["No tuned method has its 3-seed test runs yet; the search so far:", ""]
-    lines += ["| study | trials | complete | pruned | failed | running (interrupted: retried on resume) | "
+    lines += ["| study | complete | pruned | failed | interrupted (its settings wait to be retried) | running | "
               "best dev F1 so far | its settings |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for path in csvs:
         with open(path, encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
-        count = {state: sum(r["state"] == state for r in rows) for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
+        count = {state: sum(r["state"] == state for r in rows) for state in ("COMPLETE", "PRUNED", "RUNNING")}
+        interrupted = sum(r["state"] == "FAIL" and r.get("interrupted") == "True" for r in rows)
+        failed = sum(r["state"] == "FAIL" and r.get("interrupted") != "True" for r in rows)
         complete = [r for r in rows if r["state"] == "COMPLETE"]
         best = max(complete, key=lambda r: float(r["value"]), default=None)
-        lines.append(f"| [{path.stem.removeprefix('trials_')}](../{path.relative_to(ROOT)}) | {len(rows)} | "
-                     f"{count['COMPLETE']} | {count['PRUNED']} | {count['FAIL']} | {count['RUNNING']} | "
+        lines.append(f"| [{path.stem.removeprefix('trials_')}](../{path.relative_to(ROOT)}) | "
+                     f"{count['COMPLETE']} | {count['PRUNED']} | {failed} | {interrupted} | {count['RUNNING']} | "
                      + (f"{float(best['value']):.4f} | `{best['flags']}` |" if best else "— | — |"))
     return "\n".join(lines)
 
