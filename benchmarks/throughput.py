@@ -382,7 +382,7 @@ def serving(rounds: int, seed: int, model_dir: Path | None, output: Path, comman
     quantized = quantized_backbones(model_dir, rounds, seed)
     result = {"command": command, "machine": machine_description(), "versions": library_versions(),
               "torch_threads": torch.get_num_threads(),
-              "note": "shared machine (other jobs running): figures are medians of interleaved passes; compare ratios",
+              "note": "machines are noisy: figures are medians of interleaved passes; compare ratios",
               "tagger_vs_pipeline": tagger_vs_pipeline(model_dir, rounds, seed), "quantized": quantized}
     output.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(output, result)
