@@ -302,3 +302,32 @@ def test_sigterm_hands_the_trial_back_with_one_line(tmp_path, tiny_model, memori
     states = [t.state.name for t in study.trials]
     assert states == ["FAIL", "WAITING"] and study.trials[0].user_attrs["interrupted"], states
     assert study.trials[1].system_attrs["fixed_params"] == study.trials[0].params  # enqueued again
+
+
+TUNED_SUMMARY = REPO / "benchmarks" / "results" / "wnut16_tuned" / "summary.json"
+
+
+def committed_winners() -> list:
+    """(method, winning flags) of every method whose committed sweep has its 3 seed runs on test."""
+    if not TUNED_SUMMARY.exists():
+        return []
+    data = json.loads(TUNED_SUMMARY.read_text())
+    tested = {s["method"] for s in data["summary"] if s["runs"] >= 3}
+    return [(m, s["best_flags"]) for m, s in sorted((data.get("sweeps") or {}).items()) if m in tested]
+
+
+@pytest.mark.parametrize("method, flags", committed_winners() or [
+    pytest.param(None, None, marks=pytest.mark.skip(reason="no sweep with its seed runs committed yet"))])
+def test_recipe_defaults_are_the_committed_sweep_winners(method, flags):
+    """Defaults = tuned winners: a plain recipe run trains with the committed sweep's best settings
+    (the learning rate rounded to two significant digits)."""
+    import math
+    import shlex
+
+    from peftner.config import parse_args
+
+    tuned_train, tuned_method = parse_args(get_method(method), shlex.split(flags))
+    train, method_config = parse_args(get_method(method), [])
+    assert math.isclose(train.learning_rate, tuned_train.learning_rate, rel_tol=0.05), (method, flags)
+    tuned_train.learning_rate = train.learning_rate
+    assert (train, method_config) == (tuned_train, tuned_method), (method, flags)
