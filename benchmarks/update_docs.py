@@ -141,16 +141,16 @@ def search_spaces() -> str:
     return "\n".join(lines)
 
 
-def tuned_results() -> str | None:
-    """docs/benchmarks.md: the tuned table once winners have test runs, else the state of the sweep."""
+def tuned_results(link_prefix: str = "../") -> str | None:
+    """The tuned table once winners have test runs, and the state of every method's sweep."""
     import csv
 
     folder = RESULTS / "wnut16_tuned"
-    table = results_table("wnut16_tuned", "f1_vs_params.png", "F1 vs trainable parameters, tuned", "../")
+    table = results_table("wnut16_tuned", "f1_vs_params.png", "F1 vs trainable parameters, tuned", link_prefix)
     csvs = sorted(folder.glob("trials_*.csv"))
     if table is None and not csvs:
         return None
-    lines = [table, ""] if table else ["No tuned method has its 3-seed test runs yet; the search so far:", ""]
+    lines = [table, "", "Each method's sweep (its trials as CSV):", ""] if table else ["No tuned method has its 3-seed test runs yet; the search so far:", ""]
     lines += ["| study | complete | pruned | failed | interrupted (its settings wait to be retried) | running | "
               "best dev F1 so far | its settings |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for path in csvs:
@@ -161,7 +161,7 @@ def tuned_results() -> str | None:
         failed = sum(r["state"] == "FAIL" and r.get("interrupted") != "True" for r in rows)
         complete = [r for r in rows if r["state"] == "COMPLETE"]
         best = max(complete, key=lambda r: float(r["value"]), default=None)
-        lines.append(f"| [{path.stem.removeprefix('trials_')}](../{path.relative_to(ROOT)}) | "
+        lines.append(f"| [{path.stem.removeprefix('trials_')}]({link_prefix}{path.relative_to(ROOT)}) | "
                      f"{count['COMPLETE']} | {count['PRUNED']} | {failed} | {interrupted} | {count['RUNNING']} | "
                      + (f"{float(best['value']):.4f} | `{best['flags']}` |" if best else "— | — |"))
     return "\n".join(lines)
@@ -227,6 +227,7 @@ def sections() -> list[tuple[Path, str, str | None]]:
         (ROOT / "docs" / "methods.md", "method-defaults", method_defaults()),
         (ROOT / "README.md", "readme-sample", readme_sample()),
         (ROOT / "README.md", "compare-table", compare_table(link_prefix="")),
+        (ROOT / "README.md", "tuned", tuned_results(link_prefix="")),
         (ROOT / "docs" / "data.md", "wnut16-split", describe("wnut16")),
         (ROOT / "docs" / "training.md", "trainer-baseline", trainer_baseline()),
         (ROOT / "docs" / "benchmarks.md", "compare-table", compare_table()),

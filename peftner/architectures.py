@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from peftner.errors import PeftnerError
 
 ALL_LINEAR = "all-linear"
+QUERY_VALUE = "query-value"  # LoRA as Hu et al.: the architecture's attention query/value projections
 
 
 @dataclass(frozen=True)
@@ -246,8 +247,9 @@ def check_targets(facts: ModelFacts, method: str, targets) -> None:
 
 
 def lora_targets(facts: ModelFacts, requested, method: str = "lora"):
-    """``requested`` (None: the architecture's default; ``all-linear``) resolved and checked."""
-    if requested in (None, []):
+    """``requested`` (None or ``query-value``: the architecture's query/value projections;
+    ``all-linear``) resolved and checked."""
+    if requested in (None, [], QUERY_VALUE, [QUERY_VALUE]):
         if facts.layout is not None:
             targets = list(facts.layout.lora)
         else:

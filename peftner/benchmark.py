@@ -243,7 +243,9 @@ def tuned_table_markdown(summary: list[dict], sweeps: dict[str, dict]) -> str:
               + (f", p {s['vs_full_p']:.3f})" if s["vs_full_p"] is not None else ")"))
         wall = f"{s['wall_seconds_mean']:.0f} s" if s["wall_seconds_mean"] is not None else "n/a"
         by_seed = " / ".join(f"{f1:.3f}" for f1 in s["test_f1_by_seed"].values())
-        lines.append(f"| {s['method']} | {s['settings']} | {search} | {best_dev} | {s['trainable_params']:,} | "
+        # the winner's flags as given (a run's config holds resolved values, e.g. all-linear's regex)
+        settings = f"`{sw['best_flags']}`" if sw.get("best_flags") else s["settings"].replace("|", "\\|")
+        lines.append(f"| {s['method']} | {settings} | {search} | {best_dev} | {s['trainable_params']:,} | "
                      f"{s['trainable_percent']:.3f}% | {_size(s['adapter_bytes'])} | "
                      f"{s['test_f1_mean']:.4f} ± {s['test_f1_std']:.4f} | {by_seed} | {vs} | {wall} |")
     lines += ["", "vs full: difference of mean test F1 to full fine-tuning in F1 points; significance by Welch's "

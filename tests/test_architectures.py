@@ -50,7 +50,7 @@ def expected_trainable(arch: str, method: str, s: dict, total: int, C: int = len
     head = d * C + C
     if arch == "modernbert":  # its prediction head block (dense d x d, LayerNorm weight) trains too
         head = d * C + C + d * d + d
-    r, n_prompt, n_prefix, m = 8, 20, 16, d // 16
+    r, n_prompt, n_prefix, m = 8, 20, 16, d // 16  # LoRA: the cells pass --r 8
     llama_like = arch in ("llama", "qwen2", "mistral", "gemma")
     fused = arch in ("modernbert", "gpt2")  # one d -> 3d query/key/value projection
     lora_per_layer = r * (d + 3 * d) if fused else r * (2 * d + d + kv) if llama_like else r * 2 * 2 * d
@@ -107,8 +107,10 @@ def test_cell(arch, method, checkpoints, memorisable_files, tmp_path, capsys, mo
         return captured["model"]
 
     monkeypatch.setitem(METHODS, method, dataclasses.replace(original, apply=apply))
+    # LoRA on each architecture's query/value layout (its default, all-linear, is checked below)
+    layout = ["--target-modules", "query-value", "--r", 8] if "lora" in method else []
     metrics = main(method, memorise_argv(memorisable_files, model_dir, tmp_path / "out", "--epochs", EPOCHS,
-                                         "--keep-checkpoints", 0))
+                                         "--keep-checkpoints", 0, *layout))
     losses = [h["train_loss"] for h in metrics["history"]]
     assert losses[-1] < losses[0], losses
     assert metrics["trainable_params"] == expected_trainable(arch, method, sizes(model_dir), metrics["total_params"])
@@ -124,15 +126,29 @@ def test_cell(arch, method, checkpoints, memorisable_files, tmp_path, capsys, mo
     torch.testing.assert_close(reloaded, expected_logits, atol=1e-5, rtol=1e-4)
 
 
-def test_all_linear_adapts_every_backbone_linear_layer(checkpoints):
+LORA_ARCHS = [a for a in SPECS if support.expected(a, "lora") is None]
+
+
+@pytest.mark.parametrize("arch", LORA_ARCHS)
+def test_default_lora_adapts_every_backbone_linear_layer(arch, checkpoints):
+    """LoRA's default targets (all-linear, the sweep's winner): every linear layer of the backbone on
+    every architecture, the head trained in full and not adapted."""
+    from transformers.pytorch_utils import Conv1D
+
     from peftner.methods import count_parameters
     from peftner.modeling import load_token_classifier
 
     method = METHODS["lora"]
-    model = load_token_classifier(str(checkpoints["llama"]), {0: "O", 1: "B-PER", 2: "B-LOC"})
-    linear = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not n.startswith("score")}
-    expected = sum(8 * (m.in_features + m.out_features) for m in linear.values()) + model.score.weight.numel() + 3
-    model = method.apply(model, method.config_cls(target_modules=["all-linear"]))
+    config = method.config_cls()
+    assert config.target_modules == ["all-linear"]
+    model = load_token_classifier(str(checkpoints[arch]), {0: "O", 1: "B-PER", 2: "B-LOC"})
+    prefix = model.base_model_prefix + "."
+    linear = {n: m for n, m in model.named_modules()
+              if isinstance(m, (torch.nn.Linear, Conv1D)) and n.startswith(prefix)}
+    shape = {n: (m.weight.shape[::-1] if isinstance(m, Conv1D) else m.weight.shape) for n, m in linear.items()}
+    head = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(prefix))
+    expected = sum(config.r * (out_f + in_f) for out_f, in_f in shape.values()) + head
+    model = method.apply(model, config)
     assert count_parameters(model)[0] == expected
     adapted = {n.rsplit(".lora_A", 1)[0] for n, _ in model.named_parameters() if ".lora_A." in n}
     assert {n.split("base_model.model.", 1)[-1] for n in adapted} == set(linear)

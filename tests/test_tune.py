@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -71,7 +72,7 @@ def test_search_space_flags_and_recipe_defaults():
     assert tune.flags_of({"learning_rate": 0.002, "targets": "key,value"}, space) == [
         "--learning-rate", "0.002", "--target-modules", "key,value", "--feedforward-modules", ""]
     assert tune.default_values(get_method("lora"), tune.search_space(get_method("lora"))) == {
-        "learning_rate": 1e-3, "r": 8, "targets": "query,value"}
+        "learning_rate": 1.2e-3, "r": 4, "targets": "all-linear"}
     # Every space contains its recipe's defaults: the first trial reproduces the untuned recipe.
     for method in METHODS.values():
         if method.search_space:
@@ -159,7 +160,12 @@ def test_versus_full_with_welch_and_pareto_front():
     assert lora["vs_full_p"] == pytest.approx(stats.ttest_ind([0.40, 0.41, 0.42], [0.46, 0.47, 0.48],
                                                               equal_var=False).pvalue)
     assert lora["vs_full_p"] < 0.01 and close["vs_full_p"] > 0.05
-    table = tuned_table_markdown(summary, {"lora": {"done": 20, "complete": 12, "pruned": 8, "best_dev_f1": 0.5}})
+    full["settings"] = r"lr 3e-05, target_modules bert\..*\.(?:dense|key)"  # a resolved all-linear: escaped
+    table = tuned_table_markdown(summary, {"lora": {"done": 20, "complete": 12, "pruned": 8, "best_dev_f1": 0.5,
+                                                    "best_flags": "--r 4 --target-modules all-linear"}})
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert {len(re.findall(r"(?<!\\)\|", row)) for row in rows} == {12}, rows  # 11 columns on every row
+    assert "| lora | `--r 4 --target-modules all-linear` |" in table  # the winner's flags as given
     assert "| -6.00 (**, p 0.00" in table and "| 20: 12 / 8 | 0.5000 |" in table and "| reference |" in table
     assert "(n.s., p" in table and "Welch" in table
     assert [s["method"] for s in pareto_front(summary)] == ["prompt", "ptuning_v2", "full"]  # lora: beaten at 10
