@@ -68,8 +68,18 @@ def open_storage(url: str):
 
 
 def load_study(storage, name: str, sampler=None, pruner=None):
+    """The study for a worker, created if new (each call appends a record to a journal file)."""
     return _optuna().create_study(storage=storage, study_name=name, load_if_exists=True, direction="maximize",
                                   sampler=sampler, pruner=pruner)
+
+
+def read_study(storage, name: str):
+    """An existing study, for reports and progress lines: writes nothing to the storage, so a
+    committed journal stays unchanged when it is only read."""
+    try:
+        return _optuna().load_study(storage=storage, study_name=name)
+    except KeyError:
+        raise PeftnerError(f"no study named {name} in this storage yet (start one with peftner tune)") from None
 
 
 def stamp(trial):

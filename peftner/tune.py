@@ -245,7 +245,7 @@ def sweep_status(storage, methods, n_trials: int) -> str:
     for method in methods:
         if study_name(method) not in existing:
             continue
-        study = sweep.load_study(storage, study_name(method))
+        study = sweep.read_study(storage, study_name(method))
         c = sweep.counts(study)
         for key in total:
             total[key] += c[key]
@@ -339,7 +339,7 @@ def tune_command(args) -> int:
     progress = sweep.ProgressLine()
     base = [*extra, *budget_argv(args)]
     if args.status:
-        study = sweep.load_study(storage, study_name(method.name))
+        study = sweep.read_study(storage, study_name(method.name))
         sweep.export_csv(study, out / f"trials_{method.name}.csv")
         print(search_status(study, args.n_trials, search_space(method)))
         return 0
@@ -382,7 +382,7 @@ def sweep_summaries(storage, out: Path, methods) -> dict[str, dict]:
     for method in methods:
         if study_name(method) not in names:
             continue
-        study = sweep.load_study(storage, study_name(method))
+        study = sweep.read_study(storage, study_name(method))
         best = best_trial(study)
         c = sweep.counts(study)
         result[method] = {**c, "best_dev_f1": best.value if best else None,

@@ -235,7 +235,7 @@ def test_compare_tune_writes_the_tuned_table(tmp_path, tiny_model, memorisable_f
                    "--extra", "--batch-size 8 --keep-checkpoints 0 --threads 1"])
     out = tmp_path / "t"
     table = (out / "table.md").read_text()
-    assert "| method | tuned settings |" in table and "| head | lr " in table and "| 2: " in table
+    assert "| method | tuned settings |" in table and "| head | `--learning-rate " in table and "| 2: " in table
     assert (out / "trials_head.csv").read_text().count("COMPLETE") + \
         (out / "trials_head.csv").read_text().count("PRUNED") == 2
     assert [s["method"] for s in result["summary"]] == ["head"]
@@ -337,3 +337,19 @@ def test_recipe_defaults_are_the_committed_sweep_winners(method, flags):
     assert math.isclose(train.learning_rate, tuned_train.learning_rate, rel_tol=0.05), (method, flags)
     tuned_train.learning_rate = train.learning_rate
     assert (train, method_config) == (tuned_train, tuned_method), (method, flags)
+
+
+def test_reports_leave_a_committed_journal_unchanged(tmp_path):
+    """--status, progress lines and reports only read: a journal kept in git does not grow (or
+    conflict between checkouts) because someone looked at it."""
+    journal = tmp_path / "study.journal"
+    storage = sweep.open_storage(str(journal))
+    study = sweep.load_study(storage, tune.study_name("lora"))
+    study.tell(study.ask({"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}), 0.5)
+    before = journal.read_bytes()
+    tune.sweep_status(storage, ["lora"], 4)
+    tune.sweep_summaries(storage, tmp_path, ["lora"])
+    assert sweep.read_study(storage, "tune-lora").best_value == 0.5
+    assert journal.read_bytes() == before
+    with pytest.raises(PeftnerError, match="no study named tune-full"):
+        sweep.read_study(storage, "tune-full")
