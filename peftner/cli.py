@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     except PeftnerError as err:
         print(f"peftner: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM in `peftner tune` (its trial was handed back)
+        print(f"peftner: interrupted ({err or 'Ctrl-C'})", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `peftner predict ... | head`
         sys.stderr.close()
         return 0

@@ -269,3 +269,36 @@ def test_lora_on_all_linear_layers(tiny_model):
                if n.endswith("lora_A") and ".layer.0." in n}
     assert adapted == {"attention.self.query", "attention.self.key", "attention.self.value",
                        "attention.output.dense", "intermediate.dense", "output.dense"}
+
+
+def test_sigterm_hands_the_trial_back_with_one_line(tmp_path, tiny_model, memorisable_files):
+    """A scheduler stopping a worker mid-trial: exit 130 with one line (no traceback), and the
+    trial's settings wait in the study for the next worker."""
+    import signal
+    import time
+
+    storage = tmp_path / "sweep.journal"
+    extra = (f"--model {tiny_model} --train-file {memorisable_files['train']} --validation-file "
+             f"{memorisable_files['validation']} --test-file {memorisable_files['test']} --batch-size 8 "
+             "--epochs 200 --threads 1")
+    command = [sys.executable, "-m", "peftner.cli", "tune", "lora", "--n-trials", "2", "--seeds", "0",
+               "--storage", str(storage), "--results-dir", str(tmp_path / "out"), "--extra", extra]
+    worker = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and worker.poll() is None:
+        if storage.exists():
+            running = [t for t in sweep.load_study(sweep.open_storage(str(storage)), "tune-lora").trials
+                       if t.state.name == "RUNNING"]
+            if running:
+                break
+        time.sleep(0.5)
+    time.sleep(2)  # inside the trial's training
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "peftner: interrupted (signal 15)", err
+    study = sweep.load_study(sweep.open_storage(str(storage)), "tune-lora")
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "WAITING"] and study.trials[0].user_attrs["interrupted"], states
+    assert study.trials[1].system_attrs["fixed_params"] == study.trials[0].params  # enqueued again
