@@ -288,38 +288,44 @@ def _serving_inputs(tokenizer, seed: int):
     return words, [t for t, _ in joined], [s for _, s in joined]
 
 
-def tagger_vs_pipeline(model_dir: Path, rounds: int, seed: int, tagger_batch_size: int = 32,
-                       batch_sizes=PIPELINE_BATCH_SIZES) -> dict:
-    """Words/s of ``Tagger.predict`` and of ``pipeline(..., aggregation_strategy="first")`` at several batch
-    sizes on the same merged model and test sentences, interleaved (order reversed every round); the
-    word tags of every pipeline pass are compared with the Tagger's."""
+TAGGER_MODES = ("exact", "bf16-checked")  # Tagger.from_pretrained(precision=...)
+
+
+def tagger_vs_pipeline(model_dir: Path, rounds: int, seed: int, batch_sizes=PIPELINE_BATCH_SIZES) -> dict:
+    """Words/s of ``Tagger.predict`` in each precision mode and of ``pipeline(..., aggregation_strategy="first")``
+    at several batch sizes on the same merged model and test sentences, interleaved (order reversed every
+    round); every mode's word tags are compared with every pipeline batch size's. The Tagger runs at its default
+    batch size (the run's evaluation batch size, else 32), as a user would. The headline is the fastest mode
+    whose tags equal the pipeline's at every batch size."""
     from transformers import pipeline
 
     from peftner.reuse import Tagger
     from peftner.reuse.pipeline_tags import as_iob2, tags_from_groups
 
-    tagger = Tagger.from_pretrained(model_dir, device="cpu")
+    taggers = {mode: Tagger.from_pretrained(model_dir, device="cpu", precision=mode) for mode in TAGGER_MODES}
     ner = pipeline("token-classification", model=str(model_dir), aggregation_strategy="first", device="cpu")
-    words, texts, spans = _serving_inputs(tagger.tokenizer, seed)
+    words, texts, spans = _serving_inputs(taggers["exact"].tokenizer, seed)
+    tagger_batch_size = taggers["exact"].default_batch_size()
     n_words = sum(len(w) for w in words)
-    reference = [as_iob2(p.tags) for p in tagger.predict(words, batch_size=tagger_batch_size)]
-    mismatched = {}
+    tags, pipeline_tags = {}, {}
 
-    def tagger_pass():
+    def tagger_pass(mode):
         started = time.perf_counter()
-        tagger.predict(words, batch_size=tagger_batch_size)
-        return time.perf_counter() - started
+        predictions = taggers[mode].predict(words, batch_size=tagger_batch_size)
+        seconds = time.perf_counter() - started
+        tags[mode] = [as_iob2(p.tags) for p in predictions]
+        return seconds
 
     def pipeline_pass(batch_size):
         started = time.perf_counter()
         groups = ner(texts, batch_size=batch_size)
         seconds = time.perf_counter() - started
-        tags = [tags_from_groups(g, s) for g, s in zip(groups, spans)]
-        mismatched[batch_size] = sum(a != b for x, y in zip(tags, reference) for a, b in zip(x, y))
+        pipeline_tags[batch_size] = [tags_from_groups(g, s) for g, s in zip(groups, spans)]
         return seconds
 
-    passes = {"tagger": tagger_pass, **{f"pipeline_bs{b}": (lambda b=b: pipeline_pass(b)) for b in batch_sizes}}
-    for go in passes.values():  # warm-up (and the tag comparison of every batch size)
+    passes = {**{f"tagger_{m}": (lambda m=m: tagger_pass(m)) for m in TAGGER_MODES},
+              **{f"pipeline_bs{b}": (lambda b=b: pipeline_pass(b)) for b in batch_sizes}}
+    for go in passes.values():  # warm-up (and the tags every pass gives)
         go()
     times = {name: [] for name in passes}
     for r in range(rounds):
@@ -328,16 +334,49 @@ def tagger_vs_pipeline(model_dir: Path, rounds: int, seed: int, tagger_batch_siz
     words_per_second = {name: n_words / statistics.median(t) for name, t in times.items()}
     pipeline_speeds = {b: words_per_second[f"pipeline_bs{b}"] for b in batch_sizes}
     best = max(pipeline_speeds, key=pipeline_speeds.get)
-    per_round = [times[f"pipeline_bs{best}"][r] / times["tagger"][r] for r in range(rounds)]
-    return {"model": str(model_dir) if model_dir.name != "served-model" else SERVED_MODEL,
-            "sentences": len(words), "words": n_words, "entity_words": sum(t != "O" for x in reference for t in x),
+
+    def differing(a, b):
+        return sum(x != y for u, v in zip(a, b) for x, y in zip(u, v))
+
+    modes = {}
+    for mode, tagger in taggers.items():
+        speed = words_per_second[f"tagger_{mode}"]
+        modes[mode] = {
+            "words_per_second": speed, "over_pipeline_best": speed / pipeline_speeds[best],
+            "over_pipeline_best_per_round": [times[f"pipeline_bs{best}"][r] / times[f"tagger_{mode}"][r]
+                                             for r in range(rounds)],
+            "over_pipeline_default": speed / pipeline_speeds[1],
+            "differing_from_pipeline": {b: differing(tags[mode], pipeline_tags[b]) for b in batch_sizes},
+            "differing_from_exact": differing(tags[mode], tags["exact"])}
+        if tagger.last_check is not None:
+            check = tagger.last_check
+            modes[mode].update(check_margin=check.check_margin, rechecked_inputs=check.rechecked_inputs,
+                               rechecked_fraction=check.rechecked_fraction, close_words=check.close_words,
+                               changed_by_recheck=check.changed_words,
+                               bf16_error=tagger.bf16_error(words, batch_size=tagger_batch_size))
+    identical = [m for m in TAGGER_MODES if not any(modes[m]["differing_from_pipeline"].values())]
+    headline = max(identical, key=lambda m: modes[m]["words_per_second"]) if identical else None
+    return {"model": served_model_description(model_dir), "sentences": len(words), "words": n_words,
+            "entity_words": sum(t != "O" for x in tags["exact"] for t in x),
             "tagger_batch_size": tagger_batch_size, "rounds": rounds, "seconds": times,
             "words_per_second": words_per_second, "pipeline_default_batch_size": 1,
-            "pipeline_best_batch_size": best,
-            "tagger_over_pipeline_best": words_per_second["tagger"] / pipeline_speeds[best],
-            "tagger_over_pipeline_best_per_round": per_round,
-            "tagger_over_pipeline_default": words_per_second["tagger"] / pipeline_speeds[1],
-            "mismatched_word_tags": mismatched, "identical_tags": not any(mismatched.values()), "target": 3.0}
+            "pipeline_best_batch_size": best, "modes": modes, "headline_mode": headline,
+            "tagger_over_pipeline_best": modes[headline]["over_pipeline_best"] if headline else None,
+            "identical_tags": headline is not None, "target": 3.0}
+
+
+def served_model_description(model_dir: Path) -> str:
+    """The seeded random-head model, or what the exported directory's peftner.json says it was trained by."""
+    import json
+
+    if model_dir.name == "served-model":
+        return SERVED_MODEL
+    record = model_dir / "peftner.json"
+    meta = json.loads(record.read_text()) if record.is_file() else {}
+    if not meta.get("command"):
+        return str(model_dir)
+    return (f"a {meta.get('method')} run (`{meta['command']}`, test F1 {meta.get('test_f1', float('nan')):.4f})"
+            + (", merged by `peftner export --merge`" if meta.get("merged_from") else ""))
 
 
 def quantized_backbones(model_dir: Path, rounds: int, seed: int, batch_size: int = 32) -> dict:
@@ -393,10 +432,14 @@ def serving(rounds: int, seed: int, model_dir: Path | None, output: Path, comman
 def print_serving(result: dict):
     t = result["tagger_vs_pipeline"]
     for name, speed in t["words_per_second"].items():
-        print(f"{name:<16} {speed:>9,.0f} words/s")
-    print(f"Tagger / pipeline at its best batch size ({t['pipeline_best_batch_size']}): "
-          f"{t['tagger_over_pipeline_best']:.2f}x (target {t['target']}x); mismatched word tags "
-          f"{t['mismatched_word_tags']}")
+        print(f"{name:<20} {speed:>9,.0f} words/s")
+    for mode, m in t["modes"].items():
+        checked = (f"; re-checked {m['rechecked_inputs']} of {t['sentences']} sentences, largest bf16 margin error "
+                   f"{m['bf16_error']['largest_margin_error']:.3f} (check margin {m['check_margin']})"
+                   if "check_margin" in m else "")
+        print(f"Tagger {mode} / pipeline at its best batch size ({t['pipeline_best_batch_size']}): "
+              f"{m['over_pipeline_best']:.2f}x (target {t['target']}x); word tags differing from the pipeline "
+              f"{m['differing_from_pipeline']}{checked}")
     for name, q in result["quantized"]["backbones"].items():
         print(f"{name:<6} {q['weights_bytes'] / 2**20:8.1f} MiB  {q['words_per_second']:>8,.0f} words/s  "
               f"agreement with fp32 {q['agreement_with_fp32']:.4f}")
@@ -420,13 +463,15 @@ def main(argv=None):
     parser.add_argument("--served-model", default=None, metavar="DIR",
                         help="plain model directory to serve (e.g. from `peftner export --merge`; default: the "
                              "embedded backbone with a seeded random head)")
+    parser.add_argument("--serving-output", default=str(SERVING_RESULT), metavar="FILE",
+                        help="where the serving comparison is written (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.time_to_quality:
         return time_to_quality_main(args, argv)
     args.output = args.output or str(RESULT)
     command = "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.serving_only:
-        serving(args.serving_rounds, args.seed, args.served_model and Path(args.served_model), SERVING_RESULT,
+        serving(args.serving_rounds, args.seed, args.served_model and Path(args.served_model), Path(args.serving_output),
                 command.strip())
         return
     result = {"command": "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -441,7 +486,7 @@ def main(argv=None):
             result["training"] = train_speed(args.epochs, args.rounds, args.seed, tmp, names)
         result["step_time"] = step_time(args.step_batches, 3, args.seed)
         result["inference"] = inference_speed(3, args.seed, tmp)
-    serving(args.serving_rounds, args.seed, args.served_model and Path(args.served_model), SERVING_RESULT,
+    serving(args.serving_rounds, args.seed, args.served_model and Path(args.served_model), Path(args.serving_output),
                 command.strip())
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.output, result)
@@ -458,9 +503,6 @@ def main(argv=None):
     print("merged LoRA / base inference time:", round(result["inference"]["merged_over_base_time"], 3),
           f"| predict {result['inference']['predict_tokens_per_second']:,.0f} tokens/s")
 
-
-if __name__ == "__main__":
-    main()
 
 
 def time_to_quality_main(args, argv) -> dict:
@@ -481,3 +523,7 @@ def time_to_quality_main(args, argv) -> dict:
                                      f"{r['ratio_to_trainer']:.2f}x the Trainer's time" if r["reached"] else
                                      f"did not reach it (best dev F1 {r['best_dev_f1']:.4f})"))
     return result
+
+
+if __name__ == "__main__":
+    main()

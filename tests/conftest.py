@@ -97,6 +97,26 @@ def memorise_argv(files, model, output_dir, *extra) -> list[str]:
             "--output-dir", str(output_dir), "--batch-size", "8", "--seed", "0", *map(str, extra)]
 
 
+def assert_tensorboard_equals_metrics(run_dir: Path, metrics: dict):
+    """What TensorBoard's own event reader finds in one run's folder is what metrics.json says."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    scalar = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    assert scalar["dev/f1"] == [(h["epoch"], pytest.approx(h["dev_f1"], abs=1e-6)) for h in metrics["history"]]
+    assert scalar["test/f1"] == [(metrics["optimizer_steps"], pytest.approx(metrics["test_f1"], abs=1e-6))]
+    for etype, scores in metrics["per_type"].items():
+        assert scalar[f"test/f1_{etype}"][0][1] == pytest.approx(scores["f1"], abs=1e-6)
+        assert len(scalar[f"dev/f1_{etype}"]) == metrics["epochs"]
+    for tag in ("train/loss", "train/learning_rate", "train/grad_norm"):
+        assert [step for step, _ in scalar[tag]] == list(range(1, metrics["optimizer_steps"] + 1)), tag
+    assert scalar["final/trainable_params"][0][1] == metrics["trainable_params"]
+    assert scalar["final/adapter_bytes"][0][1] == pytest.approx(metrics["adapter_bytes"])
+    for key in ("train_tokens_per_second", "peak_memory_mb"):
+        assert scalar[f"final/{key}"][0][1] == pytest.approx(metrics[key], rel=1e-6)
+
+
 def words_from_features(features: list[dict], values: list[list[int]], num_words: list[int]) -> list[list[int]]:
     """Per sentence, the value at each word's predicting position (``word_index``), -1 where none,
     mapped through :class:`peftner.data.WordSlots` as evaluation maps predictions."""

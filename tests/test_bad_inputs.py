@@ -368,6 +368,11 @@ CASES = [
          "--device gpu0: not a device (use cpu, cuda or cuda:N)", "predict", IN_TXT),
     Case("predict-batch-size", "`--batch-size 0`", [*PREDICT, "--batch-size", "0"],
          "--batch-size must be at least 1, got 0", "predict", IN_TXT),
+    Case("predict-precision", "`--precision fp8`", [*PREDICT, "--precision", "fp8"],
+         "argument --precision: invalid choice: 'fp8' (choose from 'exact', 'bf16-checked')", "predict", IN_TXT),
+    Case("predict-check-margin", "`--check-margin -1`", [*PREDICT, "--precision", "bf16-checked", "--check-margin",
+                                                          "-1"],
+         "--check-margin must be a number >= 0, got -1.0", "predict", IN_TXT),
     Case("predict-conll-tab", "`--output-format conll` with a tab inside a word", [*ADAPTER, "--input", "{d}/in.jsonl",
                                                                                   "--output-format", "conll"],
          "--output-format conll: word 2 of input 1 ('a\\tb') holds a tab or line break, which a CoNLL line cannot "

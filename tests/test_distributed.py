@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import memorise_argv, memorisable_sentences, subprocess_env, write_conll
+from conftest import (assert_tensorboard_equals_metrics, memorisable_sentences, memorise_argv, subprocess_env,
+                      write_conll)
 
 SCRIPTS = Path(__file__).parent / "dist_scripts"
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +40,23 @@ def test_two_process_training_identical_weights(tmp_path, tiny_model, memorisabl
     ranks = sorted(out.glob("weights-rank*.sha256"))
     assert [p.name for p in ranks] == ["weights-rank0.sha256", "weights-rank1.sha256"]
     assert ranks[0].read_text() == ranks[1].read_text()
+
+
+def test_only_the_main_process_logs_to_trackers(tmp_path, tiny_model, memorisable_files):
+    """Both processes build the trackers; the event files are one process's, in one run folder, and hold
+    what metrics.json holds."""
+    out, logs = tmp_path / "run", tmp_path / "logs"
+    launch(2, ROOT / "recipes" / "lora_ner.py",
+           *memorise_argv(memorisable_files, tiny_model, out, "--epochs", 2, "--learning-rate", "3e-2",
+                          "--report-to", "tensorboard", "--experiment", "tiny-ner", "--run-name", "two",
+                          "--logging-dir", logs))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_processes"] == 2
+    events = sorted(logs.rglob("events.out.tfevents.*"))
+    assert events and all(e.is_relative_to(logs / "tiny-ner" / "two") for e in events), events
+    writers = {e.name.rsplit(".", 2)[1] for e in events}  # events.out.tfevents.TIME.HOST.PID.N
+    assert len(writers) == 1, events
+    assert_tensorboard_equals_metrics(logs / "tiny-ner" / "two", metrics)
 
 
 @pytest.mark.parametrize("n_sentences", [7, 8])

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import memorise_argv
+from conftest import assert_tensorboard_equals_metrics, memorise_argv
 from peftner.recipe import main
 
 
@@ -29,24 +29,9 @@ def tracked(tmp_path_factory, memorisable_files, tiny_model):
 
 
 def test_tensorboard_events_equal_metrics_json(tracked):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     root, runs = tracked
     for name, metrics in runs.items():
-        events = EventAccumulator(str(root / "logs" / "tiny-ner" / name))
-        events.Reload()
-        scalar = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
-        assert scalar["dev/f1"] == [(h["epoch"], pytest.approx(h["dev_f1"], abs=1e-6)) for h in metrics["history"]]
-        assert scalar["test/f1"] == [(metrics["optimizer_steps"], pytest.approx(metrics["test_f1"], abs=1e-6))]
-        for etype, scores in metrics["per_type"].items():
-            assert scalar[f"test/f1_{etype}"][0][1] == pytest.approx(scores["f1"], abs=1e-6)
-            assert len(scalar[f"dev/f1_{etype}"]) == metrics["epochs"]
-        for tag in ("train/loss", "train/learning_rate", "train/grad_norm"):
-            assert [step for step, _ in scalar[tag]] == list(range(1, metrics["optimizer_steps"] + 1)), tag
-        assert scalar["final/trainable_params"][0][1] == metrics["trainable_params"]
-        assert scalar["final/adapter_bytes"][0][1] == pytest.approx(metrics["adapter_bytes"])
-        for key in ("train_tokens_per_second", "peak_memory_mb"):
-            assert scalar[f"final/{key}"][0][1] == pytest.approx(metrics[key], rel=1e-6)
+        assert_tensorboard_equals_metrics(root / "logs" / "tiny-ner" / name, metrics)
 
 
 def test_mlflow_runs_equal_metrics_json_under_one_experiment(tracked):

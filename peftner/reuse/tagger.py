@@ -9,10 +9,18 @@ Several PEFT adapters can share one backbone in one process (:meth:`Tagger.add_a
 each adapter's weights side by side and :meth:`predict` activates the requested one per call. Each
 adapter has its own classification head (PEFT's ``modules_to_save`` holds one copy per adapter name)
 and its own label maps, so the heads may have different sizes.
+
+``precision="bf16-checked"`` (``peftner predict --precision bf16-checked``) tags with a bfloat16 copy of
+the model (about 3x faster on CPUs with AMX) and re-runs, in the exact mode, every window holding a
+word whose two best labels are closer than ``check_margin``: a word's tag can only flip if the
+bfloat16 error of that gap exceeds the gap, so the tags equal the exact ones unless the error exceeds
+``check_margin`` (:meth:`Tagger.bf16_error` measures it on your inputs; ``Tagger.last_check`` counts
+the re-checks). Scores (probabilities) of words that were not re-checked keep the bfloat16 error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import asdict, dataclass
 
@@ -21,6 +29,7 @@ from peftner.errors import PeftnerError
 from peftner.integrity import load_error_line
 from peftner.validation import resolve_device
 from peftner.reuse.artifact import AdapterInfo, check_same_base, read_adapter_dir, resolve_base_model
+from peftner.reuse.precision import DEFAULT_CHECK_MARGIN
 from peftner.reuse.text import entity_spans, tokenize
 
 AGGREGATIONS = ("first", "average", "max")  # as transformers' token-classification pipeline
@@ -70,6 +79,40 @@ class Prediction:
         return data
 
 
+@dataclass
+class CheckReport:
+    """What the last ``bf16-checked`` :meth:`Tagger.predict` call re-ran in the exact mode (``Tagger.last_check``).
+
+    ``close_words``: words whose two best labels were closer than ``check_margin`` in the bfloat16 pass;
+    every window holding one is re-run, so ``rechecked_inputs`` counts inputs with at least one;
+    ``changed_words``: words whose tag the re-check changed (bfloat16 alone would have tagged them so).
+    """
+
+    inputs: int
+    rechecked_inputs: int
+    windows: int
+    rechecked_windows: int
+    words: int
+    close_words: int
+    changed_words: int
+    check_margin: float
+
+    @property
+    def rechecked_fraction(self) -> float:
+        return self.rechecked_inputs / self.inputs if self.inputs else 0.0
+
+
+@dataclass
+class _WordScores:
+    """Per word (flat slots): label id, its probability, the window that predicted it (-1: none) and,
+    when asked for, its score per label in log space (the gaps between labels are log-probability ratios)."""
+
+    ids: object
+    probs: object
+    owner: object
+    scores: object = None
+
+
 def _check_items(inputs) -> list:
     if isinstance(inputs, str):
         inputs = [inputs]
@@ -86,7 +129,11 @@ class Tagger:
     """A token classifier loaded from ``OUTPUT_DIR/adapter`` (PEFT adapter or full model)."""
 
     def __init__(self, model, tokenizer, info: AdapterInfo, base_model: str | None, adapter_name: str | None,
-                 device, max_length: int | None, full_precision: bool = False):
+                 device, max_length: int | None, full_precision: bool = False, precision: str = "exact",
+                 check_margin: float = DEFAULT_CHECK_MARGIN):
+        from peftner.reuse.precision import bfloat16_copy, check_precision
+
+        check_precision(precision, check_margin, model)
         self.model = model
         self.tokenizer = tokenizer
         self.base_model = base_model
@@ -96,12 +143,17 @@ class Tagger:
         self._infos: dict[str, AdapterInfo] = {adapter_name or "default": info}
         self._active = adapter_name or "default"
         self._is_peft = adapter_name is not None
+        self.precision = precision
+        self.check_margin = float(check_margin)
+        self._fast = bfloat16_copy(model) if precision != "exact" else None
+        self.last_check: CheckReport | None = None
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, path, base_model: str | None = None, device: str | None = None,
                         adapter_name: str = "default", max_length: int | None = None,
-                        trust_remote_code: bool = False, full_precision: bool = False) -> "Tagger":
+                        trust_remote_code: bool = False, full_precision: bool = False, precision: str = "exact",
+                        check_margin: float = DEFAULT_CHECK_MARGIN) -> "Tagger":
         """Load a peftner output (``OUTPUT_DIR/adapter``) for prediction.
 
         ``base_model`` overrides the base recorded in the directory (see
@@ -109,7 +161,9 @@ class Tagger:
         the one it was trained on raises :class:`PeftnerError`. The backbone is loaded the way the run
         scored it (8-bit / 4-bit for quantized runs, its mixed precision, window length and batch
         size; see :mod:`peftner.reuse.precision`); ``full_precision=True`` loads it unquantized in
-        float32 instead. ``max_length`` overrides the recorded window length.
+        float32 instead. ``max_length`` overrides the recorded window length. ``precision`` is
+        ``exact`` (as scored) or ``bf16-checked`` (see the module docstring; needs a full-precision
+        backbone and holds a bfloat16 copy of the model: 1.5x the memory).
         """
         from peftner.architectures import restore_bidirectional
         from peftner.modeling import load_token_classifier, load_tokenizer
@@ -145,7 +199,8 @@ class Tagger:
         if "quantization_config" not in load_kwargs:  # quantized weights were placed at load time
             model.to(device)
         model.eval()
-        return cls(model, tokenizer, info, base_name, name, device, max_length, full_precision)
+        return cls(model, tokenizer, info, base_name, name, device, max_length, full_precision, precision,
+                   check_margin)
 
     def add_adapter(self, name: str, path) -> int:
         """Load another adapter trained on the same base next to the loaded ones; returns its bytes in memory."""
@@ -184,6 +239,10 @@ class Tagger:
             self.model.to(self.device)
         self.model.eval()
         self._infos[name] = info
+        if self._fast is not None:
+            from peftner.reuse.precision import bfloat16_copy
+
+            self._fast = bfloat16_copy(self.model)
         with torch.no_grad():
             return self.adapter_bytes(name)
 
@@ -222,6 +281,12 @@ class Tagger:
 
         requested = self._requested_length or recorded_precision(info.metadata).get("max_length")
         return window_length(self.tokenizer, self.model, requested)
+
+    def default_batch_size(self, adapter: str | None = None) -> int:
+        """Inputs per forward pass when ``predict`` is not told: the run's evaluation batch size, else 32."""
+        from peftner.reuse.precision import recorded_precision
+
+        return recorded_precision(self._info(adapter).metadata).get("eval_batch_size") or DEFAULT_BATCH_SIZE
 
     @property
     def adapters(self) -> list[str]:
@@ -270,37 +335,13 @@ class Tagger:
         most confident prediction). ``batch_size`` defaults to the run's evaluation batch size, so
         the test file is batched as it was scored.
         """
-        from peftner.data import encode_sentences
-        from peftner.reuse.precision import autocast, recorded_precision
-
-        if aggregation not in AGGREGATIONS:
-            raise PeftnerError(f"aggregation must be {', '.join(AGGREGATIONS[:-1])} or {AGGREGATIONS[-1]}, "
-                               f"got {aggregation!r}")
-        if batch_size is not None and batch_size < 1:
-            raise PeftnerError(f"batch_size must be at least 1, got {batch_size}")
-        info = self._info(adapter)
-        if batch_size is None:
-            batch_size = recorded_precision(info.metadata).get("eval_batch_size") or DEFAULT_BATCH_SIZE
-        if self._is_peft:
-            self.model.set_adapter(adapter or self._active)
-        items = _check_items(inputs)
-        words, offsets = [], []
-        for item in items:
-            if isinstance(item, str):
-                tokens, spans = tokenize(item)
-                words.append(tokens)
-                offsets.append(spans)
+        info, items, words, offsets, features, batch_size = self._prepare(inputs, batch_size, adapter, aggregation)
+        with _readable_errors(info):
+            if self.precision == "exact":
+                scores = self._score(self.model, features, words, batch_size, aggregation, info)
             else:
-                words.append(list(item))
-                offsets.append(None)
-        features = encode_sentences(words, None, self.tokenizer, {}, self._window_length(info),
-                                    subword_owner=aggregation != "first")
-        try:
-            with autocast(info.metadata, self.device, self.full_precision):  # the run's mixed precision
-                ids, probs = self._word_predictions(features, [len(w) for w in words], batch_size, aggregation)
-        except _NonFiniteScores:  # never tag from (or print) NaN scores
-            raise PeftnerError(f"{info.path}: the model produced NaN or infinite scores "
-                               "(non-finite weights, or an overflow in reduced precision)") from None
+                scores = self._checked(features, words, batch_size, aggregation, info)
+        ids, probs = scores.ids.tolist(), scores.probs.tolist()
         labels = info.id2label
         results, position = [], 0
         for item, tokens, spans in zip(items, words, offsets):
@@ -320,55 +361,180 @@ class Tagger:
                                       item if spans is not None else None, spans))
         return results
 
-    def _word_predictions(self, features: list[dict], num_words: list[int], batch_size: int,
-                          aggregation: str) -> tuple[list[int], list[float]]:
-        """Label id and probability of every word of every input, flattened in input order.
+    def bf16_error(self, inputs, batch_size: int | None = None, adapter: str | None = None,
+                   aggregation: str = "first") -> dict:
+        """Tag ``inputs`` in bfloat16 and in the exact mode; how far apart they are, to choose ``check_margin``.
+
+        ``largest_margin_error``: the largest change, over words and labels, of the gap between a word's
+        bfloat16 best label and another label (log-probability units): a ``check_margin`` above it
+        re-checks every word whose tag bfloat16 got wrong on these inputs. ``differing_tags``: words
+        whose bfloat16 tag differs from the exact one.
+        """
+        import torch
+
+        from peftner.reuse.precision import bfloat16_copy
+
+        info, _, words, _, features, batch_size = self._prepare(inputs, batch_size, adapter, aggregation)
+        fast_model = self._fast if self._fast is not None else bfloat16_copy(self.model)
+        with _readable_errors(info):
+            fast = self._score(fast_model, features, words, batch_size, aggregation, info, fast=True)
+            exact = self._score(self.model, features, words, batch_size, aggregation, info, keep_scores=True)
+        if not len(fast.ids):
+            return {"words": 0, "largest_margin_error": 0.0, "differing_tags": 0}
+        top = fast.scores.argmax(dim=-1, keepdim=True)
+        gaps = [s.gather(1, top) - s for s in (fast.scores, exact.scores)]
+        error = torch.where(gaps[0] == gaps[1], 0.0, gaps[0] - gaps[1])  # equal infinities (p = 0 in both): no error
+        error = error.abs().nan_to_num(float("inf")).max()
+        return {"words": len(fast.ids), "largest_margin_error": float(error),
+                "differing_tags": int((fast.ids != exact.ids).sum())}
+
+    def _prepare(self, inputs, batch_size, adapter, aggregation):
+        """Checked arguments, the inputs as word lists (with character offsets of texts) and their windows."""
+        from peftner.data import encode_sentences
+
+        if aggregation not in AGGREGATIONS:
+            raise PeftnerError(f"aggregation must be {', '.join(AGGREGATIONS[:-1])} or {AGGREGATIONS[-1]}, "
+                               f"got {aggregation!r}")
+        if batch_size is not None and batch_size < 1:
+            raise PeftnerError(f"batch_size must be at least 1, got {batch_size}")
+        info = self._info(adapter)
+        batch_size = batch_size or self.default_batch_size(adapter)
+        if self._is_peft:
+            for model in filter(None, (self.model, self._fast)):
+                model.set_adapter(adapter or self._active)
+        items = _check_items(inputs)
+        words, offsets = [], []
+        for item in items:
+            if isinstance(item, str):
+                tokens, spans = tokenize(item)
+                words.append(tokens)
+                offsets.append(spans)
+            else:
+                words.append(list(item))
+                offsets.append(None)
+        features = encode_sentences(words, None, self.tokenizer, {}, self._window_length(info),
+                                    subword_owner=aggregation != "first")
+        return info, items, words, offsets, features, batch_size
+
+    def _checked(self, features: list[dict], words: list[list[str]], batch_size: int, aggregation: str,
+                 info: AdapterInfo) -> _WordScores:
+        """``bf16-checked``: everything in bfloat16, then the windows with a close call again, exactly."""
+        import torch
+
+        fast = self._score(self._fast, features, words, batch_size, aggregation, info, fast=True)
+        close = ~(_top_two_gap(fast.scores) >= self.check_margin)  # NaN (bfloat16 overflow) is close too
+        windows = torch.unique(fast.owner[close & (fast.owner >= 0)]).tolist()
+        changed = 0
+        if windows:
+            # A sparse sample of the windows: batches as many times smaller, so that neighbours in the
+            # length-sorted order are as close in length (as little padding) as in the full pass.
+            recheck_batch = max(1, batch_size * len(windows) // len(features))
+            exact = self._score(self.model, features, words, recheck_batch, aggregation, info, windows=windows)
+            redo = exact.owner >= 0
+            changed = int((fast.ids[redo] != exact.ids[redo]).sum())
+            fast.ids[redo], fast.probs[redo] = exact.ids[redo], exact.probs[redo]
+        self.last_check = CheckReport(
+            inputs=len(words), rechecked_inputs=len({features[i]["example_id"] for i in windows}),
+            windows=len(features), rechecked_windows=len(windows), words=len(fast.ids),
+            close_words=int(close.sum()), changed_words=changed, check_margin=self.check_margin)
+        return fast
+
+    def _score(self, model, features: list[dict], words: list[list[str]], batch_size: int, aggregation: str,
+               info: AdapterInfo, windows: list[int] | None = None, fast: bool = False,
+               keep_scores: bool = False) -> _WordScores:
+        """Label id and probability of every word of the inputs (flat slots in input order), from ``windows``
+        (default: all features). The exact mode runs under the run's autocast; ``fast`` is the bfloat16
+        pass, whose non-finite scores are left for the re-check, and which keeps per-label scores.
 
         Batches are length-sorted and each batch's words are gathered with tensor indexing, so the
-        only Python loop is over batches: the per-word work is two ``tolist`` calls at the end.
+        only Python loop is over batches.
         """
         import torch
 
         from peftner.data import WordSlots
         from peftner.data.collator import PaddingCollator, length_sorted_batches
+        from peftner.reuse.precision import autocast
 
-        slots = WordSlots(num_words)
+        slots = WordSlots([len(w) for w in words])
         total = slots.total
+        windows = list(range(len(features))) if windows is None else windows
         word_ids = torch.zeros(total, dtype=torch.long)
         word_probs = torch.full((total,), float("nan"))
+        owner = torch.full((total,), -1, dtype=torch.long)
+        keep_scores = keep_scores or fast
+        scores = None
         sums, counts = None, torch.zeros(total)  # "average": summed probabilities per word
         collate = PaddingCollator(self.tokenizer.pad_token_id)
         key = "word_index" if aggregation == "first" else "subword_word"
-        with torch.inference_mode():
-            for indices in length_sorted_batches([len(f["input_ids"]) for f in features], batch_size):
-                batch = collate([features[i] for i in indices])
-                logits = self.model(input_ids=batch["input_ids"].to(self.device),
-                                    attention_mask=batch["attention_mask"].to(self.device)).logits
-                if not torch.isfinite(logits).all():
+        context = contextlib.nullcontext() if fast else autocast(info.metadata, self.device, self.full_precision)
+        with torch.inference_mode(), context:
+            for chosen in length_sorted_batches([len(features[i]["input_ids"]) for i in windows], batch_size):
+                indices = torch.tensor([windows[j] for j in chosen])
+                batch = collate([features[i] for i in indices.tolist()])
+                logits = model(input_ids=batch["input_ids"].to(self.device),
+                               attention_mask=batch["attention_mask"].to(self.device)).logits
+                if not fast and not torch.isfinite(logits).all():
                     raise _NonFiniteScores()
-                where, words = slots.at(batch["example_id"], batch[key])
-                p = logits[where.to(logits.device)].float().softmax(dim=-1).cpu()
+                where, words_at = slots.at(batch["example_id"], batch[key])
+                owner[words_at] = indices[where.nonzero(as_tuple=True)[0]]
+                picked = logits[where.to(logits.device)].float()
+                p = picked.softmax(dim=-1).cpu()
+                if keep_scores:
+                    if scores is None:
+                        scores = torch.full((total, p.shape[-1]), float("nan"))
+                    _store_word_scores(scores, words_at, picked.cpu(), p, aggregation)
                 if aggregation == "first":
-                    word_probs[words], word_ids[words] = p.max(dim=-1)
+                    word_probs[words_at], word_ids[words_at] = p.max(dim=-1)
                 elif aggregation == "average":
                     if sums is None:
                         sums = torch.zeros(total, p.shape[-1])
-                    sums.index_add_(0, words, p)
-                    counts.index_add_(0, words, torch.ones(len(words)))
+                    sums.index_add_(0, words_at, p)
+                    counts.index_add_(0, words_at, torch.ones(len(words_at)))
                 else:  # max: the first subword (in order) whose top probability is the word's highest
                     top, label = p.max(dim=-1)
-                    best = torch.full((total,), -1.0).scatter_reduce(0, words, top, "amax")
-                    order = torch.arange(len(words))
-                    candidate = torch.where(top == best[words], order, len(words))
-                    chosen = torch.full((total,), len(words)).scatter_reduce(0, words, candidate, "amin")
-                    pick = chosen[words] == order
-                    word_probs[words[pick]], word_ids[words[pick]] = top[pick], label[pick]
+                    best = torch.full((total,), -1.0).scatter_reduce(0, words_at, top, "amax")
+                    order = torch.arange(len(words_at))
+                    candidate = torch.where(top == best[words_at], order, len(words_at))
+                    chosen_at = torch.full((total,), len(words_at)).scatter_reduce(0, words_at, candidate, "amin")
+                    pick = chosen_at[words_at] == order
+                    word_probs[words_at[pick]], word_ids[words_at[pick]] = top[pick], label[pick]
         if aggregation == "average" and sums is not None:
             word_probs, word_ids = (sums / counts.clamp(min=1).unsqueeze(1)).max(dim=-1)
             word_probs[counts == 0] = float("nan")
-        if total and torch.isnan(word_probs).any():
+        if len(windows) == len(features) and not fast and total and torch.isnan(word_probs).any():
             raise RuntimeError(f"{int(torch.isnan(word_probs).sum())} words received no prediction (alignment bug)")
-        return word_ids.tolist(), word_probs.tolist()
+        return _WordScores(word_ids, word_probs, owner, scores)
+
+
+def _store_word_scores(scores, words, logits, probs, aggregation: str):
+    """Each word's score per label, in log space, from the one batch that holds all of its subwords
+    (every word is owned by exactly one window): ``first`` its first subword's logits, ``average`` the
+    log of its mean probabilities, ``max`` the best log-probability of each label over its subwords."""
+    import torch
+
+    if aggregation == "first":
+        scores[words] = logits
+        return
+    unique, local = torch.unique(words, return_inverse=True)
+    if aggregation == "average":
+        summed = torch.zeros(len(unique), probs.shape[-1]).index_add_(0, local, probs)
+        scores[unique] = (summed / torch.bincount(local).unsqueeze(1)).log()
+    else:
+        log_probs = logits.log_softmax(dim=-1)
+        best = torch.full((len(unique), probs.shape[-1]), float("-inf"))
+        scores[unique] = best.scatter_reduce(0, local.unsqueeze(1).expand_as(log_probs), log_probs, "amax")
+
+
+def _top_two_gap(scores):
+    """Per row, best score minus second best (infinite with one label: nothing to confuse)."""
+    import torch
+
+    if scores is None:
+        return torch.zeros(0)
+    if scores.shape[-1] < 2:
+        return torch.full((len(scores),), float("inf"))
+    top = scores.topk(2, dim=-1).values
+    return top[:, 0] - top[:, 1]
 
 
 def _load_peft_adapter(base, info: AdapterInfo, adapter_name: str, base_name: str):
@@ -403,6 +569,15 @@ def _backbone(info: AdapterInfo) -> str:
 
 class _NonFiniteScores(Exception):
     """Raised inside the batch loop; :meth:`Tagger.predict` turns it into a message naming the adapter."""
+
+
+@contextlib.contextmanager
+def _readable_errors(info: AdapterInfo):
+    try:
+        yield
+    except _NonFiniteScores:  # never tag from (or print) NaN scores
+        raise PeftnerError(f"{info.path}: the model produced NaN or infinite scores "
+                           "(non-finite weights, or an overflow in reduced precision)") from None
 
 
 def _check_adapter_name(name: str):

@@ -1,0 +1,137 @@
+"""``precision="bf16-checked"``: a bfloat16 pass whose close calls are re-run exactly gives the exact mode's
+tags; bad precision settings are one-line errors. Tiny token classifiers built in code, with heads made to
+have close calls (or none)."""
+
+import random
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import FILLER, PEOPLE, PLACES
+from peftner.errors import PeftnerError
+from peftner.reuse import Tagger
+from peftner.reuse.tagger import AGGREGATIONS
+
+LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+VOCAB = PEOPLE + PLACES + FILLER + ["unknowns", "parising"]  # the last two split into several subwords
+
+
+def _classifier(directory, tiny_model, edit_head):
+    """A plain token-classification directory (what `peftner export --merge` writes) with a seeded head."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForTokenClassification.from_pretrained(
+        tiny_model, id2label=dict(enumerate(LABELS)), label2id={label: i for i, label in enumerate(LABELS)})
+    with torch.no_grad():
+        edit_head(model.classifier)
+    model.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(directory)
+    return directory
+
+
+def _tie(head):
+    """B-PER and I-PER a hair apart (1e-3) and far above the rest: float32 picks I-PER, while bfloat16, whose
+    spacing near 8 is 0.03, cannot tell the two apart and picks the first, B-PER: every word a close call."""
+    head.weight[2] = head.weight[1]
+    head.bias[1], head.bias[2] = 8.0, 8.0 + 1e-3
+
+
+def _confident(head):
+    """Each word's best label 20 logits above the rest: no close calls."""
+    head.weight.mul_(0.01)
+    head.bias.copy_(torch.tensor([20.0, 0.0, 0.0, 0.0, 0.0]))
+
+
+def _random(head):
+    """The seeded random head, scaled: some words are close calls, most are not."""
+    head.weight.mul_(30)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, tiny_model):
+    root = tmp_path_factory.mktemp("precision")
+    return {name: _classifier(root / name, tiny_model, edit) for name, edit in
+            (("tie", _tie), ("confident", _confident), ("random", _random))}
+
+
+def _sentences(n: int, seed: int = 0) -> list[list[str]]:
+    rng = random.Random(seed)
+    return [[rng.choice(VOCAB) for _ in range(rng.randint(1, 12))] for _ in range(n)]
+
+
+def _tags(tagger, words, aggregation):
+    return [p.tags for p in tagger.predict(words, aggregation=aggregation)]
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_close_calls_are_rechecked_to_the_exact_tags(models, aggregation):
+    words = _sentences(20)
+    exact = _tags(Tagger.from_pretrained(models["tie"], device="cpu"), words, aggregation)
+    assert {t for s in exact for t in s} == {"I-PER"}
+    unchecked = Tagger.from_pretrained(models["tie"], device="cpu", precision="bf16-checked", check_margin=0)
+    assert {t for s in _tags(unchecked, words, aggregation) for t in s} == {"B-PER"}  # bfloat16 alone is wrong
+    assert unchecked.last_check.rechecked_inputs == 0
+    checked = Tagger.from_pretrained(models["tie"], device="cpu", precision="bf16-checked")
+    assert _tags(checked, words, aggregation) == exact
+    report = checked.last_check
+    n_words = sum(map(len, words))
+    assert (report.rechecked_inputs, report.rechecked_fraction) == (len(words), 1.0)
+    assert report.close_words == report.changed_words == report.words == n_words
+    error = checked.bf16_error(words, aggregation=aggregation)
+    assert error["differing_tags"] == n_words and 5e-4 < error["largest_margin_error"] < checked.check_margin
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_confident_words_skip_the_recheck(models, aggregation):
+    words = _sentences(20)
+    checked = Tagger.from_pretrained(models["confident"], device="cpu", precision="bf16-checked")
+    assert _tags(checked, words, aggregation) == _tags(Tagger.from_pretrained(models["confident"], device="cpu"),
+                                                       words, aggregation)
+    assert (checked.last_check.rechecked_inputs, checked.last_check.close_words) == (0, 0)
+
+
+@pytest.fixture(scope="module")
+def random_pair(models):
+    return (Tagger.from_pretrained(models["random"], device="cpu"),
+            Tagger.from_pretrained(models["random"], device="cpu", precision="bf16-checked"))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(words=st.lists(st.lists(st.sampled_from(VOCAB), min_size=1, max_size=14), min_size=1, max_size=6),
+       aggregation=st.sampled_from(AGGREGATIONS), batch_size=st.integers(1, 4))
+def test_checked_tags_equal_exact_tags(random_pair, words, aggregation, batch_size):
+    exact, checked = random_pair
+    assert [p.tags for p in checked.predict(words, batch_size=batch_size, aggregation=aggregation)] == \
+           [p.tags for p in exact.predict(words, batch_size=batch_size, aggregation=aggregation)]
+    assert checked.last_check.rechecked_inputs <= len(words)
+
+
+def test_random_head_has_both_kinds_of_words(random_pair):
+    """The property test above exercises re-checked and trusted words alike."""
+    _, checked = random_pair
+    checked.predict(_sentences(40))
+    assert 0 < checked.last_check.rechecked_inputs < 40
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"precision": "bf17"}, "--precision must be exact or bf16-checked, got 'bf17'"),
+    ({"precision": "bf16-checked", "check_margin": -0.1}, "--check-margin must be a number >= 0, got -0.1"),
+    ({"precision": "bf16-checked", "check_margin": float("nan")}, "--check-margin must be a number >= 0, got nan"),
+])
+def test_bad_precision_settings_are_one_line(models, kwargs, message):
+    with pytest.raises(PeftnerError) as error:
+        Tagger.from_pretrained(models["confident"], device="cpu", **kwargs)
+    assert str(error.value) == message
+
+
+def test_checked_mode_refuses_a_quantized_backbone():
+    from types import SimpleNamespace
+
+    from peftner.reuse.precision import check_precision
+
+    with pytest.raises(PeftnerError, match="needs a full-precision backbone.*--full-precision"):
+        check_precision("bf16-checked", 0.25, SimpleNamespace(is_quantized=True))
+    check_precision("exact", 0.25, SimpleNamespace(is_quantized=True))
