@@ -151,7 +151,7 @@ def tuned_results(link_prefix: str = "../") -> str | None:
     if table is None and not csvs:
         return None
     lines = [table, "", "Each method's sweep (its trials as CSV):", ""] if table else ["No tuned method has its 3-seed test runs yet; the search so far:", ""]
-    lines += ["| study | complete | pruned | failed | interrupted (its settings wait to be retried) | running | "
+    lines += ["| study | complete | pruned | failed | interrupted (its settings requeued) | running | "
               "best dev F1 so far | its settings |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for path in csvs:
         with open(path, encoding="utf-8") as f:

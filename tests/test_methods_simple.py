@@ -53,7 +53,10 @@ def expected_trainable(name: str, cfg) -> int:
     """Independent formulas in d (hidden), L (layers), F (intermediate), C (labels)."""
     d, L, F, C = cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size, len(ID2LABEL)
     head = d * C + C
-    lora_r = 8  # defaults: r=8 on query and value, each d×d: r·(d_in + d_out)
+    # LoRA defaults: r=4 on every linear layer, r·(d_in + d_out) each: q, k, v, attention-out (d×d),
+    # intermediate (d×F) and output (F×d)
+    lora_r = 4
+    all_linear = 4 * (d + d) + 2 * (d + F)
     return {
         "head": head,
         # per layer: q, k, v, attention-out (4d) + LayerNorm (d) + intermediate (F) + output (d) + LayerNorm (d);
@@ -61,8 +64,8 @@ def expected_trainable(name: str, cfg) -> int:
         "bitfit": L * (7 * d + F) + d + head,
         # l_k, l_v (d each) and l_ff (F) per layer
         "ia3": L * (2 * d + F) + head,
-        "int8_lora": L * 2 * lora_r * (d + d) + head,
-        "qlora": L * 2 * lora_r * (d + d) + head,
+        "int8_lora": L * lora_r * all_linear + head,
+        "qlora": L * lora_r * all_linear + head,
         # LoHa: two Hadamard factors, each r·(d_in + d_out), on query and value
         "peft": L * 2 * 2 * LOHA["r"] * (d + d) + head,
     }[name]

@@ -58,13 +58,13 @@ def test_help_prints_the_defaults_the_run_uses(name):
 
 
 def test_recipe_help_shows_the_method_learning_rate():
-    """The real script's --help, as a user sees it: LoRA trains at 1e-3, not the shared 5e-05."""
+    """The real script's --help, as a user sees it: LoRA trains at its tuned 1.2e-3, not the shared 5e-05."""
     done = subprocess.run([sys.executable, str(RECIPES / "lora_ner.py"), "--help"], capture_output=True,
                           text=True, env=subprocess_env(), timeout=120)
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())
     train, knobs = parse_args(METHODS["lora"], [])
-    assert train.learning_rate == 1e-3
+    assert train.learning_rate == 1.2e-3
     assert f"--learning-rate LEARNING_RATE peak learning rate (methods may set their own default) (default: " \
            f"{train.learning_rate})" in text
     assert f"(default: {knobs.r})" in text and "--refuse-invalid-transitions" in text and "--strict" in text

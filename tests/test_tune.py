@@ -293,13 +293,13 @@ def test_sigterm_hands_the_trial_back_with_one_line(tmp_path, tiny_model, memori
                               stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and worker.poll() is None:
-        if storage.exists():
-            running = [t for t in sweep.load_study(sweep.open_storage(str(storage)), "tune-lora").trials
-                       if t.state.name == "RUNNING"]
-            if running:
-                break
+        try:
+            trials = sweep.read_study(sweep.open_storage(str(storage)), "tune-lora").trials
+        except PeftnerError:  # the worker has not created the study yet
+            trials = []
+        if any(t.state.name == "RUNNING" and t.intermediate_values for t in trials):
+            break  # inside the trial's training loop: it has reported a dev score
         time.sleep(0.5)
-    time.sleep(2)  # inside the trial's training
     worker.send_signal(signal.SIGTERM)
     _, err = worker.communicate(timeout=60)
     assert worker.returncode == 130, err
