@@ -191,17 +191,22 @@ def test_summary_keeps_settings():
     assert summarize([row])[0]["settings"] == row["settings"]
 
 
+def tune_worker(tmp_path, tiny_model, files, n_trials: int, seeds: int, epochs: int, **popen) -> subprocess.Popen:
+    """A ``peftner tune lora`` worker process on the tiny model, sharing tmp_path/sweep.journal."""
+    extra = (f"--model {tiny_model} --train-file {files['train']} --validation-file {files['validation']} "
+             f"--test-file {files['test']} --batch-size 8 --epochs {epochs} --threads 1")
+    command = [sys.executable, "-m", "peftner.cli", "tune", "lora", "--n-trials", str(n_trials), "--seeds",
+               str(seeds), "--storage", str(tmp_path / "sweep.journal"), "--results-dir", str(tmp_path / "out"),
+               "--extra", extra]
+    return subprocess.Popen(command, cwd=REPO, env=subprocess_env(), text=True, **popen)
+
+
 def test_two_workers_share_one_study(tmp_path, tiny_model, memorisable_files):
     """Two worker processes, one journal file: the study fills to exactly N trials with no trial or
     run done twice, and the winner is reported once."""
     storage = tmp_path / "sweep.journal"
-    extra = (f"--model {tiny_model} --train-file {memorisable_files['train']} --validation-file "
-             f"{memorisable_files['validation']} --test-file {memorisable_files['test']} --batch-size 8 --epochs 2 "
-             "--threads 1")
-    command = [sys.executable, "-m", "peftner.cli", "tune", "lora", "--n-trials", "8", "--seeds", "1",
-               "--storage", str(storage), "--results-dir", str(tmp_path / "out"), "--extra", extra]
-    workers = [subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    workers = [tune_worker(tmp_path, tiny_model, memorisable_files, n_trials=8, seeds=1, epochs=2,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
     outputs = [w.communicate(timeout=240)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     study = sweep.load_study(sweep.open_storage(str(storage)), "tune-lora")
@@ -284,13 +289,8 @@ def test_sigterm_hands_the_trial_back_with_one_line(tmp_path, tiny_model, memori
     import time
 
     storage = tmp_path / "sweep.journal"
-    extra = (f"--model {tiny_model} --train-file {memorisable_files['train']} --validation-file "
-             f"{memorisable_files['validation']} --test-file {memorisable_files['test']} --batch-size 8 "
-             "--epochs 200 --threads 1")
-    command = [sys.executable, "-m", "peftner.cli", "tune", "lora", "--n-trials", "2", "--seeds", "0",
-               "--storage", str(storage), "--results-dir", str(tmp_path / "out"), "--extra", extra]
-    worker = subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    worker = tune_worker(tmp_path, tiny_model, memorisable_files, n_trials=2, seeds=0, epochs=200,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and worker.poll() is None:
         try:
