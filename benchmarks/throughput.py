@@ -278,17 +278,41 @@ def serving_model(directory: Path, seed: int) -> Path:
     return directory
 
 
-def _serving_inputs(tokenizer, seed: int):
+def _serving_inputs(tokenizer, seed: int, split: str = "test"):
     """Test-split sentences as the pipeline's words (pre-tokenizer pieces): both tools tag the same units."""
     from peftner.reuse.pipeline_tags import join_words, pipeline_words
 
     corpus = load_corpus(seed=seed)
-    words = [pipeline_words(tokenizer, s.tokens) for s in corpus.test]
+    words = [pipeline_words(tokenizer, s.tokens) for s in getattr(corpus, split)]
     joined = [join_words(w) for w in words]
     return words, [t for t, _ in joined], [s for _, s in joined]
 
 
-TAGGER_MODES = ("exact", "bf16-checked")  # Tagger.from_pretrained(precision=...)
+# Tagger modes: name -> Tagger.from_pretrained keyword arguments
+TAGGER_MODES = {"exact": {"precision": "exact"}, "bf16-checked": {"precision": "bf16-checked"},
+                "bf16-checked, compiled": {"precision": "bf16-checked", "compile": True}}
+PIPELINE_COMPILED_BATCH_SIZES = (8, 16, 32, 64)  # batch 1 would need a compilation of its own
+
+
+def compile_pipeline(ner) -> float:
+    """The pipeline's model forward through the same ``torch.compile`` settings as ``Tagger(compile=True)``
+    (inductor, frozen weights, dynamic shapes), in float32 (the pipeline has no checked bfloat16 mode);
+    returns the seconds the first call (the compilation) took."""
+    import torch._inductor.config
+
+    from peftner.reuse.precision import COMPILE_OPTIONS
+
+    model = ner.model
+    compiled = torch.compile(model.forward, **COMPILE_OPTIONS)
+
+    def forward(*args, **kwargs):
+        with torch._inductor.config.patch(freezing=True):
+            return compiled(*args, **kwargs)
+
+    model.forward = forward
+    started = time.perf_counter()
+    ner(["Alice lives in Paris .", "Bob works at Google in London ."], batch_size=2)
+    return time.perf_counter() - started
 
 
 def tagger_vs_pipeline(model_dir: Path, rounds: int, seed: int, batch_sizes=PIPELINE_BATCH_SIZES) -> dict:
@@ -296,18 +320,28 @@ def tagger_vs_pipeline(model_dir: Path, rounds: int, seed: int, batch_sizes=PIPE
     at several batch sizes on the same merged model and test sentences, interleaved (order reversed every
     round); every mode's word tags are compared with every pipeline batch size's. The Tagger runs at its default
     batch size (the run's evaluation batch size, else 32), as a user would. The headline is the fastest mode
-    whose tags equal the pipeline's at every batch size."""
+    whose tags equal the pipeline's at every batch size.
+
+    The bf16-checked modes' check margins are calibrated on the dev split (``Tagger.calibrate_check_margin``:
+    1.5x the largest bfloat16 margin error there), never on the test split they are measured on. The compiled
+    mode and a pipeline whose model forward goes through the same ``torch.compile`` settings (float32) are
+    compiled before any pass; their compilation times are reported apart."""
     from transformers import pipeline
 
     from peftner.reuse import Tagger
     from peftner.reuse.pipeline_tags import as_iob2, tags_from_groups
 
-    taggers = {mode: Tagger.from_pretrained(model_dir, device="cpu", precision=mode) for mode in TAGGER_MODES}
+    taggers = {mode: Tagger.from_pretrained(model_dir, device="cpu", **kwargs) for mode, kwargs in TAGGER_MODES.items()}
     ner = pipeline("token-classification", model=str(model_dir), aggregation_strategy="first", device="cpu")
+    ner_compiled = pipeline("token-classification", model=str(model_dir), aggregation_strategy="first", device="cpu")
+    pipeline_compile_seconds = compile_pipeline(ner_compiled)
     words, texts, spans = _serving_inputs(taggers["exact"].tokenizer, seed)
     tagger_batch_size = taggers["exact"].default_batch_size()
+    dev_words, _, _ = _serving_inputs(taggers["exact"].tokenizer, seed, "validation")
+    calibration = {mode: tagger.calibrate_check_margin(dev_words, batch_size=tagger_batch_size)
+                   for mode, tagger in taggers.items() if tagger.precision != "exact"}
     n_words = sum(len(w) for w in words)
-    tags, pipeline_tags = {}, {}
+    tags, pipeline_tags, compiled_tags = {}, {}, {}
 
     def tagger_pass(mode):
         started = time.perf_counter()
@@ -323,8 +357,17 @@ def tagger_vs_pipeline(model_dir: Path, rounds: int, seed: int, batch_sizes=PIPE
         pipeline_tags[batch_size] = [tags_from_groups(g, s) for g, s in zip(groups, spans)]
         return seconds
 
+    def compiled_pipeline_pass(batch_size):
+        started = time.perf_counter()
+        groups = ner_compiled(texts, batch_size=batch_size)
+        seconds = time.perf_counter() - started
+        compiled_tags[batch_size] = [tags_from_groups(g, s) for g, s in zip(groups, spans)]
+        return seconds
+
     passes = {**{f"tagger_{m}": (lambda m=m: tagger_pass(m)) for m in TAGGER_MODES},
-              **{f"pipeline_bs{b}": (lambda b=b: pipeline_pass(b)) for b in batch_sizes}}
+              **{f"pipeline_bs{b}": (lambda b=b: pipeline_pass(b)) for b in batch_sizes},
+              **{f"pipeline_compiled_bs{b}": (lambda b=b: compiled_pipeline_pass(b))
+                 for b in PIPELINE_COMPILED_BATCH_SIZES}}
     for go in passes.values():  # warm-up (and the tags every pass gives)
         go()
     times = {name: [] for name in passes}
@@ -334,6 +377,8 @@ def tagger_vs_pipeline(model_dir: Path, rounds: int, seed: int, batch_sizes=PIPE
     words_per_second = {name: n_words / statistics.median(t) for name, t in times.items()}
     pipeline_speeds = {b: words_per_second[f"pipeline_bs{b}"] for b in batch_sizes}
     best = max(pipeline_speeds, key=pipeline_speeds.get)
+    compiled_speeds = {b: words_per_second[f"pipeline_compiled_bs{b}"] for b in PIPELINE_COMPILED_BATCH_SIZES}
+    best_compiled = max(compiled_speeds, key=compiled_speeds.get)
 
     def differing(a, b):
         return sum(x != y for u, v in zip(a, b) for x, y in zip(u, v))
@@ -346,19 +391,25 @@ def tagger_vs_pipeline(model_dir: Path, rounds: int, seed: int, batch_sizes=PIPE
             "over_pipeline_best_per_round": [times[f"pipeline_bs{best}"][r] / times[f"tagger_{mode}"][r]
                                              for r in range(rounds)],
             "over_pipeline_default": speed / pipeline_speeds[1],
+            "over_compiled_pipeline_best": speed / compiled_speeds[best_compiled],
+            "compiled": tagger.compiled, "compile_seconds": tagger.compile_seconds,
             "differing_from_pipeline": {b: differing(tags[mode], pipeline_tags[b]) for b in batch_sizes},
             "differing_from_exact": differing(tags[mode], tags["exact"])}
         if tagger.last_check is not None:
             check = tagger.last_check
             modes[mode].update(check_margin=check.check_margin, rechecked_inputs=check.rechecked_inputs,
                                rechecked_fraction=check.rechecked_fraction, close_words=check.close_words,
-                               changed_by_recheck=check.changed_words,
+                               changed_by_recheck=check.changed_words, dev_calibration=calibration[mode],
                                bf16_error=tagger.bf16_error(words, batch_size=tagger_batch_size))
     identical = [m for m in TAGGER_MODES if not any(modes[m]["differing_from_pipeline"].values())]
     headline = max(identical, key=lambda m: modes[m]["words_per_second"]) if identical else None
     return {"model": served_model_description(model_dir), "sentences": len(words), "words": n_words,
             "entity_words": sum(t != "O" for x in tags["exact"] for t in x),
             "tagger_batch_size": tagger_batch_size, "rounds": rounds, "seconds": times,
+            "dev_sentences": len(dev_words), "pipeline_compile_seconds": pipeline_compile_seconds,
+            "pipeline_compiled_best_batch_size": best_compiled,
+            "pipeline_compiled_differing_from_pipeline": {b: differing(compiled_tags[b], pipeline_tags[b])
+                                                          for b in PIPELINE_COMPILED_BATCH_SIZES},
             "words_per_second": words_per_second, "pipeline_default_batch_size": 1,
             "pipeline_best_batch_size": best, "modes": modes, "headline_mode": headline,
             "tagger_over_pipeline_best": modes[headline]["over_pipeline_best"] if headline else None,
@@ -435,11 +486,15 @@ def print_serving(result: dict):
         print(f"{name:<20} {speed:>9,.0f} words/s")
     for mode, m in t["modes"].items():
         checked = (f"; re-checked {m['rechecked_inputs']} of {t['sentences']} sentences, largest bf16 margin error "
-                   f"{m['bf16_error']['largest_margin_error']:.3f} (check margin {m['check_margin']})"
+                   f"{m['bf16_error']['largest_margin_error']:.3f} (check margin {m['check_margin']:.3f} from dev "
+                   f"error {m['dev_calibration']['largest_margin_error']:.3f})"
                    if "check_margin" in m else "")
         print(f"Tagger {mode} / pipeline at its best batch size ({t['pipeline_best_batch_size']}): "
               f"{m['over_pipeline_best']:.2f}x (target {t['target']}x); word tags differing from the pipeline "
               f"{m['differing_from_pipeline']}{checked}")
+        if m.get("compiled"):
+            print(f"  compiled once in {m['compile_seconds']:.1f} s; / compiled pipeline at its best batch size "
+                  f"({t['pipeline_compiled_best_batch_size']}): {m['over_compiled_pipeline_best']:.2f}x")
     for name, q in result["quantized"]["backbones"].items():
         print(f"{name:<6} {q['weights_bytes'] / 2**20:8.1f} MiB  {q['words_per_second']:>8,.0f} words/s  "
               f"agreement with fp32 {q['agreement_with_fp32']:.4f}")

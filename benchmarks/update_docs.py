@@ -204,7 +204,9 @@ def serving(name: str = "result.json") -> str | None:
     for mode, m in t["modes"].items():
         rechecked = (f"{m['rechecked_inputs']} ({100 * m['rechecked_fraction']:.1f}%)" if "rechecked_inputs" in m
                      else "—")
-        lines.append(f"| `Tagger` precision `{mode}` | {t['tagger_batch_size']} | {m['words_per_second']:,.0f} | "
+        label = (f"`Tagger` precision `{mode.split(',')[0]}`"
+                 + (", `compile=True` (torch.compile)" if m.get("compiled") else ""))
+        lines.append(f"| {label} | {t['tagger_batch_size']} | {m['words_per_second']:,.0f} | "
                      f"**{m['over_pipeline_best']:.2f}×** | {max(m['differing_from_pipeline'].values())} | "
                      f"{rechecked} |")
     for key, speed in speeds.items():
@@ -214,6 +216,13 @@ def serving(name: str = "result.json") -> str | None:
                      if on]
             label = "`pipeline(aggregation_strategy=\"first\")`" + (f" ({', '.join(notes)})" if notes else "")
             lines.append(f"| {label} | {size} | {speed:,.0f} | {speed / speeds[f'pipeline_bs{best}']:.2f}× | — | — |")
+    for key, speed in speeds.items():
+        if key.startswith("pipeline_compiled_bs"):
+            size = int(key.removeprefix("pipeline_compiled_bs"))
+            label = ("`pipeline(aggregation_strategy=\"first\")`, model forward compiled (float32)"
+                     + (" (best compiled)" if size == t["pipeline_compiled_best_batch_size"] else ""))
+            lines.append(f"| {label} | {size} | {speed:,.0f} | {speed / speeds[f'pipeline_bs{best}']:.2f}× | "
+                         f"{t['pipeline_compiled_differing_from_pipeline'][str(size)]} | — |")
     lines.append("")
     headline = t["headline_mode"]
     if headline is None:
@@ -228,12 +237,21 @@ def serving(name: str = "result.json") -> str | None:
     for mode, m in t["modes"].items():
         if "bf16_error" in m:
             lines.append("")
-            e = m["bf16_error"]
-            lines.append(f"`{mode}`: check margin {m['check_margin']:g}; {m['close_words']} of {t['words']:,} words "
-                         f"fell below it, and re-checking changed {m['changed_by_recheck']} tags; bfloat16 alone "
-                         f"would have tagged {e['differing_tags']} words differently from `exact`, and the largest "
-                         f"bfloat16 error of a word's margin (`Tagger.bf16_error`) was "
-                         f"{e['largest_margin_error']:.3f}.")
+            e, dev = m["bf16_error"], m["dev_calibration"]
+            lines.append(f"`{mode}`: check margin {m['check_margin']:.3f}, calibrated on the dev split "
+                         f"({t['dev_sentences']} sentences: {dev['safety_factor']:g}× its largest bfloat16 error of a "
+                         f"word's margin, {dev['largest_margin_error']:.3f}; `Tagger.calibrate_check_margin`); on the "
+                         f"test split {m['close_words']} of {t['words']:,} words fell below it, and re-checking "
+                         f"changed {m['changed_by_recheck']} tags; bfloat16 alone would have tagged "
+                         f"{e['differing_tags']} words differently from `exact`, and the largest bfloat16 error of a "
+                         f"word's margin there was {e['largest_margin_error']:.3f}.")
+        if m.get("compiled"):
+            lines.append("")
+            lines.append(f"`{mode}`: compiled once when the Tagger loads, in {m['compile_seconds']:.1f} s (not in the "
+                         f"words/s; a server compiles once). The pipeline with its model forward compiled the same way "
+                         f"(float32; {t['pipeline_compile_seconds']:.1f} s to compile) is fastest at batch size "
+                         f"{t['pipeline_compiled_best_batch_size']}; this mode is "
+                         f"**{m['over_compiled_pipeline_best']:.2f}×** that.")
     lines += ["", f"Quantized backbones (same merged model loaded through the int8_lora / qlora settings, "
               f"`Tagger.predict` batch {q['batch_size']}, median of {q['rounds']} interleaved passes):", "",
               "| backbone | weights in memory | words/s | word tags equal to fp32 |", "|---|---:|---:|---:|"]

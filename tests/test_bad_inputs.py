@@ -373,6 +373,9 @@ CASES = [
     Case("predict-check-margin", "`--check-margin -1`", [*PREDICT, "--precision", "bf16-checked", "--check-margin",
                                                           "-1"],
          "--check-margin must be a number >= 0, got -1.0", "predict", IN_TXT),
+    Case("predict-compile-exact", "`--compile` without `--precision bf16-checked`", [*PREDICT, "--compile"],
+         "--compile compiles the bfloat16 pass of --precision bf16-checked; the exact mode runs uncompiled so that "
+         "its tags stay the ones the run scored", "predict", IN_TXT),
     Case("predict-conll-tab", "`--output-format conll` with a tab inside a word", [*ADAPTER, "--input", "{d}/in.jsonl",
                                                                                   "--output-format", "conll"],
          "--output-format conll: word 2 of input 1 ('a\\tb') holds a tab or line break, which a CoNLL line cannot "

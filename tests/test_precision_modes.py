@@ -135,3 +135,63 @@ def test_checked_mode_refuses_a_quantized_backbone():
     with pytest.raises(PeftnerError, match="needs a full-precision backbone.*--full-precision"):
         check_precision("bf16-checked", 0.25, SimpleNamespace(is_quantized=True))
     check_precision("exact", 0.25, SimpleNamespace(is_quantized=True))
+
+
+# ------------------------------------------------------------------ compile=True (torch.compile of the bf16 pass)
+@pytest.fixture(scope="module")
+def compiled_random(models):
+    return Tagger.from_pretrained(models["random"], device="cpu", precision="bf16-checked", compile=True)
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_compiled_checked_tags_equal_exact_tags(models, random_pair, compiled_random, aggregation):
+    exact, _ = random_pair
+    assert compiled_random.compiled and compiled_random.compile_seconds > 0 and compiled_random.compile_error is None
+    words = _sentences(40, seed=1) + [["Paris"]]  # a one-row last batch too
+    for batch_size in (1, 7, 32):
+        assert [p.tags for p in compiled_random.predict(words, batch_size=batch_size, aggregation=aggregation)] == \
+               [p.tags for p in exact.predict(words, batch_size=batch_size, aggregation=aggregation)]
+    assert 0 < compiled_random.last_check.rechecked_inputs < len(words)
+
+
+def test_compile_falls_back_to_eager_where_inductor_fails(models, monkeypatch):
+    def broken(model, **kwargs):
+        def forward(**inputs):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore lines")
+        return forward
+
+    monkeypatch.setattr(torch, "compile", broken)
+    words = _sentences(12)
+    with pytest.warns(RuntimeWarning, match="torch.compile is unavailable here .*InvalidCxxCompiler.*uncompiled"):
+        checked = Tagger.from_pretrained(models["random"], device="cpu", precision="bf16-checked", compile=True)
+    assert (checked.compiled, checked.compile_seconds) == (False, None)
+    assert checked.compile_error == "RuntimeError: InvalidCxxCompiler: No working C++ compiler found"
+    assert _tags(checked, words, "first") == _tags(Tagger.from_pretrained(models["random"], device="cpu"), words,
+                                                   "first")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"compile": True}, "--compile compiles the bfloat16 pass of --precision bf16-checked; the exact mode runs "
+                        "uncompiled so that its tags stay the ones the run scored"),
+    ({"precision": "bf16-checked", "compile": "yes"}, "--compile must be True or False, got 'yes'"),
+])
+def test_bad_compile_settings_are_one_line(models, kwargs, message):
+    with pytest.raises(PeftnerError) as error:
+        Tagger.from_pretrained(models["confident"], device="cpu", **kwargs)
+    assert str(error.value) == message
+
+
+def test_calibrated_margin_is_the_safety_factor_times_the_error(random_pair):
+    exact, checked = random_pair
+    dev, test = _sentences(30, seed=2), _sentences(30, seed=3)
+    margin = checked.check_margin
+    try:
+        report = checked.calibrate_check_margin(dev, safety_factor=2)
+        assert report["check_margin"] == checked.check_margin == 2 * report["largest_margin_error"] > 0
+        assert _tags(checked, test, "first") == _tags(exact, test, "first")
+    finally:
+        checked.check_margin = margin
+    with pytest.raises(PeftnerError, match="--safety-factor must be a number >= 1, got 0.5"):
+        checked.calibrate_check_margin(dev, safety_factor=0.5)
+    with pytest.raises(PeftnerError, match="--precision must be bf16-checked to calibrate"):
+        exact.calibrate_check_margin(dev)

@@ -52,6 +52,9 @@ def predict_arguments(parser):
     parser.add_argument("--check-margin", type=float, default=DEFAULT_CHECK_MARGIN, metavar="GAP",
                         help="bf16-checked: re-run an input exactly when a word's two best labels are closer than "
                              "GAP (log-probability units; default %(default)s)")
+    parser.add_argument("--compile", action="store_true",
+                        help="bf16-checked: run the bfloat16 pass through torch.compile (compiled once at load; "
+                             "falls back to uncompiled with a warning where inductor is unavailable)")
 
 
 def predict(args) -> int:
@@ -63,7 +66,7 @@ def predict(args) -> int:
 
     if args.batch_size is not None and args.batch_size < 1:
         raise PeftnerError(f"--batch-size must be at least 1, got {args.batch_size}")
-    check_precision(args.precision, args.check_margin)
+    check_precision(args.precision, args.check_margin, compile=args.compile)
     if args.output != "-":
         check_writable_file(args.output)
     device = resolve_device(args.device)
@@ -73,7 +76,7 @@ def predict(args) -> int:
     _quiet()
     tagger = Tagger.from_pretrained(args.adapter, base_model=args.base_model, device=str(device),
                                     full_precision=args.full_precision, precision=args.precision,
-                                    check_margin=args.check_margin)
+                                    check_margin=args.check_margin, compile=args.compile)
     predictions = tagger.predict(items, batch_size=args.batch_size, aggregation=args.aggregation)
     if args.output_format == "jsonl":  # strict JSON: never a bare `NaN` (Tagger refuses non-finite scores first)
         try:

@@ -29,7 +29,7 @@ from peftner.errors import PeftnerError
 from peftner.integrity import load_error_line
 from peftner.validation import resolve_device
 from peftner.reuse.artifact import AdapterInfo, check_same_base, read_adapter_dir, resolve_base_model
-from peftner.reuse.precision import DEFAULT_CHECK_MARGIN
+from peftner.reuse.precision import CALIBRATION_SAFETY_FACTOR, DEFAULT_CHECK_MARGIN
 from peftner.reuse.text import entity_spans, tokenize
 
 AGGREGATIONS = ("first", "average", "max")  # as transformers' token-classification pipeline
@@ -130,10 +130,10 @@ class Tagger:
 
     def __init__(self, model, tokenizer, info: AdapterInfo, base_model: str | None, adapter_name: str | None,
                  device, max_length: int | None, full_precision: bool = False, precision: str = "exact",
-                 check_margin: float = DEFAULT_CHECK_MARGIN):
-        from peftner.reuse.precision import bfloat16_copy, check_precision
+                 check_margin: float = DEFAULT_CHECK_MARGIN, compile: bool = False):
+        from peftner.reuse.precision import check_precision
 
-        check_precision(precision, check_margin, model)
+        check_precision(precision, check_margin, model, compile)
         self.model = model
         self.tokenizer = tokenizer
         self.base_model = base_model
@@ -145,15 +145,38 @@ class Tagger:
         self._is_peft = adapter_name is not None
         self.precision = precision
         self.check_margin = float(check_margin)
-        self._fast = bfloat16_copy(model) if precision != "exact" else None
+        self.compile = compile
+        self.compiled = False  # whether the bfloat16 pass runs compiled (False: not asked, or fell back)
+        self.compile_seconds: float | None = None
+        self.compile_error: str | None = None
+        self._fast = self._fast_forward = None
+        if precision != "exact":
+            self._build_fast()
         self.last_check: CheckReport | None = None
+
+    def _build_fast(self):
+        """The bfloat16 copy of the model and the callable that runs it (compiled with ``compile=True``)."""
+        import warnings
+
+        from peftner.reuse.precision import bfloat16_copy, compiled_forward
+
+        self._fast = self._fast_forward = bfloat16_copy(self.model)
+        if not self.compile:
+            return
+        forward, error = compiled_forward(self._fast, self.tokenizer, self.device)
+        self.compiled, self.compile_error = forward is not None, error
+        if forward is None:
+            warnings.warn(f"torch.compile is unavailable here ({error}); the bfloat16 pass runs uncompiled",
+                          RuntimeWarning, stacklevel=3)
+            return
+        self._fast_forward, self.compile_seconds = forward, forward.seconds
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, path, base_model: str | None = None, device: str | None = None,
                         adapter_name: str = "default", max_length: int | None = None,
                         trust_remote_code: bool = False, full_precision: bool = False, precision: str = "exact",
-                        check_margin: float = DEFAULT_CHECK_MARGIN) -> "Tagger":
+                        check_margin: float = DEFAULT_CHECK_MARGIN, compile: bool = False) -> "Tagger":
         """Load a peftner output (``OUTPUT_DIR/adapter``) for prediction.
 
         ``base_model`` overrides the base recorded in the directory (see
@@ -163,8 +186,14 @@ class Tagger:
         size; see :mod:`peftner.reuse.precision`); ``full_precision=True`` loads it unquantized in
         float32 instead. ``max_length`` overrides the recorded window length. ``precision`` is
         ``exact`` (as scored) or ``bf16-checked`` (see the module docstring; needs a full-precision
-        backbone and holds a bfloat16 copy of the model: 1.5x the memory).
+        backbone and holds a bfloat16 copy of the model: 1.5x the memory). ``compile=True`` (with
+        ``bf16-checked``) runs the bfloat16 pass through ``torch.compile`` (inductor, frozen weights), compiled
+        once here (``compile_seconds``); where inductor cannot compile, it warns and runs uncompiled
+        (``compiled`` is False, ``compile_error`` says why). The exact mode and the re-check never run compiled.
         """
+        from peftner.reuse.precision import check_precision
+
+        check_precision(precision, check_margin, compile=compile)
         from peftner.architectures import restore_bidirectional
         from peftner.modeling import load_token_classifier, load_tokenizer
         from peftner.reuse.precision import backbone_load_kwargs
@@ -200,7 +229,7 @@ class Tagger:
             model.to(device)
         model.eval()
         return cls(model, tokenizer, info, base_name, name, device, max_length, full_precision, precision,
-                   check_margin)
+                   check_margin, compile)
 
     def add_adapter(self, name: str, path) -> int:
         """Load another adapter trained on the same base next to the loaded ones; returns its bytes in memory."""
@@ -240,9 +269,7 @@ class Tagger:
         self.model.eval()
         self._infos[name] = info
         if self._fast is not None:
-            from peftner.reuse.precision import bfloat16_copy
-
-            self._fast = bfloat16_copy(self.model)
+            self._build_fast()
         with torch.no_grad():
             return self.adapter_bytes(name)
 
@@ -368,14 +395,15 @@ class Tagger:
         ``largest_margin_error``: the largest change, over words and labels, of the gap between a word's
         bfloat16 best label and another label (log-probability units): a ``check_margin`` above it
         re-checks every word whose tag bfloat16 got wrong on these inputs. ``differing_tags``: words
-        whose bfloat16 tag differs from the exact one.
+        whose bfloat16 tag differs from the exact one. With ``compile=True`` it measures the compiled pass
+        (its rounding differs from the uncompiled one).
         """
         import torch
 
         from peftner.reuse.precision import bfloat16_copy
 
         info, _, words, _, features, batch_size = self._prepare(inputs, batch_size, adapter, aggregation)
-        fast_model = self._fast if self._fast is not None else bfloat16_copy(self.model)
+        fast_model = self._fast_forward if self._fast is not None else bfloat16_copy(self.model)
         with _readable_errors(info):
             fast = self._score(fast_model, features, words, batch_size, aggregation, info, fast=True)
             exact = self._score(self.model, features, words, batch_size, aggregation, info, keep_scores=True)
@@ -387,6 +415,21 @@ class Tagger:
         error = error.abs().nan_to_num(float("inf")).max()
         return {"words": len(fast.ids), "largest_margin_error": float(error),
                 "differing_tags": int((fast.ids != exact.ids).sum())}
+
+    def calibrate_check_margin(self, inputs, safety_factor: float = CALIBRATION_SAFETY_FACTOR,
+                               batch_size: int | None = None, adapter: str | None = None,
+                               aggregation: str = "first") -> dict:
+        """Set ``check_margin`` to ``safety_factor`` times the largest bfloat16 error of a word's margin on
+        ``inputs`` (:meth:`bf16_error`): calibrate on held-out data (a dev split), never on what you measure.
+        Returns the :meth:`bf16_error` report with the new ``check_margin``."""
+        from peftner.errors import require
+
+        require(self.precision != "exact", "precision", "bf16-checked to calibrate its check margin", self.precision)
+        require(isinstance(safety_factor, (int, float)) and safety_factor >= 1, "safety_factor", "a number >= 1",
+                safety_factor)
+        report = self.bf16_error(inputs, batch_size=batch_size, adapter=adapter, aggregation=aggregation)
+        self.check_margin = float(safety_factor * report["largest_margin_error"])
+        return {**report, "safety_factor": safety_factor, "check_margin": self.check_margin}
 
     def _prepare(self, inputs, batch_size, adapter, aggregation):
         """Checked arguments, the inputs as word lists (with character offsets of texts) and their windows."""
@@ -421,7 +464,7 @@ class Tagger:
         """``bf16-checked``: everything in bfloat16, then the windows with a close call again, exactly."""
         import torch
 
-        fast = self._score(self._fast, features, words, batch_size, aggregation, info, fast=True)
+        fast = self._score(self._fast_forward, features, words, batch_size, aggregation, info, fast=True)
         close = ~(_top_two_gap(fast.scores) >= self.check_margin)  # NaN (bfloat16 overflow) is close too
         windows = torch.unique(fast.owner[close & (fast.owner >= 0)]).tolist()
         changed = 0
