@@ -289,7 +289,7 @@ def test_sigterm_hands_the_trial_back_with_one_line(tmp_path, tiny_model, memori
     import time
 
     storage = tmp_path / "sweep.journal"
-    worker = tune_worker(tmp_path, tiny_model, memorisable_files, n_trials=2, seeds=0, epochs=200,
+    worker = tune_worker(tmp_path, tiny_model, memorisable_files, n_trials=50, seeds=0, epochs=200,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and worker.poll() is None:
@@ -306,8 +306,10 @@ def test_sigterm_hands_the_trial_back_with_one_line(tmp_path, tiny_model, memori
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "peftner: interrupted (signal 15)", err
     study = sweep.load_study(sweep.open_storage(str(storage)), "tune-lora")
     states = [t.state.name for t in study.trials]
-    assert states == ["FAIL", "WAITING"] and study.trials[0].user_attrs["interrupted"], states
-    assert study.trials[1].system_attrs["fixed_params"] == study.trials[0].params  # enqueued again
+    interrupted = [t for t in study.trials if t.state.name == "FAIL"]
+    assert len(interrupted) == 1 and interrupted[0].user_attrs["interrupted"], states
+    assert states[-1] == "WAITING" and set(states[:-1]) <= {"COMPLETE", "PRUNED", "FAIL"}, states
+    assert study.trials[-1].system_attrs["fixed_params"] == interrupted[0].params  # enqueued again
 
 
 TUNED_SUMMARY = REPO / "benchmarks" / "results" / "wnut16_tuned" / "summary.json"
