@@ -242,8 +242,8 @@ def serving(name: str = "result.json") -> str | None:
                          f"({t['dev_sentences']} sentences: {dev['safety_factor']:g}× its largest bfloat16 error of a "
                          f"word's margin, {dev['largest_margin_error']:.3f}; `Tagger.calibrate_check_margin`); on the "
                          f"test split {m['close_words']} of {t['words']:,} words fell below it, and re-checking "
-                         f"changed {m['changed_by_recheck']} tags; bfloat16 alone would have tagged "
-                         f"{e['differing_tags']} words differently from `exact`, and the largest bfloat16 error of a "
+                         f"changed {_count(m['changed_by_recheck'], 'tag')}; bfloat16 alone would have tagged "
+                         f"{_count(e['differing_tags'], 'word')} differently from `exact`, and the largest bfloat16 error of a "
                          f"word's margin there was {e['largest_margin_error']:.3f}.")
         if m.get("compiled"):
             lines.append("")
@@ -259,6 +259,10 @@ def serving(name: str = "result.json") -> str | None:
         lines.append(f"| {name} | {b['weights_bytes'] / 2**20:.1f} MiB | {b['words_per_second']:,.0f} | "
                      f"{100 * b['agreement_with_fp32']:.2f}% |")
     return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def sections() -> list[tuple[Path, str, str | None]]:
