@@ -350,23 +350,17 @@ def tagger_vs_pipeline(model_dir: Path, rounds: int, seed: int, batch_sizes=PIPE
         tags[mode] = [as_iob2(p.tags) for p in predictions]
         return seconds
 
-    def pipeline_pass(batch_size):
+    def pipeline_pass(pipe, batch_size, into):
+        """One timed pass of a pipeline; its word tags go to ``into[batch_size]``."""
         started = time.perf_counter()
-        groups = ner(texts, batch_size=batch_size)
+        groups = pipe(texts, batch_size=batch_size)
         seconds = time.perf_counter() - started
-        pipeline_tags[batch_size] = [tags_from_groups(g, s) for g, s in zip(groups, spans)]
-        return seconds
-
-    def compiled_pipeline_pass(batch_size):
-        started = time.perf_counter()
-        groups = ner_compiled(texts, batch_size=batch_size)
-        seconds = time.perf_counter() - started
-        compiled_tags[batch_size] = [tags_from_groups(g, s) for g, s in zip(groups, spans)]
+        into[batch_size] = [tags_from_groups(g, s) for g, s in zip(groups, spans)]
         return seconds
 
     passes = {**{f"tagger_{m}": (lambda m=m: tagger_pass(m)) for m in TAGGER_MODES},
-              **{f"pipeline_bs{b}": (lambda b=b: pipeline_pass(b)) for b in batch_sizes},
-              **{f"pipeline_compiled_bs{b}": (lambda b=b: compiled_pipeline_pass(b))
+              **{f"pipeline_bs{b}": (lambda b=b: pipeline_pass(ner, b, pipeline_tags)) for b in batch_sizes},
+              **{f"pipeline_compiled_bs{b}": (lambda b=b: pipeline_pass(ner_compiled, b, compiled_tags))
                  for b in PIPELINE_COMPILED_BATCH_SIZES}}
     for go in passes.values():  # warm-up (and the tags every pass gives)
         go()
@@ -581,4 +575,9 @@ def time_to_quality_main(args, argv) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from peftner.errors import PeftnerError
+
+    try:
+        main()
+    except PeftnerError as err:  # e.g. --served-model that is not a token classifier: one line
+        raise SystemExit(f"throughput.py: error: {err}") from None
