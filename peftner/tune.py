@@ -353,6 +353,7 @@ def tune_command(args) -> int:
     progress.close()
     command = "peftner tune " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["tune"] else \
         f"peftner tune {method.name}"
+    study.set_user_attr("command", command)  # the shared table names every method's own command
 
     def matrix():
         if not args.seeds:
@@ -389,6 +390,7 @@ def sweep_summaries(storage, out: Path, methods) -> dict[str, dict]:
                           "best_trial": best.number if best else None,
                           "best_flags": best.user_attrs.get("flags") if best else None,
                           "budget_flags": study.user_attrs.get("budget_flags", ""),
+                          "command": study.user_attrs.get("command", f"peftner tune {method}"),
                           "trials_csv": sweep.export_csv(study, out / f"trials_{method}.csv").name}
     return result
 
@@ -403,9 +405,12 @@ def write_tuned_report(storage, out: Path, command: str) -> Path:
         metrics = RunMetrics.read(path)
         rows.append(row_of(RunSpec(metrics.method, int(metrics.seed), None), metrics))
     summary = summarize(rows)
-    info = {"command": command, "machine": machine_description(), "versions": library_versions(),
+    sweeps = sweep_summaries(storage, out, [s["method"] for s in summary])
+    # One `peftner tune` call per method adds its rows: name each method's command, not only the last.
+    commands = list(dict.fromkeys(s["command"] for s in sweeps.values())) or [command]
+    info = {"command": "; ".join(commands), "machine": machine_description(), "versions": library_versions(),
             "methods": [s["method"] for s in summary], "tuned": True}
-    write_outputs(out, rows, summary, info, sweep_summaries(storage, out, [s["method"] for s in summary]))
+    write_outputs(out, rows, summary, info, sweeps)
     return out / "table.md"
 
 

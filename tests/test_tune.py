@@ -226,7 +226,7 @@ def test_two_workers_share_one_study(tmp_path, tiny_model, memorisable_files):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["sweeps"]["lora"]["done"] == 8 and summary["sweeps"]["lora"]["best_trial"] == best.number
     assert (tmp_path / "out" / "trials_lora.csv").read_text().count("\n") == 1 + len(study.trials)
-    assert os.path.exists(tmp_path / "out" / "table.md")
+    assert (tmp_path / "out" / "table.md").read_text().startswith("Command: `peftner tune lora --n-trials 8 ")
 
 
 def test_compare_tune_writes_the_tuned_table(tmp_path, tiny_model, memorisable_files):
