@@ -102,7 +102,7 @@ def test_trainable_parameters_match_formula(name, knobs, tiny_model):
 def test_registry_and_defaults():
     assert set(NEW_METHODS) <= set(METHODS)
     rates = {name: METHODS[name].train_defaults["learning_rate"] for name in NEW_METHODS}
-    assert rates["adapter"] < rates["ptuning_v2"] < rates["prompt"]
+    assert rates["adapter"] < min(rates["ptuning_v2"], rates["prompt"])  # prompts train at far higher rates
     from peftner.config import parse_args
 
     cfg, adapter_cfg = parse_args(METHODS["adapter"], ["--variant", "pfeiffer", "--reduction-factor", "8"])
