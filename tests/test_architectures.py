@@ -50,7 +50,7 @@ def expected_trainable(arch: str, method: str, s: dict, total: int, C: int = len
     head = d * C + C
     if arch == "modernbert":  # its prediction head block (dense d x d, LayerNorm weight) trains too
         head = d * C + C + d * d + d
-    r, n_prompt, n_prefix, m = 8, 20, 64, d // 16  # LoRA: the cells pass --r 8
+    r, n_prompt, n_prefix, m = 8, 20, 64, d // 32  # LoRA: the cells pass --r 8
     llama_like = arch in ("llama", "qwen2", "mistral", "gemma")
     fused = arch in ("modernbert", "gpt2")  # one d -> 3d query/key/value projection
     lora_per_layer = r * (d + 3 * d) if fused else r * (2 * d + d + kv) if llama_like else r * 2 * 2 * d
@@ -68,7 +68,7 @@ def expected_trainable(arch: str, method: str, s: dict, total: int, C: int = len
         "qlora": L * lora_per_layer + head,
         "ia3": L * ia3_per_layer + head,
         "prompt": n_prompt * d + head,
-        "adapter": L * 2 * (2 * d * m + m + d) + head,
+        "adapter": L * (2 * d * m + m + d) + head,  # Pfeiffer: one adapter per layer
         "ptuning_v2": 2 * L * n_prefix * prefix_width + head,
     }[method]
 

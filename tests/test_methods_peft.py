@@ -105,8 +105,8 @@ def test_registry_and_defaults():
     assert rates["adapter"] < min(rates["ptuning_v2"], rates["prompt"])  # prompts train at far higher rates
     from peftner.config import parse_args
 
-    cfg, adapter_cfg = parse_args(METHODS["adapter"], ["--variant", "pfeiffer", "--reduction-factor", "8"])
-    assert (adapter_cfg.variant, adapter_cfg.reduction_factor, cfg.learning_rate) == ("pfeiffer", 8, 5e-4)
+    cfg, adapter_cfg = parse_args(METHODS["adapter"], ["--variant", "houlsby", "--reduction-factor", "8"])
+    assert (adapter_cfg.variant, adapter_cfg.reduction_factor, cfg.learning_rate) == ("houlsby", 8, 2.6e-3)
 
 
 @pytest.mark.parametrize("name, argv, message", [

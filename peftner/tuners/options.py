@@ -15,10 +15,12 @@ VARIANTS = ("houlsby", "pfeiffer")
 NON_LINEARITIES = ("relu", "gelu", "swish", "tanh")
 
 
+VARIANT_HELP = "houlsby: adapters after attention and feed-forward; pfeiffer: after feed-forward only"
+
+
 @dataclass
 class AdapterOptions:
-    variant: str = field(default="houlsby", metadata={"choices": VARIANTS,
-        "help": "houlsby: adapters after attention and feed-forward; pfeiffer: after feed-forward only"})
+    variant: str = field(default="houlsby", metadata={"choices": VARIANTS, "help": VARIANT_HELP})
     # Pfeiffer et al.'s default reduction factor; bottleneck = hidden size // reduction factor.
     reduction_factor: int = field(default=16, metadata={"min": 1, "help": "hidden size / adapter bottleneck size"})
     non_linearity: str = field(default="relu", metadata={"choices": NON_LINEARITIES,
