@@ -34,8 +34,15 @@ from the model's `model_type` (`peftner/architectures.py`). This page is generat
   data with one line naming the model type and listing its linear layers, e.g.
   `lora: no default target modules for model type 'x'; pass --target-modules (or --target-modules
   all-linear); its linear layers are: ...`.
-* **`--target-modules all-linear`** (LoRA, int8_lora, qlora) adapts every linear layer of the
-  backbone; the head is never adapted (it trains in full).
+* **`--target-modules all-linear`** (LoRA, int8_lora, qlora; their default, the sweep's winner)
+  adapts every linear layer of the backbone; the head is never adapted (it trains in full).
+  `--target-modules query-value` (or `null` in YAML) picks the layout's attention query/value
+  projections (Hu et al.), the LoRA column below.
+* **IA3 target sets named by role** (`--target-modules`): `key-value-ffn` (Liu et al.: keys, values and
+  the feed-forward activation; what `null` means, the layouts table below), `query-key-value-ffn` (the
+  default, the sweep's winner: the same plus the attention queries) and `key-value`. Where queries,
+  keys and values come from one fused projection (ModernBERT, GPT-2) that projection is scaled whole,
+  so the query set equals `key-value-ffn` there.
 * **Head.** The token-classification head is every top-level module of the
   `*ForTokenClassification` model besides the backbone (`classifier` for BERT-style models and
   GPT-2, `score` for LLaMA-style decoders, `head` + `classifier` for ModernBERT). It drives
@@ -101,10 +108,13 @@ def _try(function, *args) -> str:
 def defaults_table(facts) -> str:
     from peftner import architectures as A
 
-    rows = ["| architecture | class | head | LoRA targets | IA3 targets (feed-forward) | prompt width | "
+    from peftner.methods import METHODS
+
+    ia3_default = METHODS["ia3"].config_cls().target_modules
+    rows = ["| architecture | class | head | LoRA `query-value` | IA3 default (feed-forward) | prompt width | "
             "adapter after | P-tuning v2 | causal |", "|---|---|---|---|---|---|---|---|---|"]
     for name, (cls, f) in facts.items():
-        ia3 = _try(A.ia3_modules, f, None, None, None)
+        ia3 = _try(A.ia3_modules, f, ia3_default, None, None)
         ia3_text = ia3 if isinstance(ia3, str) else f"{_code(ia3[0])} ({_code(ia3[1])})" + (
             f", not {_code(ia3[2])}" if ia3[2] else "")
         adapter = _try(A.adapter_targets, f, "houlsby")
@@ -138,7 +148,8 @@ def layouts_table() -> str:
     groups: dict = {}
     for model_type, layout in LAYOUTS.items():
         groups.setdefault(layout.name, (layout, []))[1].append(model_type)
-    rows = ["| layout | model types | LoRA | IA3 (feed-forward) | notes |", "|---|---|---|---|---|"]
+    rows = ["| layout | model types | LoRA `query-value` | IA3 `key-value-ffn` (feed-forward) | notes |",
+            "|---|---|---|---|---|"]
     for name, (layout, types) in groups.items():
         rows.append(f"| {name} | {_code(types)} | {_code(layout.lora)} | {_code(layout.ia3)} "
                     f"({_code(layout.ia3_feedforward)}) | {layout.notes or ''} |")

@@ -24,6 +24,11 @@ from peftner.errors import PeftnerError
 
 ALL_LINEAR = "all-linear"
 QUERY_VALUE = "query-value"  # LoRA as Hu et al.: the architecture's attention query/value projections
+# IA3 target sets named by role, resolved per architecture (so a tuned default holds on every backbone)
+IA3_KEY_VALUE_FFN = "key-value-ffn"  # Liu et al.: keys, values, feed-forward activations (unset means this)
+IA3_QUERY_KEY_VALUE_FFN = "query-key-value-ffn"  # the same plus the attention queries
+IA3_KEY_VALUE = "key-value"  # attention only
+IA3_TARGET_SETS = (IA3_KEY_VALUE_FFN, IA3_QUERY_KEY_VALUE_FFN, IA3_KEY_VALUE)
 
 
 @dataclass(frozen=True)
@@ -231,8 +236,9 @@ def _peft_mapping(name: str, model_type: str):
 
 
 def _need_layout(facts: ModelFacts, method: str, what: str):
-    raise PeftnerError(f"{method}: no default {what} for model type {facts.model_type!r}; pass --target-modules "
-                       f"(or --target-modules {ALL_LINEAR}); its linear layers are: {facts.describe_linear()}")
+    alternative = "" if method == "ia3" else f" (or --target-modules {ALL_LINEAR})"
+    raise PeftnerError(f"{method}: no default {what} for model type {facts.model_type!r}; pass --target-modules"
+                       f"{alternative}; its linear layers are: {facts.describe_linear()}")
 
 
 def check_targets(facts: ModelFacts, method: str, targets) -> None:
@@ -241,9 +247,10 @@ def check_targets(facts: ModelFacts, method: str, targets) -> None:
         return  # a regex (all-linear resolved): PEFT reports a regex that matches nothing
     missing = [t for t in targets if not facts.matches(t)]
     if missing:
+        instead = " or ".join(IA3_TARGET_SETS) if method == "ia3" else ALL_LINEAR
         raise PeftnerError(f"{method}: --target-modules {','.join(missing)} match no linear layer of this "
                            f"{facts.model_type} model; its linear layers are: {facts.describe_linear()} "
-                           f"(or use --target-modules {ALL_LINEAR})")
+                           f"(or use --target-modules {instead})")
 
 
 def lora_targets(facts: ModelFacts, requested, method: str = "lora"):
@@ -274,10 +281,15 @@ def ia3_modules(facts: ModelFacts, targets, feedforward, exclude):
     else:
         peft_targets = _peft_mapping("IA3", facts.model_type)
         default = (list(peft_targets), list(_peft_ff(facts.model_type) or []), []) if peft_targets else None
-    if targets in (None, []):
+    named = targets[0] if targets and len(targets) == 1 and targets[0] in IA3_TARGET_SETS else None
+    if targets in (None, []) or named == IA3_KEY_VALUE_FFN:
         if default is None:
             _need_layout(facts, "ia3", "target modules")
         targets = default[0]
+    elif named:
+        if facts.layout is None:
+            _need_layout(facts, "ia3", f"{named} modules")
+        targets = _ia3_target_set(facts.layout, named)
     targets = list(targets)
     if feedforward is None:
         feedforward = [f for f in (default[1] if default else []) if f in targets]
@@ -289,6 +301,15 @@ def ia3_modules(facts: ModelFacts, targets, feedforward, exclude):
     if unscaled:
         raise PeftnerError(f"ia3: --feedforward-modules {','.join(unscaled)} must also be in --target-modules")
     return targets, feedforward, exclude
+
+
+def _ia3_target_set(layout: Layout, name: str) -> list:
+    """``key-value`` or ``query-key-value-ffn`` as the layout's module names. The query projection is
+    LoRA's query/value pair minus IA3's modules; a fused query-key-value projection is scaled whole, so
+    there both sets include the queries."""
+    if name == IA3_KEY_VALUE:
+        return [m for m in layout.ia3 if m not in layout.ia3_feedforward]
+    return [m for m in layout.lora if m not in layout.ia3] + list(layout.ia3)
 
 
 def _peft_ff(model_type: str):

@@ -54,7 +54,8 @@ def expected_trainable(arch: str, method: str, s: dict, total: int, C: int = len
     llama_like = arch in ("llama", "qwen2", "mistral", "gemma")
     fused = arch in ("modernbert", "gpt2")  # one d -> 3d query/key/value projection
     lora_per_layer = r * (d + 3 * d) if fused else r * (2 * d + d + kv) if llama_like else r * 2 * 2 * d
-    ia3_per_layer = 3 * d + F if fused else 2 * kv + F if llama_like else 2 * d + F
+    # IA3's default (query-key-value-ffn): l_q, l_k, l_v on their outputs, l_ff on the feed-forward activation
+    ia3_per_layer = 3 * d + F if fused else d + 2 * kv + F if llama_like else 3 * d + F
     prefix_width = kv if llama_like else d
     bias_per_layer = {"bert": 7 * d + F, "distilbert": 7 * d + F, "gpt2": 7 * d + F,
                       "deberta-v2": 9 * d + F, "qwen2": d + 2 * kv}
@@ -166,4 +167,31 @@ def test_targets_of_another_architecture_are_refused_with_the_real_names(method,
         main(method, memorise_argv(missing, checkpoints["deberta-v2"], tmp_path / "out", *argv))
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and fragment in err and "deberta-v2" in err, err
-    assert "query_proj" in err and "value_proj" in err and "all-linear" in err  # what to use instead
+    instead = "all-linear" if method == "lora" else "query-key-value-ffn"
+    assert "query_proj" in err and "value_proj" in err and instead in err  # what to use instead
+
+
+IA3_ARCHS = [a for a in SPECS if support.expected(a, "ia3") is None]
+
+
+@pytest.mark.parametrize("arch", IA3_ARCHS)
+def test_ia3_named_target_sets_resolve_on_every_architecture(arch, checkpoints):
+    """IA3's default (the sweep's winner, query-key-value-ffn) is named by role, so it holds on every
+    backbone: key-value-ffn is Liu et al.'s set (what unset means), the query set adds exactly the
+    query projection (nothing where queries, keys and values are one fused projection), key-value
+    drops the feed-forward module."""
+    from peftner.architectures import facts_of, ia3_modules
+    from peftner.modeling import load_token_classifier
+
+    facts = facts_of(load_token_classifier(str(checkpoints[arch]), {0: "O", 1: "B-PER", 2: "B-LOC"}))
+    paper = ia3_modules(facts, None, None, None)
+    assert ia3_modules(facts, ["key-value-ffn"], None, None) == paper
+    targets, feedforward, exclude = ia3_modules(facts, ["query-key-value-ffn"], None, None)
+    query = [t for t in facts.layout.lora if t not in facts.layout.ia3]
+    assert sorted(targets) == sorted(paper[0] + query) and (feedforward, exclude) == paper[1:]
+    assert len(query) == (0 if arch in ("modernbert", "gpt2") else 1)
+    targets, feedforward, _ = ia3_modules(facts, ["key-value"], None, None)
+    assert feedforward == [] and sorted(targets) == sorted(set(paper[0]) - set(paper[1]))
+    if arch == "bert":  # the explicit flags the committed sweep's trials used
+        assert ia3_modules(facts, ["query-key-value-ffn"], None, None) == (
+            ["query", "key", "value", "output.dense"], ["output.dense"], ["attention.output.dense"])

@@ -62,8 +62,8 @@ def expected_trainable(name: str, cfg) -> int:
         # per layer: q, k, v, attention-out (4d) + LayerNorm (d) + intermediate (F) + output (d) + LayerNorm (d);
         # plus the embedding LayerNorm bias
         "bitfit": L * (7 * d + F) + d + head,
-        # l_k, l_v (d each) and l_ff (F) per layer
-        "ia3": L * (2 * d + F) + head,
+        # IA3 default (query-key-value-ffn): l_q, l_k, l_v (d each) and l_ff (F) per layer
+        "ia3": L * (3 * d + F) + head,
         "int8_lora": L * lora_r * all_linear + head,
         "qlora": L * lora_r * all_linear + head,
         # LoHa: two Hadamard factors, each r·(d_in + d_out), on query and value
@@ -184,7 +184,8 @@ def test_peft_config_file_errors(tmp_path, tiny_model):
 def test_recipe_user_errors_are_one_line(memorisable_files, tiny_model, tmp_path, capsys):
     for name, extra, message in [
             ("peft", [], "peftner: error: the peft method needs --peft-config FILE.json"),
-            ("ia3", ["--feedforward-modules", "query"], "peftner: error: ia3: --feedforward-modules query must also be in --target-modules"),
+            ("ia3", ["--target-modules", "key-value", "--feedforward-modules", "output.dense"],
+             "peftner: error: ia3: --feedforward-modules output.dense must also be in --target-modules"),
             ("qlora", ["--compute-dtype", "int3"], "peftner: error: --compute-dtype must be one of")]:
         with pytest.raises(SystemExit) as exit_info:
             main(name, memorise_argv(memorisable_files, tiny_model, tmp_path / name, "--epochs", 1, *extra))

@@ -70,14 +70,14 @@ def test_budget_flags_below_one_are_refused(tmp_path):
 def test_search_space_flags_and_recipe_defaults():
     space = tune.search_space(get_method("ia3"))
     assert tune.flags_of({"learning_rate": 0.002, "targets": "key,value"}, space) == [
-        "--learning-rate", "0.002", "--target-modules", "key,value", "--feedforward-modules", ""]
+        "--learning-rate", "0.002", "--target-modules", "key-value"]
     assert tune.default_values(get_method("lora"), tune.search_space(get_method("lora"))) == {
         "learning_rate": 1.2e-3, "r": 4, "targets": "all-linear"}
     # Every space contains its recipe's defaults: the first trial reproduces the untuned recipe.
     for method in METHODS.values():
         if method.search_space:
             assert tune.default_values(method, tune.search_space(method)) is not None, method.name
-    assert tune.space_fields("ia3") == ["learning_rate", "target_modules", "feedforward_modules"]
+    assert tune.space_fields("ia3") == ["learning_rate", "target_modules"]
 
 
 def test_every_point_of_a_space_parses(tmp_path):

@@ -6,37 +6,42 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from peftner.architectures import IA3_KEY_VALUE, IA3_KEY_VALUE_FFN, IA3_QUERY_KEY_VALUE_FFN
 from peftner.methods.base import Method, MethodConfig, head_module_names, resolved
 from peftner.space import Bundle, LogUniform
 
 
 @dataclass
 class IA3MethodConfig(MethodConfig):
-    # Names match module-name suffixes (PEFT's rule); None resolves them per architecture
-    # (peftner.architectures). For BERT: key, value, output.dense. There ``output.dense`` is the
-    # feed-forward down projection but also the suffix of ``attention.output.dense``, which the paper
-    # does not scale: it is excluded by name.
-    target_modules: list[str] | None = field(default=None, metadata={
-        "help": "module-name suffixes to rescale (unset: the architecture's keys, values and "
-                "feed-forward down-projection, docs/models.md)"})
+    # Names match module-name suffixes (PEFT's rule), or name a set by role that is resolved per
+    # architecture (peftner.architectures): key-value-ffn (Liu et al.; also what unset means),
+    # query-key-value-ffn, key-value. For BERT, key-value-ffn is key, value, output.dense; there
+    # ``output.dense`` is the feed-forward down projection but also the suffix of
+    # ``attention.output.dense``, which the paper does not scale: it is excluded by name.
+    # Default: the committed sweep's winner on WNUT-16 (benchmarks/results/wnut16_tuned; test_tune
+    # checks it): queries scaled too.
+    target_modules: list[str] | None = field(default_factory=lambda: [IA3_QUERY_KEY_VALUE_FFN], metadata={
+        "help": "module-name suffixes to rescale, or a set resolved per architecture: query-key-value-ffn "
+                "(attention queries, keys, values and the feed-forward activation), key-value-ffn (Liu et al.; "
+                "also what null means), key-value (docs/models.md)"})
     # Feed-forward targets are scaled on their input (the intermediate activation, size d_ff), the
     # others on their output (size d): l_k, l_v and l_ff of the paper.
     feedforward_modules: list[str] | None = field(default=None, metadata={
         "help": "targets rescaled on their input (unset: the architecture's feed-forward down-projection)"})
     exclude_modules: list[str] | None = field(default=None, metadata={
         "help": "module-name suffixes never adapted (unset: per architecture, e.g. BERT's attention.output.dense)"})
-    # (IA)^3 vectors start at 1 and need large steps: Liu et al. train them at 3e-3.
-    train_defaults: ClassVar[dict] = {"learning_rate": 3e-3}
+    # (IA)^3 vectors start at 1 and need large steps (Liu et al. train them at 3e-3); the sweep's
+    # winner on WNUT-16 is larger still.
+    train_defaults: ClassVar[dict] = {"learning_rate": 1.3e-2}
 
     # peftner tune: learning rate and the main structural knob (docs/methods.md lists them).
     search_space: ClassVar[dict] = {
         "learning_rate": LogUniform(1e-3, 3e-2),
-        # "key,value,ffn": unset, the architecture's keys, values and feed-forward (the paper's choice).
+        # Named sets, resolved per architecture (the feed-forward module follows the targets).
         "targets": Bundle.of({
-            "key,value,ffn": {"target_modules": None, "feedforward_modules": None},
-            "key,value": {"target_modules": "key,value", "feedforward_modules": ""},
-            "query,key,value,ffn": {"target_modules": "query,key,value,output.dense",
-                                    "feedforward_modules": "output.dense"}}),
+            "key,value,ffn": {"target_modules": IA3_KEY_VALUE_FFN},
+            "key,value": {"target_modules": IA3_KEY_VALUE},
+            "query,key,value,ffn": {"target_modules": IA3_QUERY_KEY_VALUE_FFN}}),
     }
 
 def ia3_for_model(config: IA3MethodConfig, facts):
