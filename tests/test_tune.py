@@ -326,16 +326,24 @@ def committed_winners() -> list:
 
 @pytest.mark.parametrize("method, flags", committed_winners() or [
     pytest.param(None, None, marks=pytest.mark.skip(reason="no sweep with its seed runs committed yet"))])
-def test_recipe_defaults_are_the_committed_sweep_winners(method, flags):
+def test_recipe_defaults_are_the_committed_sweep_winners(method, flags, tiny_model):
     """Defaults = tuned winners: a plain recipe run trains with the committed sweep's best settings
-    (the learning rate rounded to two significant digits)."""
+    (the learning rate rounded to two significant digits). Module sets are compared as resolved on a
+    BERT (the embedded model's layout, with its module names): a default may name by role
+    (``--target-modules query-key-value-ffn``) what the sweep's trials listed by name."""
     import math
     import shlex
 
+    from peftner.architectures import facts_of
     from peftner.config import parse_args
+    from peftner.modeling import load_token_classifier
 
-    tuned_train, tuned_method = parse_args(get_method(method), shlex.split(flags))
-    train, method_config = parse_args(get_method(method), [])
+    spec = get_method(method)
+    tuned_train, tuned_method = parse_args(spec, shlex.split(flags))
+    train, method_config = parse_args(spec, [])
+    if spec.for_model:
+        facts = facts_of(load_token_classifier(str(tiny_model), {0: "O", 1: "B-PER"}))
+        tuned_method, method_config = spec.for_model(tuned_method, facts), spec.for_model(method_config, facts)
     assert math.isclose(train.learning_rate, tuned_train.learning_rate, rel_tol=0.05), (method, flags)
     tuned_train.learning_rate = train.learning_rate
     assert (train, method_config) == (tuned_train, tuned_method), (method, flags)
