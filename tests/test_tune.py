@@ -363,3 +363,19 @@ def test_reports_leave_a_committed_journal_unchanged(tmp_path):
     assert journal.read_bytes() == before
     with pytest.raises(PeftnerError, match="no study named tune-full"):
         sweep.read_study(storage, "tune-full")
+
+
+def test_status_counts_against_the_trials_the_study_was_run_with(tmp_path, capsys):
+    """`peftner tune M --status` on a finished 3-trial study: 3/3, none left (not 3/20, 17 left)."""
+    from peftner.cli import main
+
+    storage = sweep.open_storage(str(tmp_path / "study.journal"))
+    study = sweep.load_study(storage, tune.study_name("lora"))
+    for lr in (1e-3, 2e-3, 3e-3):
+        study.tell(study.ask({"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}), lr)
+    study.set_user_attr("command", "peftner tune lora --n-trials 3 --seeds 3")
+    argv = ["tune", "lora", "--storage", str(tmp_path / "study.journal"), "--results-dir", str(tmp_path), "--status"]
+    assert main(argv) == 0
+    assert "3/3 trials: 3 complete, 0 pruned, 0 failed, 0 running, 0 left" in capsys.readouterr().out
+    assert main([*argv, "--n-trials", "5"]) == 0  # asked for more: 2 left
+    assert "3/5 trials" in capsys.readouterr().out and (tmp_path / "trials_lora.csv").exists()
