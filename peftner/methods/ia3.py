@@ -1,4 +1,5 @@
-"""(IA)³ (Liu et al. 2022): learned vectors that rescale keys, values and feed-forward activations."""
+"""(IA)³ (Liu et al. 2022): learned vectors that rescale keys, values and feed-forward activations (and, by
+default here, the queries: the sweep's winner)."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def apply_ia3(model, config: IA3MethodConfig):
 
 IA3 = Method(
     name="ia3",
-    summary="(IA)^3 rescaling vectors on keys, values and feed-forward activations, head trained",
+    summary="(IA)^3 rescaling vectors on attention queries, keys, values and feed-forward activations, head trained",
     config_cls=IA3MethodConfig,
     apply=apply_ia3,
     for_model=ia3_for_model,
