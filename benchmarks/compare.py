@@ -2,7 +2,7 @@
 
     python benchmarks/compare.py                                  # every method, 3 seeds, embedded defaults
     python benchmarks/compare.py --methods lora,full --seeds 1 --max-train-samples 200 --epochs 1
-    python benchmarks/compare.py --train-sizes 100,300,1000,all   # data-efficiency curves
+    python benchmarks/compare.py --train-sizes 100,300,1000,all --steps 600   # data efficiency, equal steps
 """
 
 from peftner.benchmark import cli

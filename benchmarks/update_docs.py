@@ -77,8 +77,9 @@ def compare_table(link_prefix: str = "../") -> str | None:
 
 
 def data_efficiency() -> str | None:
-    """The nested-subset runs (``--train-sizes``): F1 vs training-set size."""
-    return results_table("wnut16_sizes", "f1_vs_train_size.png", "F1 vs training-set size", "../")
+    """The nested-subset runs at equal optimizer steps (``--train-sizes ... --steps 600``): F1 vs
+    training-set size."""
+    return results_table("wnut16_steps600_sizes", "f1_vs_train_size.png", "F1 vs training-set size", "../")
 
 
 def throughput() -> str | None:

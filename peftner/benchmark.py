@@ -412,10 +412,17 @@ def print_rich_table(summary: list[dict]):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="peftner compare",
-        description="Run methods x seeds (x training-set sizes) through the recipes; write runs.csv, "
-                    "summary.json, table.md and plots to benchmarks/results/<name>/.")
+    parser = argparse.ArgumentParser(prog="peftner compare", description=DESCRIPTION)
+    compare_arguments(parser)
+    return parser
+
+
+DESCRIPTION = ("Run methods x seeds (x training-set sizes) through the recipes; write runs.csv, summary.json, "
+               "table.md and plots to benchmarks/results/<name>/.")
+
+
+def compare_arguments(parser):
+    """benchmarks/compare.py's flags, also those of ``peftner compare``."""
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated methods")
     parser.add_argument("--seeds", type=int, default=3, help=f"number of seeds ({SEED_BASE}, {SEED_BASE + 1}, ...)")
     parser.add_argument("--train-sizes", default=None, help="e.g. 100,300,1000,all: nested training subsets")
@@ -443,14 +450,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="experiment trackers for every run (as the recipes' --report-to); all runs go under "
                              "one experiment, each named METHOD_size-N_seed-S")
     parser.add_argument("--experiment", default=None, help="tracker experiment (default: peftner-compare-NAME)")
-    return parser
 
 
 def main(argv=None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    return compare(build_parser().parse_args(argv), argv)
+
+
+def compare(args, argv: list[str]) -> dict:
+    """The matrix of ``args``; ``argv`` (its flags as typed) is recorded as the results' command."""
     from peftner.report import library_versions, machine_description
     from peftner.trackers import parse_report_to
+    from peftner.tune import check_sweep_arguments
+    from peftner.validation import check_at_least
 
-    args = build_parser().parse_args(argv)
+    check_sweep_arguments(args)
+    check_at_least(args, {"seeds": 1, "epochs": 1, "steps": 1, "max_train_samples": 1})
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for method in methods:
         recipe_path(method)
@@ -492,7 +507,7 @@ def main(argv=None) -> dict:
         tracking = ["--report-to", args.report_to, "--experiment", args.experiment or f"peftner-compare-{name}",
                     "--logging-dir", str(out / "logs")]
         per_method = {m: [*flags, *tracking] for m, flags in per_method.items()}
-    info = {"command": "python benchmarks/compare.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+    info = {"command": "python benchmarks/compare.py " + " ".join(shlex.quote(a) for a in argv),
             "machine": machine_description(), "versions": library_versions(), "methods": methods,
             "seeds": args.seeds, "train_sizes": [s or "all" for s in sizes], "tuned": bool(args.tune)}
     result = {"summary": None, "rows": [], "out": out}
@@ -551,15 +566,16 @@ def tune_methods(args, storage, out: Path, methods, recipe_args: list[str]):
 
     progress = sweep.ProgressLine()
     base = [*recipe_args, *tune.budget_argv(args)]
+    n_trials = args.n_trials or tune.DEFAULT_TRIALS
     studies = {}
     with tempfile.TemporaryDirectory(prefix="peftner-tune-") as tmp:
         for name in methods:
-            studies[name] = tune.search(get_method(name), storage, tune.study_name(name), args.n_trials, base,
+            studies[name] = tune.search(get_method(name), storage, tune.study_name(name), n_trials, base,
                                         Path(tmp) / name, progress, args.stale_after,
-                                        status=lambda: tune.sweep_status(storage, methods, args.n_trials))
+                                        status=lambda: tune.sweep_status(storage, methods, n_trials))
     per_method = {}
     for name, study in studies.items():
-        tune.wait_for_search(study, storage, args.stale_after, progress, args.n_trials)
+        tune.wait_for_search(study, storage, args.stale_after, progress, n_trials)
         sweep.export_csv(study, out / f"trials_{name}.csv")
         per_method[name] = [*recipe_args, *tune.winner_flags(study)]
     return per_method, progress
@@ -573,10 +589,6 @@ def cli(argv=None):
         raise SystemExit(2) from None
 
 
-def compare_arguments(parser):
-    parser.add_argument("compare_args", nargs=argparse.REMAINDER, help="flags of benchmarks/compare.py (see --help)")
-
-
 def compare_command(args) -> int:
-    main(args.compare_args)
+    compare(args, sys.argv[2:] if sys.argv[1:2] == ["compare"] else [])
     return 0

@@ -27,7 +27,8 @@ class Command:
 COMMANDS: list[Command] = [
     Command("train", "train one method (same flags as recipes/<method>_ner.py; `peftner train lora --help`)",
             "peftner.recipe:train_arguments", "peftner.recipe:train_command"),
-    Command("compare", "run the parameters-vs-F1 comparison (same flags as benchmarks/compare.py)",
+    Command("compare", "run methods x seeds (x training-set sizes) and write the parameters-vs-F1 table (same as "
+                       "benchmarks/compare.py)",
             "peftner.benchmark:compare_arguments", "peftner.benchmark:compare_command"),
     Command("tune", "search a method's hyperparameters on dev with Optuna, then test the winner over seeds",
             "peftner.tune:tune_arguments", "peftner.tune:tune_command"),

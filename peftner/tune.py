@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import re
 import shlex
 import statistics
 import sys
@@ -294,8 +295,9 @@ def add_sweep_arguments(parser, with_results_dir: bool = True):
     parser.add_argument("--storage", default=None,
                         help="Optuna storage shared by all workers: sqlite:///FILE.db, an RDB URL, or a journal "
                              "file path (default: study.journal in the results folder)")
-    parser.add_argument("--n-trials", type=int, default=DEFAULT_TRIALS,
-                        help="finished trials per method the study should hold, over all workers")
+    parser.add_argument("--n-trials", type=int, default=None,
+                        help=f"finished trials per method the study should hold, over all workers (default: "
+                             f"{DEFAULT_TRIALS}; with --status, what the study's command asked for)")
     parser.add_argument("--budget-epochs", type=int, default=None,
                         help="epochs per trial (default: the recipe's epochs; the same for every trial)")
     parser.add_argument("--budget-steps", type=int, default=None,
@@ -305,6 +307,24 @@ def add_sweep_arguments(parser, with_results_dir: bool = True):
     if with_results_dir:
         parser.add_argument("--results-dir", default=None,
                             help="default: benchmarks/results/<dataset>_tuned (wnut16_tuned on the embedded data)")
+
+
+def recorded_trials(study) -> int:
+    """The ``--n-trials`` of the command that ran the study (recorded when its search finished), else the
+    default: ``--status`` on a finished study must not report trials "left" that nobody asked for."""
+    found = re.search(r"--n-trials[ =](\d+)", study.user_attrs.get("command", ""))
+    return int(found.group(1)) if found else DEFAULT_TRIALS
+
+
+SWEEP_MINIMUMS = {"n_trials": 1, "budget_epochs": 1, "budget_steps": 1, "stale_after": 1}
+
+
+def check_sweep_arguments(args) -> None:
+    from peftner.validation import check_at_least
+
+    check_at_least(args, SWEEP_MINIMUMS)
+    if args.budget_epochs and args.budget_steps:
+        raise PeftnerError("use either --budget-epochs or --budget-steps")
 
 
 def budget_argv(args) -> list[str]:
@@ -329,7 +349,11 @@ def tune_command(args) -> int:
     from peftner.benchmark import finish, run_matrix
     from peftner.methods import get_method
 
+    from peftner.validation import check_at_least
+
     sweep.interrupt_on_sigterm()
+    check_sweep_arguments(args)
+    check_at_least(args, {"seeds": 0})
     method = get_method(args.method)
     search_space(method)  # a method without a space fails before any storage is touched
     extra = shlex.split(args.extra)
@@ -341,15 +365,16 @@ def tune_command(args) -> int:
     if args.status:
         study = sweep.read_study(storage, study_name(method.name))
         sweep.export_csv(study, out / f"trials_{method.name}.csv")
-        print(search_status(study, args.n_trials, search_space(method)))
+        print(search_status(study, args.n_trials or recorded_trials(study), search_space(method)))
         return 0
+    n_trials = args.n_trials or DEFAULT_TRIALS
     with tempfile.TemporaryDirectory(prefix="peftner-tune-") as tmp:
-        study = search(method, storage, study_name(method.name), args.n_trials, base, Path(tmp), progress,
+        study = search(method, storage, study_name(method.name), n_trials, base, Path(tmp), progress,
                        args.stale_after)
-    wait_for_search(study, storage, args.stale_after, progress, args.n_trials)
+    wait_for_search(study, storage, args.stale_after, progress, n_trials)
     sweep.export_csv(study, out / f"trials_{method.name}.csv")
     flags = winner_flags(study)
-    progress.show(search_status(study, args.n_trials, search_space(method)), force=True)
+    progress.show(search_status(study, n_trials, search_space(method)), force=True)
     progress.close()
     command = "peftner tune " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["tune"] else \
         f"peftner tune {method.name}"

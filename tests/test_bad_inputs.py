@@ -396,6 +396,18 @@ CASES = [
          "{d}/adapter/adapter_model.safetensors: tensor {nan_key} holds NaN or infinite values; these weights "
          "cannot give meaningful predictions (retrain, or use an earlier checkpoint)", "export",
          setup=_adapter_copy(_edit_weights(_poison))),
+    # ------------------------------------------------------------------ peftner tune / compare
+    Case("tune-n-trials", "`peftner tune --n-trials 0`", ["tune", "lora", "--n-trials", "0"],
+         "--n-trials must be at least 1, got 0", "tune"),
+    Case("tune-two-budgets", "`peftner tune` with both `--budget-epochs` and `--budget-steps`",
+         ["tune", "lora", "--budget-epochs", "2", "--budget-steps", "100"],
+         "use either --budget-epochs or --budget-steps", "tune"),
+    Case("tune-seeds", "`peftner tune --seeds -1`", ["tune", "lora", "--seeds", "-1"],
+         "--seeds must be at least 0, got -1", "tune"),
+    Case("compare-steps", "`peftner compare --steps 0`", ["compare", "--steps", "0"],
+         "--steps must be at least 1, got 0", "compare"),
+    Case("compare-seeds", "`peftner compare --seeds 0`", ["compare", "--seeds", "0"],
+         "--seeds must be at least 1, got 0", "compare"),
     # ------------------------------------------------------------------ continued training
     Case("init-adapter-nan", "`--init-adapter` holding NaN weights", ["--init-adapter", "{d}/adapter"],
          "{d}/adapter/adapter_model.safetensors: tensor {nan_key} holds NaN or infinite values; these weights "

@@ -13,6 +13,7 @@ from conftest import FILLER, PEOPLE, PLACES
 from peftner.errors import PeftnerError
 from peftner.reuse import Tagger
 from peftner.reuse.tagger import AGGREGATIONS
+from peftner.tiny import SPECS, build_checkpoint
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 VOCAB = PEOPLE + PLACES + FILLER + ["unknowns", "parising"]  # the last two split into several subwords
@@ -195,3 +196,78 @@ def test_calibrated_margin_is_the_safety_factor_times_the_error(random_pair):
         checked.calibrate_check_margin(dev, safety_factor=0.5)
     with pytest.raises(PeftnerError, match="--precision must be bf16-checked to calibrate"):
         exact.calibrate_check_margin(dev)
+
+
+# ------------------------------------------------------------------ every architecture of peftner.tiny
+# (name, architecture, bidirectional): each decoder as a normal run exports it (causal attention, padding on
+# the right), and Llama also as a --bidirectional run exports it ("is_causal": false in config.json).
+ARCHITECTURES = [pytest.param(name, name, False, id=name) for name in SPECS] + [
+    pytest.param("llama-bidirectional", "llama", True, id="llama-bidirectional")]
+ARCHITECTURE_WORDS = _sentences(12, seed=4) + [["paris"]]  # a one-word input: one token on the decoders
+
+
+def _architecture_classifier(directory, source, bidirectional: bool):
+    """``source`` (a tiny random checkpoint) as `peftner export --merge` writes a model trained on it: a plain
+    token-classification directory and the tokenizer as peftner loaded it (its padding token). The head is
+    seeded random with weights of standard deviation 0.6 (BERT's 0.02 scaled as `_random` does) on every
+    architecture: T5 and ModernBERT initialise theirs far wider, and a model whose bfloat16 error exceeds the
+    default check margin needs Tagger.calibrate_check_margin instead."""
+    from peftner.architectures import make_bidirectional
+    from peftner.modeling import load_token_classifier, load_tokenizer
+
+    model = load_token_classifier(str(source), dict(enumerate(LABELS)))
+    if bidirectional:
+        assert make_bidirectional(model) > 0
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == len(LABELS)]
+    assert len(head) == 1
+    torch.manual_seed(0)
+    with torch.no_grad():
+        head[0].weight.normal_(0, 0.6)
+    model.save_pretrained(directory)
+    load_tokenizer(str(source)).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def architecture_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("precision-architectures")
+    sources = {arch: build_checkpoint(arch, root / f"{arch}-source") for arch in SPECS}
+    return {name: _architecture_classifier(root / name, sources[arch], bidirectional)
+            for name, arch, bidirectional in (p.values for p in ARCHITECTURES)}
+
+
+def _assert_checked_equals_exact(exact, checked, aggregation, batch_size):
+    words = ARCHITECTURE_WORDS
+    tags = [p.tags for p in checked.predict(words, batch_size=batch_size, aggregation=aggregation)]
+    report = checked.last_check
+    assert tags == [p.tags for p in exact.predict(words, batch_size=batch_size, aggregation=aggregation)], \
+        checked.bf16_error(words, batch_size=batch_size, aggregation=aggregation)
+    assert 0 < report.close_words < report.words and 0 < report.rechecked_inputs < report.inputs, report
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+@pytest.mark.parametrize("name, arch, bidirectional", ARCHITECTURES)
+def test_checked_tags_equal_exact_tags_on_every_architecture(architecture_models, name, arch, bidirectional,
+                                                             aggregation):
+    from peftner.architectures import decoder_attention_modules
+
+    exact = Tagger.from_pretrained(architecture_models[name], device="cpu")
+    checked = Tagger.from_pretrained(architecture_models[name], device="cpu", precision="bf16-checked")
+    if SPECS[arch].decoder:  # the bfloat16 copy attends as the reloaded model does
+        assert exact.tokenizer.padding_side == "right"
+        causal = not bidirectional
+        assert bool(decoder_attention_modules(exact.model)) == bool(decoder_attention_modules(checked._fast)) == causal
+    _assert_checked_equals_exact(exact, checked, aggregation, batch_size=4)
+
+
+@pytest.mark.parametrize("name", ["llama", "modernbert"])
+def test_compiled_checked_tags_equal_exact_tags_on_other_architectures(architecture_models, name):
+    """A decoder and a non-BERT encoder through inductor; batches of one row and of one token (the one-word
+    input on the decoder) reuse the warm-up's compilation."""
+    exact = Tagger.from_pretrained(architecture_models[name], device="cpu")
+    compiled = Tagger.from_pretrained(architecture_models[name], device="cpu", precision="bf16-checked", compile=True)
+    assert compiled.compiled and compiled.compile_seconds > 0 and compiled.compile_error is None
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for batch_size in (1, 4):
+            for aggregation in AGGREGATIONS:
+                _assert_checked_equals_exact(exact, compiled, aggregation, batch_size)

@@ -326,16 +326,24 @@ def committed_winners() -> list:
 
 @pytest.mark.parametrize("method, flags", committed_winners() or [
     pytest.param(None, None, marks=pytest.mark.skip(reason="no sweep with its seed runs committed yet"))])
-def test_recipe_defaults_are_the_committed_sweep_winners(method, flags):
+def test_recipe_defaults_are_the_committed_sweep_winners(method, flags, tiny_model):
     """Defaults = tuned winners: a plain recipe run trains with the committed sweep's best settings
-    (the learning rate rounded to two significant digits)."""
+    (the learning rate rounded to two significant digits). Module sets are compared as resolved on a
+    BERT (the embedded model's layout, with its module names): a default may name by role
+    (``--target-modules query-key-value-ffn``) what the sweep's trials listed by name."""
     import math
     import shlex
 
+    from peftner.architectures import facts_of
     from peftner.config import parse_args
+    from peftner.modeling import load_token_classifier
 
-    tuned_train, tuned_method = parse_args(get_method(method), shlex.split(flags))
-    train, method_config = parse_args(get_method(method), [])
+    spec = get_method(method)
+    tuned_train, tuned_method = parse_args(spec, shlex.split(flags))
+    train, method_config = parse_args(spec, [])
+    if spec.for_model:
+        facts = facts_of(load_token_classifier(str(tiny_model), {0: "O", 1: "B-PER"}))
+        tuned_method, method_config = spec.for_model(tuned_method, facts), spec.for_model(method_config, facts)
     assert math.isclose(train.learning_rate, tuned_train.learning_rate, rel_tol=0.05), (method, flags)
     tuned_train.learning_rate = train.learning_rate
     assert (train, method_config) == (tuned_train, tuned_method), (method, flags)
@@ -355,3 +363,19 @@ def test_reports_leave_a_committed_journal_unchanged(tmp_path):
     assert journal.read_bytes() == before
     with pytest.raises(PeftnerError, match="no study named tune-full"):
         sweep.read_study(storage, "tune-full")
+
+
+def test_status_counts_against_the_trials_the_study_was_run_with(tmp_path, capsys):
+    """`peftner tune M --status` on a finished 3-trial study: 3/3, none left (not 3/20, 17 left)."""
+    from peftner.cli import main
+
+    storage = sweep.open_storage(str(tmp_path / "study.journal"))
+    study = sweep.load_study(storage, tune.study_name("lora"))
+    for lr in (1e-3, 2e-3, 3e-3):
+        study.tell(study.ask({"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}), lr)
+    study.set_user_attr("command", "peftner tune lora --n-trials 3 --seeds 3")
+    argv = ["tune", "lora", "--storage", str(tmp_path / "study.journal"), "--results-dir", str(tmp_path), "--status"]
+    assert main(argv) == 0
+    assert "3/3 trials: 3 complete, 0 pruned, 0 failed, 0 running, 0 left" in capsys.readouterr().out
+    assert main([*argv, "--n-trials", "5"]) == 0  # asked for more: 2 left
+    assert "3/5 trials" in capsys.readouterr().out and (tmp_path / "trials_lora.csv").exists()

@@ -126,7 +126,9 @@ def bfloat16_copy(model):
 
 # Inductor with constant weights ("freezing"): weights prepacked once for oneDNN/AMX, bias and GELU fused into the
 # matmuls. Shapes are dynamic (every batch has its own length), so one compilation serves every batch of two or
-# more rows; a one-row batch is run with its row twice (a size-1 dimension would be compiled again).
+# more rows and tokens; a one-row batch is run with its row twice and a one-token batch (a one-word input to a
+# decoder, which adds no special tokens) with a masked copy of its token after it: a size-1 dimension would be
+# compiled again (seconds).
 COMPILE_OPTIONS = {"dynamic": True}
 
 
@@ -150,12 +152,15 @@ class CompiledForward:
         import torch
         import torch._inductor.config
 
-        rows = len(input_ids)
+        rows, length = input_ids.shape
         if rows == 1:
             input_ids, attention_mask = input_ids.repeat(2, 1), attention_mask.repeat(2, 1)
+        if length == 1:  # padding on the right, masked: the real token's logits are unchanged
+            input_ids, attention_mask = input_ids.repeat(1, 2), torch.cat(
+                [attention_mask, torch.zeros_like(attention_mask)], dim=1)
         with torch._inductor.config.patch(freezing=True):
             logits = self._forward(input_ids=input_ids, attention_mask=attention_mask).logits
-        return _Output(logits[:rows])
+        return _Output(logits[:rows, :length])
 
 
 class _Output:
