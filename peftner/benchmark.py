@@ -171,6 +171,13 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def f1_cell(entry: dict) -> str:
+    """Mean ± sample std over seeds; one seed has no spread to show (not ± 0)."""
+    if entry["runs"] < 2:
+        return f"{entry['test_f1_mean']:.4f} (1 seed)"
+    return f"{entry['test_f1_mean']:.4f} ± {entry['test_f1_std']:.4f}"
+
+
 def summarize(rows: list[dict]) -> list[dict]:
     """One entry per (method, train size): means ± sample std over seeds, sizes from the first run."""
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -247,7 +254,7 @@ def tuned_table_markdown(summary: list[dict], sweeps: dict[str, dict]) -> str:
         settings = f"`{sw['best_flags']}`" if sw.get("best_flags") else s["settings"].replace("|", "\\|")
         lines.append(f"| {s['method']} | {settings} | {search} | {best_dev} | {s['trainable_params']:,} | "
                      f"{s['trainable_percent']:.3f}% | {_size(s['adapter_bytes'])} | "
-                     f"{s['test_f1_mean']:.4f} ± {s['test_f1_std']:.4f} | {by_seed} | {vs} | {wall} |")
+                     f"{f1_cell(s)} | {by_seed} | {vs} | {wall} |")
     lines += ["", "vs full: difference of mean test F1 to full fine-tuning in F1 points; significance by Welch's "
               "t-test (two-sided, unequal variances) over the seeds' test F1: ** p < 0.01, * p < 0.05, n.s. not "
               "significant. With 3 seeds per side only large differences can reach significance."]
@@ -271,7 +278,7 @@ def table_markdown(summary: list[dict]) -> str:
         lines.append(
             f"| {s['method']} | {s['train_size']} | {s['trainable_params']:,} | {s['trainable_percent']:.3f}% | "
             f"{_size(s['adapter_bytes'])} | {_size(s['backbone_bytes'])} | "
-            f"{s['test_f1_mean']:.4f} ± {s['test_f1_std']:.4f} | {by_seed} | {s['best_dev_f1_mean']:.4f} | "
+            f"{f1_cell(s)} | {by_seed} | {s['best_dev_f1_mean']:.4f} | "
             f"{s['train_tokens_per_second_mean']:,.0f} | {s['peak_memory_mb_mean']:,.0f} MB | {wall} |")
     return "\n".join(lines) + "\n"
 
@@ -342,7 +349,8 @@ def plot_f1_vs_params(summary: list[dict], path: Path, train_size: str = "all") 
     ax.set_ylim(min(lows) - 0.05 * span, max(max(highs), max(heights)) + 0.08 * span)
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel("test " + ("entity F1" if points[0]["metric"] == "entity_f1" else "token accuracy"))
-    ax.set_title(f"F1 vs trainable parameters (mean ± std over seeds, train size {points[0]['train_size']})")
+    spread = "mean ± std over seeds" if any(p["runs"] > 1 for p in points) else "one seed"
+    ax.set_title(f"F1 vs trainable parameters ({spread}, train size {points[0]['train_size']})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -366,7 +374,8 @@ def plot_f1_vs_train_size(summary: list[dict], path: Path, full_size: int) -> Pa
     ax.set_xscale("log")
     ax.set_xlabel("training sentences (log scale)")
     ax.set_ylabel("test F1")
-    ax.set_title("Data efficiency: F1 vs training-set size (mean ± std over seeds)")
+    spread = "mean ± std over seeds" if any(s["runs"] > 1 for s in summary) else "one seed"
+    ax.set_title(f"Data efficiency: F1 vs training-set size ({spread})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -405,7 +414,7 @@ def print_rich_table(summary: list[dict]):
         table.add_column(column, justify="left" if column in ("method", "size") else "right")
     for s in summary:
         table.add_row(s["method"], s["train_size"], f"{s['trainable_params']:,}", f"{s['trainable_percent']:.3f}",
-                      _size(s["adapter_bytes"]), f"{s['test_f1_mean']:.4f} ± {s['test_f1_std']:.4f}",
+                      _size(s["adapter_bytes"]), f1_cell(s),
                       f"{s['best_dev_f1_mean']:.4f}", f"{s['train_tokens_per_second_mean']:,.0f}",
                       f"{s['peak_memory_mb_mean']:,.0f}")
     Console().print(table)

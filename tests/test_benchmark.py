@@ -40,6 +40,7 @@ def test_summary_groups_by_method_and_size():
     table = table_markdown(list(summary.values()))
     assert lora["test_f1_by_seed"] == {42: 0.40, 43: 0.50, 44: 0.60}
     assert "| lora | all | 10 | 1.000% |" in table and "| 0.5000 ± 0.1000 | 0.400 / 0.500 / 0.600 |" in table
+    assert "| 0.5500 (1 seed) | 0.550 |" in table  # one run has no spread: not "± 0.0000"
 
 
 def test_plan_and_sizes():
