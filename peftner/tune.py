@@ -165,9 +165,10 @@ def best_trial(study):
 
 def search(method, storage, name: str, n_trials: int, base_argv: list[str], work_dir: Path,
            progress: sweep.ProgressLine | None = None, stale_after: float = sweep.STALE_AFTER, seed: int = 0,
-           status=None):
+           status=None, command: str | None = None):
     """This worker's share of the search: trials until the study holds ``n_trials`` finished ones.
-    ``status()`` is the progress line's text (default: this study's)."""
+    ``status()`` is the progress line's text (default: this study's); ``command`` is recorded at once, so
+    a sweep stopped early still names the command that resumes it."""
     optuna = sweep._optuna()
     state = optuna.trial.TrialState
     space = search_space(method)
@@ -176,6 +177,8 @@ def search(method, storage, name: str, n_trials: int, base_argv: list[str], work
     study = sweep.load_study(storage, name, sampler=sampler, pruner=make_pruner())
     study.set_user_attr("method", method.name)
     study.set_user_attr("budget_flags", " ".join(base_argv))
+    if command:
+        study.set_user_attr("command", command)  # the shared table names every method's own command
     sweep.reap_stale(study, storage, stale_after)
     if not study.get_trials(deepcopy=False):
         defaults = default_values(method, space)
@@ -310,7 +313,7 @@ def add_sweep_arguments(parser, with_results_dir: bool = True):
 
 
 def recorded_trials(study) -> int:
-    """The ``--n-trials`` of the command that ran the study (recorded when its search finished), else the
+    """The ``--n-trials`` of the command that ran the study (recorded when its search starts), else the
     default: ``--status`` on a finished study must not report trials "left" that nobody asked for."""
     found = re.search(r"--n-trials[ =](\d+)", study.user_attrs.get("command", ""))
     return int(found.group(1)) if found else DEFAULT_TRIALS
@@ -368,17 +371,16 @@ def tune_command(args) -> int:
         print(search_status(study, args.n_trials or recorded_trials(study), search_space(method)))
         return 0
     n_trials = args.n_trials or DEFAULT_TRIALS
+    command = "peftner tune " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["tune"] else \
+        f"peftner tune {method.name}"
     with tempfile.TemporaryDirectory(prefix="peftner-tune-") as tmp:
         study = search(method, storage, study_name(method.name), n_trials, base, Path(tmp), progress,
-                       args.stale_after)
+                       args.stale_after, command=command)
     wait_for_search(study, storage, args.stale_after, progress, n_trials)
     sweep.export_csv(study, out / f"trials_{method.name}.csv")
     flags = winner_flags(study)
     progress.show(search_status(study, n_trials, search_space(method)), force=True)
     progress.close()
-    command = "peftner tune " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["tune"] else \
-        f"peftner tune {method.name}"
-    study.set_user_attr("command", command)  # the shared table names every method's own command
 
     def matrix():
         if not args.seeds:
@@ -423,6 +425,7 @@ def sweep_summaries(storage, out: Path, methods) -> dict[str, dict]:
 def write_tuned_report(storage, out: Path, command: str) -> Path:
     """The tuned table of every method with runs in ``out`` (several ``peftner tune`` calls add up)."""
     from peftner.benchmark import RunSpec, row_of, summarize, write_outputs
+    from peftner.methods import METHODS
     from peftner.report import RunMetrics, library_versions, machine_description
 
     rows = []
@@ -430,7 +433,10 @@ def write_tuned_report(storage, out: Path, command: str) -> Path:
         metrics = RunMetrics.read(path)
         rows.append(row_of(RunSpec(metrics.method, int(metrics.seed), None), metrics))
     summary = summarize(rows)
-    sweeps = sweep_summaries(storage, out, [s["method"] for s in summary])
+    # Every study in the storage, also one stopped before its winner's runs: the table shows how far it got.
+    studied = sorted(s.study_name.removeprefix("tune-") for s in sweep._optuna().get_all_study_summaries(storage))
+    methods = dict.fromkeys([*(s["method"] for s in summary), *(m for m in studied if m in METHODS)])
+    sweeps = sweep_summaries(storage, out, list(methods))
     # One `peftner tune` call per method adds its rows: name each method's command, not only the last.
     commands = list(dict.fromkeys(s["command"] for s in sweeps.values())) or [command]
     info = {"command": "; ".join(commands), "machine": machine_description(), "versions": library_versions(),
