@@ -298,18 +298,9 @@ def compile_pipeline(ner) -> float:
     """The pipeline's model forward through the same ``torch.compile`` settings as ``Tagger(compile=True)``
     (inductor, frozen weights, dynamic shapes), in float32 (the pipeline has no checked bfloat16 mode);
     returns the seconds the first call (the compilation) took."""
-    import torch._inductor.config
+    from peftner.reuse.precision import frozen_compile
 
-    from peftner.reuse.precision import COMPILE_OPTIONS
-
-    model = ner.model
-    compiled = torch.compile(model.forward, **COMPILE_OPTIONS)
-
-    def forward(*args, **kwargs):
-        with torch._inductor.config.patch(freezing=True):
-            return compiled(*args, **kwargs)
-
-    model.forward = forward
+    ner.model.forward = frozen_compile(ner.model.forward)
     started = time.perf_counter()
     ner(["Alice lives in Paris .", "Bob works at Google in London ."], batch_size=2)
     return time.perf_counter() - started

@@ -351,7 +351,6 @@ def results_dir(args, extra: list[str]) -> Path:
 def tune_command(args) -> int:
     from peftner.benchmark import finish, run_matrix
     from peftner.methods import get_method
-
     from peftner.validation import check_at_least
 
     sweep.interrupt_on_sigterm()

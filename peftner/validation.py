@@ -174,7 +174,5 @@ def check_at_least(args, minimums: dict) -> None:
     """Command-line counts (``{"n_trials": 1, ...}``) that were given must reach their minimum: a 0 read
     as "unset" would silently run with the default instead."""
     for name, minimum in minimums.items():
-        value = getattr(args, name, None)
-        if value is not None and value < minimum:
-            raise PeftnerError(f"{flag(name)} must be at least {minimum}, got {value}")
+        check_limits(getattr(args, name, None), {"min": minimum}, flag(name))
 

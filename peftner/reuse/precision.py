@@ -132,6 +132,20 @@ def bfloat16_copy(model):
 COMPILE_OPTIONS = {"dynamic": True}
 
 
+def frozen_compile(function):
+    """``function`` through ``torch.compile`` with :data:`COMPILE_OPTIONS`, each call run with inductor's
+    weight freezing on (the settings ``Tagger(compile=True)`` uses; benchmarks compile baselines the same way)."""
+    import torch
+    import torch._inductor.config
+
+    compiled = torch.compile(function, **COMPILE_OPTIONS)
+
+    def call(*args, **kwargs):
+        with torch._inductor.config.patch(freezing=True):
+            return compiled(*args, **kwargs)
+    return call
+
+
 class CompiledForward:
     """The bfloat16 model's forward pass through ``torch.compile`` (inductor, frozen weights), called like the
     model with ``input_ids`` and ``attention_mask``; ``seconds`` is what compiling (the first call) took."""
@@ -142,7 +156,7 @@ class CompiledForward:
         import torch
 
         self.model = model
-        self._forward = torch.compile(model, **COMPILE_OPTIONS)
+        self._forward = frozen_compile(model)
         started = time.perf_counter()
         with torch.inference_mode():
             self(**warm_up)
@@ -150,7 +164,6 @@ class CompiledForward:
 
     def __call__(self, input_ids, attention_mask):
         import torch
-        import torch._inductor.config
 
         rows, length = input_ids.shape
         if rows == 1:
@@ -158,8 +171,7 @@ class CompiledForward:
         if length == 1:  # padding on the right, masked: the real token's logits are unchanged
             input_ids, attention_mask = input_ids.repeat(1, 2), torch.cat(
                 [attention_mask, torch.zeros_like(attention_mask)], dim=1)
-        with torch._inductor.config.patch(freezing=True):
-            logits = self._forward(input_ids=input_ids, attention_mask=attention_mask).logits
+        logits = self._forward(input_ids=input_ids, attention_mask=attention_mask).logits
         return _Output(logits[:rows, :length])
 
 

@@ -191,12 +191,11 @@ class Tagger:
         once here (``compile_seconds``); where inductor cannot compile, it warns and runs uncompiled
         (``compiled`` is False, ``compile_error`` says why). The exact mode and the re-check never run compiled.
         """
-        from peftner.reuse.precision import check_precision
-
-        check_precision(precision, check_margin, compile=compile)
         from peftner.architectures import restore_bidirectional
         from peftner.modeling import load_token_classifier, load_tokenizer
-        from peftner.reuse.precision import backbone_load_kwargs
+        from peftner.reuse.precision import backbone_load_kwargs, check_precision
+
+        check_precision(precision, check_margin, compile=compile)  # before anything loads
 
         info = read_adapter_dir(path)
         device = resolve_device(device, "device")
