@@ -195,3 +195,20 @@ def test_ia3_named_target_sets_resolve_on_every_architecture(arch, checkpoints):
     if arch == "bert":  # the explicit flags the committed sweep's trials used
         assert ia3_modules(facts, ["query-key-value-ffn"], None, None) == (
             ["query", "key", "value", "output.dense"], ["output.dense"], ["attention.output.dense"])
+
+
+def test_ia3_named_target_sets_need_a_known_layout():
+    """A model type with no layout and no PEFT mapping: a named set is a one-line refusal that lists the
+    model's linear layers (and does not suggest all-linear, which IA3 lacks); explicit names still work."""
+    from peftner.architectures import ModelFacts, ia3_modules
+    from peftner.errors import PeftnerError
+
+    facts = ModelFacts(model_type="unknown-x", layout=None, head=["classifier"],
+                       linear=["encoder.0.proj_a", "encoder.0.proj_b"])
+    for named, what in (("query-key-value-ffn", "query-key-value-ffn modules"), ("key-value", "key-value modules"),
+                        ("key-value-ffn", "target modules")):
+        with pytest.raises(PeftnerError) as error:
+            ia3_modules(facts, [named], None, None)
+        assert str(error.value) == (f"ia3: no default {what} for model type 'unknown-x'; pass --target-modules; "
+                                    "its linear layers are: proj_a, proj_b")
+    assert ia3_modules(facts, ["proj_a"], None, None) == (["proj_a"], [], [])
