@@ -1,6 +1,6 @@
 """Training speed of full fine-tuning, LoRA and QLoRA on a BERT-base-sized encoder and a ~0.5B decoder.
 
-Both models are built from configs with random weights (:mod:`peftner.tiny`; no internet needed):
+Both models are built from configs with random weights (:mod:`peftner.testing.tiny`; no internet needed):
 BERT-base (hidden 768, 12 layers, 110M parameters) and a Qwen2-0.5B-shaped decoder (hidden 896,
 24 layers, 14 heads / 2 key-value heads, vocabulary 151,936: 494M parameters). Each method is loaded
 and applied exactly as the recipes do (``load_token_classifier`` + ``Method.apply``), then trained
@@ -60,10 +60,11 @@ def measure(model_dir: Path, method_name: str, device, batch: int, seq_len: int,
             autocast_dtype) -> dict:
     import torch
 
-    from peftner.architectures import inspect, never_quantize_head
+    from peftner.models.facts import inspect_model as inspect
+    from peftner.models.loading import never_quantize_head
     from peftner.config import parse_args
     from peftner.methods import count_parameters, get_method
-    from peftner.modeling import load_token_classifier
+    from peftner.models.loading import load_token_classifier
 
     method = get_method(method_name)
     _, method_config = parse_args(method, ["--model", str(model_dir)])
@@ -127,7 +128,7 @@ def main(argv=None):
     import torch
 
     from peftner.report import library_versions, machine_description, write_json_atomic
-    from peftner.tiny import build_checkpoint
+    from peftner.testing.tiny import build_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny configs, 2 steps (checks the script)")

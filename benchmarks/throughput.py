@@ -37,7 +37,7 @@ from peftner.config import default_model, parse_args  # noqa: E402
 from peftner.data import encode_sentences, load_corpus  # noqa: E402
 from peftner.data.collator import LengthGroupedBatchSampler, PaddingCollator, length_sorted_batches  # noqa: E402
 from peftner.methods import get_method  # noqa: E402
-from peftner.modeling import load_token_classifier, load_tokenizer  # noqa: E402
+from peftner.models.loading import load_token_classifier, load_tokenizer  # noqa: E402
 from peftner.recipe import run  # noqa: E402
 from peftner.training.loop import build_optimizer, compiled  # noqa: E402
 from peftner.report import library_versions, machine_description, write_json_atomic  # noqa: E402
@@ -280,7 +280,7 @@ def serving_model(directory: Path, seed: int) -> Path:
 
 def _serving_inputs(tokenizer, seed: int, split: str = "test"):
     """Test-split sentences as the pipeline's words (pre-tokenizer pieces): both tools tag the same units."""
-    from peftner.reuse.pipeline_tags import join_words, pipeline_words
+    from peftner.testing.pipeline_tags import join_words, pipeline_words
 
     corpus = load_corpus(seed=seed)
     words = [pipeline_words(tokenizer, s.tokens) for s in getattr(corpus, split)]
@@ -320,7 +320,7 @@ def tagger_vs_pipeline(model_dir: Path, rounds: int, seed: int, batch_sizes=PIPE
     from transformers import pipeline
 
     from peftner.reuse import Tagger
-    from peftner.reuse.pipeline_tags import as_iob2, tags_from_groups
+    from peftner.testing.pipeline_tags import as_iob2, tags_from_groups
 
     taggers = {mode: Tagger.from_pretrained(model_dir, device="cpu", **kwargs) for mode, kwargs in TAGGER_MODES.items()}
     ner = pipeline("token-classification", model=str(model_dir), aggregation_strategy="first", device="cpu")
@@ -418,7 +418,7 @@ def served_model_description(model_dir: Path) -> str:
 def quantized_backbones(model_dir: Path, rounds: int, seed: int, batch_size: int = 32) -> dict:
     """Weights in memory, words/s and agreement with fp32 of the same merged model loaded in fp32, 8-bit
     (LLM.int8) and 4-bit (NF4) through the int8_lora / qlora methods' loading settings."""
-    from peftner.modeling import load_token_classifier
+    from peftner.models.loading import load_token_classifier
     from peftner.reuse import Tagger, read_adapter_dir
 
     fp32 = Tagger.from_pretrained(model_dir, device="cpu")

@@ -128,7 +128,7 @@ def method_defaults() -> str:
 def search_spaces() -> str:
     """docs/methods.md: what ``peftner tune`` searches for each method, from the method files."""
     from peftner.methods import METHODS
-    from peftner.tune import default_values
+    from peftner.experiments.search import default_values
 
     lines = ["| method | learning rate | structural knob(s) | recipe default (the first trial) |", "|---|---|---|---|"]
     for method in METHODS.values():

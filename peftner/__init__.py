@@ -6,7 +6,7 @@ tuners and the checked ``get_peft_model``) → ``peftner.methods`` (one module p
 and defaults, and ``apply``) → ``peftner.training`` (one Accelerate loop, checkpoints, callbacks) →
 ``peftner.metrics`` / ``peftner.report`` (scores, ``RunMetrics``) → ``peftner.recipe`` (a run as
 named stages; every ``recipes/<method>_ner.py``) and ``peftner.reuse`` (loading, predicting,
-exporting what a run saved); ``peftner.cli`` and ``peftner.benchmark`` sit on top.
+exporting what a run saved); ``peftner.experiments`` (comparisons, sweeps) and ``peftner.cli`` sit on top.
 """
 
 __version__ = "0.1.0"

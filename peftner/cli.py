@@ -29,9 +29,9 @@ COMMANDS: list[Command] = [
             "peftner.recipe:train_arguments", "peftner.recipe:train_command"),
     Command("compare", "run methods x seeds (x training-set sizes) and write the parameters-vs-F1 table (same as "
                        "benchmarks/compare.py)",
-            "peftner.benchmark:compare_arguments", "peftner.benchmark:compare_command"),
+            "peftner.experiments.compare:compare_arguments", "peftner.experiments.compare:compare_command"),
     Command("tune", "search a method's hyperparameters on dev with Optuna, then test the winner over seeds",
-            "peftner.tune:tune_arguments", "peftner.tune:tune_command"),
+            "peftner.experiments.tune:tune_arguments", "peftner.experiments.tune:tune_command"),
     Command("predict", "tag texts with a trained adapter (JSON Lines or CoNLL output)",
             "peftner.reuse.commands:predict_arguments", "peftner.reuse.commands:predict"),
     Command("export", "write a plain transformers model (adapter merged into its base)",

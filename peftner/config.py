@@ -224,7 +224,7 @@ def parse_args(method: Method, argv=None) -> tuple[TrainConfig, object]:
     train.output_dir = train.output_dir.replace("{method}", method.name)
     method_config = validated(method.default_config(), values, origins)
     if train.model:
-        from peftner.modeling import check_model_path
+        from peftner.models.loading import check_model_path
 
         check_model_path(train.model)  # a missing directory is named now, not after the data is read
     return train, method_config

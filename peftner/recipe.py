@@ -68,11 +68,21 @@ def check_architecture(method: Method, method_config, cfg: TrainConfig):
     refusal of a method that cannot apply comes before any data is read. Continued training from
     ``--init-adapter`` without ``--model`` is checked when the model is built.
     """
-    from peftner.architectures import preflight
+    from peftner.models.facts import inspect_model
 
     if cfg.init_adapter and not cfg.model:
         return None, method_config
-    return preflight(method, method_config, cfg.model or default_model(), cfg.trust_remote_code, cfg.bidirectional)
+    model_name = cfg.model or default_model()
+    try:
+        facts = inspect_model(model_name, cfg.trust_remote_code)
+    except PeftnerError:
+        return None, method_config  # an unreadable config: loading the model reports why
+    if cfg.bidirectional and not facts.decoder:
+        raise PeftnerError(f"--bidirectional: this {facts.model_type} model has no causal attention to lift "
+                           "(it already attends in both directions); the flag is for decoder LLMs")
+    if method.for_model is not None:
+        method_config = method.for_model(method_config, facts)
+    return facts, method_config
 
 
 def load_data(method: Method, cfg: TrainConfig) -> Data:
@@ -94,10 +104,11 @@ def load_data(method: Method, cfg: TrainConfig) -> Data:
 
 def build_model(method: Method, method_config, cfg: TrainConfig, data: Data, accelerator, facts=None) -> Built:
     """Stage 2: load the backbone with a fresh head, apply the method, encode the splits for it."""
-    from peftner.architectures import make_bidirectional, never_quantize_head
     from peftner.data import encode_sentences
     from peftner.data.alignment import window_budget
-    from peftner.modeling import load_token_classifier, load_tokenizer, window_length
+    from peftner.methods.base import window_length
+    from peftner.models.decoders import make_bidirectional
+    from peftner.models.loading import load_token_classifier, load_tokenizer, never_quantize_head
     from peftner.training.loop import EvalSet
 
     tokenizer = load_tokenizer(data.model_name, cfg.trust_remote_code)
@@ -146,7 +157,7 @@ def save_run(model, built: Built, data: Data, result, test: tuple[dict, list[lis
              method_config, cfg: TrainConfig, accelerator, command: str | None) -> RunMetrics:
     """Stage 5 (main process): the adapter directory, the test predictions, metrics.json and the summary."""
     from peftner.integrity import drop_previous, set_aside
-    from peftner.modeling import backbone_bytes, saved_base_config
+    from peftner.models.loading import backbone_bytes, saved_base_config
     from peftner.report import library_versions, machine_description, peak_memory_mb, weights_bytes
     from peftner.reuse import write_artifacts
     from peftner.reuse.partial import save_trained

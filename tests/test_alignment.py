@@ -70,7 +70,7 @@ def test_2000_token_sentence_round_trip_with_real_tokenizer(tiny_tokenizer):
 
 def test_embedded_tokenizer_windows_long_tweet():
     from peftner.config import default_model
-    from peftner.modeling import load_tokenizer
+    from peftner.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(default_model())
     tokens = ["@user", "https://t.co/abcDEF123", "Empire", "State", "Building", "#nyc"] * 400

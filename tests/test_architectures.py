@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from conftest import memorise_argv
-from peftner import support
+from peftner.testing import support
 from peftner.methods import METHODS
 from peftner.recipe import main
-from peftner.tiny import SPECS, build_checkpoint
+from peftner.testing.tiny import SPECS, build_checkpoint
 
 EPOCHS = 3
 LABELS = ["B-LOC", "B-PER", "O"]
@@ -137,7 +137,7 @@ def test_default_lora_adapts_every_backbone_linear_layer(arch, checkpoints):
     from transformers.pytorch_utils import Conv1D
 
     from peftner.methods import count_parameters
-    from peftner.modeling import load_token_classifier
+    from peftner.models.loading import load_token_classifier
 
     method = METHODS["lora"]
     config = method.config_cls()
@@ -180,8 +180,9 @@ def test_ia3_named_target_sets_resolve_on_every_architecture(arch, checkpoints):
     backbone: key-value-ffn is Liu et al.'s set (what unset means), the query set adds exactly the
     query projection (nothing where queries, keys and values are one fused projection), key-value
     drops the feed-forward module."""
-    from peftner.architectures import facts_of, ia3_modules
-    from peftner.modeling import load_token_classifier
+    from peftner.methods.ia3 import ia3_modules
+    from peftner.models.facts import facts_of
+    from peftner.models.loading import load_token_classifier
 
     facts = facts_of(load_token_classifier(str(checkpoints[arch]), {0: "O", 1: "B-PER", 2: "B-LOC"}))
     paper = ia3_modules(facts, None, None, None)
@@ -200,7 +201,8 @@ def test_ia3_named_target_sets_resolve_on_every_architecture(arch, checkpoints):
 def test_ia3_named_target_sets_need_a_known_layout():
     """A model type with no layout and no PEFT mapping: a named set is a one-line refusal that lists the
     model's linear layers (and does not suggest all-linear, which IA3 lacks); explicit names still work."""
-    from peftner.architectures import ModelFacts, ia3_modules
+    from peftner.methods.ia3 import ia3_modules
+    from peftner.models.facts import ModelFacts
     from peftner.errors import PeftnerError
 
     facts = ModelFacts(model_type="unknown-x", layout=None, head=["classifier"],

@@ -5,8 +5,10 @@ import json
 
 import pytest
 
-from peftner.benchmark import (RunSpec, mean_std, parse_train_sizes, plan_runs, row_of, summarize,
-                               table_markdown, write_outputs)
+from peftner.experiments.matrix import parse_train_sizes, plan_runs
+from peftner.experiments.outputs import write_outputs
+from peftner.experiments.results import mean_std, row_of, summarize
+from peftner.experiments.tables import table_markdown
 from peftner.errors import PeftnerError
 from peftner.report import RunMetrics
 
@@ -24,21 +26,21 @@ def test_mean_and_sample_std():
 
 
 def test_summary_groups_by_method_and_size():
-    rows = [row_of(RunSpec("lora", 42, None), fake_metrics(0.40, 10, tps=100)),
-            row_of(RunSpec("lora", 43, None), fake_metrics(0.50, 10, tps=300)),
-            row_of(RunSpec("lora", 44, None), fake_metrics(0.60, 10, tps=200)),
-            row_of(RunSpec("full", 42, None), fake_metrics(0.55, 1000, dev=0.6))]
-    summary = {s["method"]: s for s in summarize(rows)}
+    rows = [row_of("lora", 42, None, fake_metrics(0.40, 10, tps=100)),
+            row_of("lora", 43, None, fake_metrics(0.50, 10, tps=300)),
+            row_of("lora", 44, None, fake_metrics(0.60, 10, tps=200)),
+            row_of("full", 42, None, fake_metrics(0.55, 1000, dev=0.6))]
+    summary = {s.method: s for s in summarize(rows)}
     lora = summary["lora"]
-    assert lora["runs"] == 3 and lora["seeds"] == [42, 43, 44]
-    assert lora["test_f1_mean"] == pytest.approx(0.5)
-    assert lora["test_f1_std"] == pytest.approx(0.1)
-    assert lora["trainable_percent"] == pytest.approx(1.0)
-    assert lora["train_tokens_per_second_mean"] == pytest.approx(200)
-    assert summary["full"]["trainable_percent"] == pytest.approx(100.0)
-    assert summary["full"]["test_f1_std"] == 0.0
+    assert lora.runs == 3 and lora.seeds == [42, 43, 44]
+    assert lora.test_f1_mean == pytest.approx(0.5)
+    assert lora.test_f1_std == pytest.approx(0.1)
+    assert lora.trainable_percent == pytest.approx(1.0)
+    assert lora.train_tokens_per_second_mean == pytest.approx(200)
+    assert summary["full"].trainable_percent == pytest.approx(100.0)
+    assert summary["full"].test_f1_std == 0.0
     table = table_markdown(list(summary.values()))
-    assert lora["test_f1_by_seed"] == {42: 0.40, 43: 0.50, 44: 0.60}
+    assert lora.test_f1_by_seed == {42: 0.40, 43: 0.50, 44: 0.60}
     assert "| lora | all | 10 | 1.000% |" in table and "| 0.5000 ± 0.1000 | 0.400 / 0.500 / 0.600 |" in table
     assert "| 0.5500 (1 seed) | 0.550 |" in table  # one run has no spread: not "± 0.0000"
 
@@ -56,8 +58,8 @@ def test_outputs_written(tmp_path):
     rows = []
     for size in (10, None):
         for seed in (42, 43):
-            rows.append(row_of(RunSpec("lora", seed, size), fake_metrics(0.3 if size else 0.5, 10)))
-            rows.append(row_of(RunSpec("full", seed, size), fake_metrics(0.35 if size else 0.55, 1000)))
+            rows.append(row_of("lora", seed, size, fake_metrics(0.3 if size else 0.5, 10)))
+            rows.append(row_of("full", seed, size, fake_metrics(0.35 if size else 0.55, 1000)))
     summary = summarize(rows)
     written = write_outputs(tmp_path, rows, summary,
                             {"command": "x", "machine": "test", "versions": {"torch": "9.9", "peft": None}})
@@ -74,7 +76,7 @@ def test_outputs_written(tmp_path):
 
 def test_compare_end_to_end_on_tiny_model_resumes(tmp_path, tiny_model, memorisable_files, monkeypatch):
     from conftest import subprocess_env
-    from peftner.benchmark import main
+    from peftner.experiments.compare import main
 
     monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])  # the recipes run this checkout's peftner
 
@@ -90,7 +92,7 @@ def test_compare_end_to_end_on_tiny_model_resumes(tmp_path, tiny_model, memorisa
     runs = sorted(p.name for p in (out / "logs" / "peftner-compare-tiny").iterdir())
     assert runs == ["head_size-all_seed-42", "lora_size-all_seed-42"]
     assert all(list((out / "logs" / "peftner-compare-tiny" / r).glob("events.out.tfevents.*")) for r in runs)
-    assert {s["method"] for s in result["summary"]} == {"lora", "head"}
+    assert {s.method for s in result["summary"]} == {"lora", "head"}
     metrics = out / "runs" / "lora" / "size-all" / "seed-42" / "metrics.json"
     stamp = metrics.stat().st_mtime_ns
     again = main(argv)  # everything is done: nothing reruns, same numbers

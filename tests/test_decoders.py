@@ -7,7 +7,7 @@ import torch
 
 from conftest import memorise_argv
 from peftner.recipe import main
-from peftner.tiny import build_checkpoint
+from peftner.testing.tiny import build_checkpoint
 
 DECODERS = ("gpt2", "llama", "qwen2", "mistral", "gemma")
 
@@ -26,8 +26,8 @@ def _logits(model, ids, mask=None):
 @pytest.mark.parametrize("name", DECODERS)
 @pytest.mark.parametrize("with_mask", [False, True], ids=["no-mask", "padding-mask"])
 def test_bidirectional_lets_later_tokens_change_earlier_positions(name, with_mask, decoders):
-    from peftner.architectures import make_bidirectional
-    from peftner.modeling import load_token_classifier
+    from peftner.models.decoders import make_bidirectional
+    from peftner.models.loading import load_token_classifier
 
     model = load_token_classifier(str(decoders[name]), {0: "O", 1: "B-PER"}).eval()
     first = torch.tensor([[10, 11, 12, 13, 14]])
@@ -46,8 +46,8 @@ def test_bidirectional_lets_later_tokens_change_earlier_positions(name, with_mas
 
 def test_bidirectional_padding_is_still_masked(decoders):
     """With full attention, padding on the right must not leak into real positions."""
-    from peftner.architectures import make_bidirectional
-    from peftner.modeling import load_token_classifier
+    from peftner.models.decoders import make_bidirectional
+    from peftner.models.loading import load_token_classifier
 
     model = load_token_classifier(str(decoders["llama"]), {0: "O", 1: "B-PER"}).eval()
     make_bidirectional(model)
@@ -76,7 +76,7 @@ def test_bidirectional_on_an_encoder_is_refused(decoders, memorisable_files, tmp
 
 @pytest.mark.parametrize("name", DECODERS)
 def test_decoder_tokenizer_pads_and_spaces_words(name, decoders):
-    from peftner.modeling import load_tokenizer
+    from peftner.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(str(decoders[name]))
     assert tokenizer.pad_token_id is not None and tokenizer.padding_side == "right"

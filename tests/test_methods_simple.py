@@ -19,7 +19,7 @@ from conftest import memorise_argv, subprocess_env
 from peftner.config import parse_args
 from peftner.errors import PeftnerError
 from peftner.methods import count_parameters, get_method
-from peftner.modeling import backbone_bytes, load_token_classifier, saved_base_config
+from peftner.models.loading import backbone_bytes, load_token_classifier, saved_base_config
 from peftner.recipe import main
 
 ID2LABEL = {0: "O", 1: "B-PER", 2: "B-LOC"}
@@ -225,7 +225,7 @@ for name, (adapter, argv, out) in jobs.items():
         model = AutoModelForTokenClassification.from_pretrained(adapter, use_safetensors=True)
     # As peftner's loader does: on AVX512-BF16 CPUs bitsandbytes would otherwise repack 4-bit weights for
     # eval (other numerics; a crash below its 64-wide blocks, as in this tiny model).
-    from peftner.modeling import same_4bit_numerics_on_every_cpu
+    from peftner.models.loading import same_4bit_numerics_on_every_cpu
     same_4bit_numerics_on_every_cpu(model)
     model.eval()
     with torch.no_grad():

@@ -16,7 +16,7 @@ def test_models_doc_is_current():
 
 
 def test_every_matrix_cell_is_in_the_doc():
-    from peftner import support
+    from peftner.testing import support
 
     text = models_doc.DOC.read_text(encoding="utf-8")
     for arch in support.ARCHITECTURES:

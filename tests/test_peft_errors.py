@@ -1,5 +1,5 @@
 """Every PEFT method reports unmatched targets in one line naming the method, the model type and the
-layer names a target could match (peftner.architectures checks LoRA's targets first; PEFT's own
+layer names a target could match (peftner.methods.targets checks LoRA's targets first; PEFT's own
 errors go through peftner.tuners.get_peft_model)."""
 
 import pytest

@@ -8,7 +8,7 @@ from conftest import memorise_argv
 from peftner.errors import PeftnerError
 from peftner.recipe import main
 from peftner.reuse import Tagger, export_model
-from peftner.reuse.pipeline_tags import as_iob2, join_words, pipeline_words, tags_from_groups
+from peftner.testing.pipeline_tags import as_iob2, join_words, pipeline_words, tags_from_groups
 
 # Test sentences with words of several subwords ("alices" = alice ##s, "unknowns" = un ##known ##s),
 # so first / average / max can disagree.

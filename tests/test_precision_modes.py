@@ -13,7 +13,7 @@ from conftest import FILLER, PEOPLE, PLACES
 from peftner.errors import PeftnerError
 from peftner.reuse import Tagger
 from peftner.reuse.tagger import AGGREGATIONS
-from peftner.tiny import SPECS, build_checkpoint
+from peftner.testing.tiny import SPECS, build_checkpoint
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 VOCAB = PEOPLE + PLACES + FILLER + ["unknowns", "parising"]  # the last two split into several subwords
@@ -198,7 +198,7 @@ def test_calibrated_margin_is_the_safety_factor_times_the_error(random_pair):
         exact.calibrate_check_margin(dev)
 
 
-# ------------------------------------------------------------------ every architecture of peftner.tiny
+# ------------------------------------------------------------------ every architecture of peftner.testing.tiny
 # (name, architecture, bidirectional): each decoder as a normal run exports it (causal attention, padding on
 # the right), and Llama also as a --bidirectional run exports it ("is_causal": false in config.json).
 ARCHITECTURES = [pytest.param(name, name, False, id=name) for name in SPECS] + [
@@ -212,8 +212,8 @@ def _architecture_classifier(directory, source, bidirectional: bool):
     seeded random with weights of standard deviation 0.6 (BERT's 0.02 scaled as `_random` does) on every
     architecture: T5 and ModernBERT initialise theirs far wider, and a model whose bfloat16 error exceeds the
     default check margin needs Tagger.calibrate_check_margin instead."""
-    from peftner.architectures import make_bidirectional
-    from peftner.modeling import load_token_classifier, load_tokenizer
+    from peftner.models.decoders import make_bidirectional
+    from peftner.models.loading import load_token_classifier, load_tokenizer
 
     model = load_token_classifier(str(source), dict(enumerate(LABELS)))
     if bidirectional:
@@ -249,7 +249,7 @@ def _assert_checked_equals_exact(exact, checked, aggregation, batch_size):
 @pytest.mark.parametrize("name, arch, bidirectional", ARCHITECTURES)
 def test_checked_tags_equal_exact_tags_on_every_architecture(architecture_models, name, arch, bidirectional,
                                                              aggregation):
-    from peftner.architectures import decoder_attention_modules
+    from peftner.models.facts import decoder_attention_modules
 
     exact = Tagger.from_pretrained(architecture_models[name], device="cpu")
     checked = Tagger.from_pretrained(architecture_models[name], device="cpu", precision="bf16-checked")

@@ -12,11 +12,14 @@ from conftest import REPO, memorise_argv, subprocess_env
 
 optuna = pytest.importorskip("optuna")
 
-from peftner import sweep, tune  # noqa: E402
-from peftner.benchmark import (pareto_front, spread_labels, summarize, tuned_table_markdown, versus_full,  # noqa: E402
-                               welch_p)
+from peftner.experiments import search  # noqa: E402
+from peftner.experiments import storage as sweep  # noqa: E402
+from peftner.experiments.plots import spread_labels  # noqa: E402
+from peftner.experiments.results import MethodSummary, pareto_front, summarize, versus_full, welch_p  # noqa: E402
+from peftner.experiments.tables import tuned_table_markdown  # noqa: E402
 from peftner.errors import PeftnerError  # noqa: E402
 from peftner.methods import METHODS, get_method  # noqa: E402
+from peftner.methods.space import searched_fields  # noqa: E402
 
 
 def test_max_steps_fixes_the_budget_and_eval_steps_adds_evaluations(tmp_path, tiny_model, memorisable_files):
@@ -68,16 +71,16 @@ def test_budget_flags_below_one_are_refused(tmp_path):
 
 
 def test_search_space_flags_and_recipe_defaults():
-    space = tune.search_space(get_method("ia3"))
-    assert tune.flags_of({"learning_rate": 0.002, "targets": "key,value"}, space) == [
+    space = search.search_space(get_method("ia3"))
+    assert search.flags_of({"learning_rate": 0.002, "targets": "key,value"}, space) == [
         "--learning-rate", "0.002", "--target-modules", "key-value"]
-    assert tune.default_values(get_method("lora"), tune.search_space(get_method("lora"))) == {
+    assert search.default_values(get_method("lora"), search.search_space(get_method("lora"))) == {
         "learning_rate": 1.2e-3, "r": 4, "targets": "all-linear"}
     # Every space contains its recipe's defaults: the first trial reproduces the untuned recipe.
     for method in METHODS.values():
         if method.search_space:
-            assert tune.default_values(method, tune.search_space(method)) is not None, method.name
-    assert tune.space_fields("ia3") == ["learning_rate", "target_modules"]
+            assert search.default_values(method, search.search_space(method)) is not None, method.name
+    assert searched_fields(get_method("ia3").search_space) == ["learning_rate", "target_modules"]
 
 
 def test_every_point_of_a_space_parses(tmp_path):
@@ -87,11 +90,11 @@ def test_every_point_of_a_space_parses(tmp_path):
     for method in METHODS.values():
         space = method.search_space
         for key, spec in space.items():
-            options = spec.options if isinstance(spec, tune.Choice) else (spec.low, spec.high)
-            assert key == "learning_rate" or isinstance(spec, tune.Choice), (method.name, key)
+            options = spec.options if isinstance(spec, search.Choice) else (spec.low, spec.high)
+            assert key == "learning_rate" or isinstance(spec, search.Choice), (method.name, key)
             for option in options:
-                point = {**tune.default_values(method, space), key: option}
-                parse_args(method, tune.flags_of(point, space))
+                point = {**search.default_values(method, space), key: option}
+                parse_args(method, search.flags_of(point, space))
 
 
 def test_storage_errors_are_one_line(tmp_path):
@@ -99,7 +102,7 @@ def test_storage_errors_are_one_line(tmp_path):
         sweep.open_storage(str(tmp_path / "missing" / "sweep.journal"))
     with pytest.raises(PeftnerError, match="unknown scheme"):
         sweep.open_storage("redis://localhost/0")
-    assert sweep.open_storage(f"sqlite:///{tmp_path}/sweep.db") is not None
+    assert sweep.open_storage(f"sqlite:///{tmp_path}/storage.db") is not None
 
 
 def test_run_queue_runs_each_key_once_and_requeues_a_dead_workers_run(tmp_path):
@@ -139,12 +142,12 @@ def test_reaping_by_heartbeat_for_other_hosts():
 
 
 def fake_summary(method, seeds, params):
-    return {"method": method, "train_size": "all", "runs": len(seeds), "trainable_params": params,
+    return MethodSummary(**{"method": method, "train_size": "all", "runs": len(seeds), "seeds": [42, 43, 44][:len(seeds)], "trainable_params": params,
             "total_params": 1000, "trainable_percent": 100 * params / 1000, "adapter_bytes": 4 * params,
             "backbone_bytes": 0, "test_f1_mean": sum(seeds) / len(seeds), "test_f1_std": 0.01,
             "test_f1_by_seed": dict(zip((42, 43, 44), seeds)), "best_dev_f1_mean": 0.5,
             "train_tokens_per_second_mean": 1.0, "peak_memory_mb_mean": 1.0, "wall_seconds_mean": 60.0,
-            "metric": "entity_f1", "settings": "lr 0.001"}
+            "best_dev_f1_std": 0.0, "metric": "entity_f1", "settings": "lr 0.001"})
 
 
 def test_versus_full_with_welch_and_pareto_front():
@@ -156,11 +159,11 @@ def test_versus_full_with_welch_and_pareto_front():
     tiny = fake_summary("prompt", [0.30, 0.31, 0.29], 5)
     summary = [full, lora, close, tiny]
     versus_full(summary)
-    assert lora["vs_full_points"] == pytest.approx(-6.0)
-    assert lora["vs_full_p"] == pytest.approx(stats.ttest_ind([0.40, 0.41, 0.42], [0.46, 0.47, 0.48],
+    assert lora.vs_full_points == pytest.approx(-6.0)
+    assert lora.vs_full_p == pytest.approx(stats.ttest_ind([0.40, 0.41, 0.42], [0.46, 0.47, 0.48],
                                                               equal_var=False).pvalue)
-    assert lora["vs_full_p"] < 0.01 and close["vs_full_p"] > 0.05
-    full["settings"] = r"lr 3e-05, target_modules bert\..*\.(?:dense|key)"  # a resolved all-linear: escaped
+    assert lora.vs_full_p < 0.01 and close.vs_full_p > 0.05
+    full.settings = r"lr 3e-05, target_modules bert\..*\.(?:dense|key)"  # a resolved all-linear: escaped
     table = tuned_table_markdown(summary, {"lora": {"done": 20, "complete": 12, "pruned": 8, "best_dev_f1": 0.5,
                                                     "best_flags": "--r 4 --target-modules all-linear"}})
     rows = [line for line in table.splitlines() if line.startswith("| ")]
@@ -168,7 +171,7 @@ def test_versus_full_with_welch_and_pareto_front():
     assert "| lora | `--r 4 --target-modules all-linear` |" in table  # the winner's flags as given
     assert "| -6.00 (**, p 0.00" in table and "| 20: 12 / 8 | 0.5000 |" in table and "| reference |" in table
     assert "(n.s., p" in table and "Welch" in table
-    assert [s["method"] for s in pareto_front(summary)] == ["prompt", "ptuning_v2", "full"]  # lora: beaten at 10
+    assert [s.method for s in pareto_front(summary)] == ["prompt", "ptuning_v2", "full"]  # lora: beaten at 10
     assert welch_p([0.5], [0.4, 0.6]) is None
 
 
@@ -180,15 +183,15 @@ def test_labels_of_equal_parameter_counts_are_spread():
 
 
 def test_summary_keeps_settings():
-    from peftner.benchmark import RunSpec, row_of
+    from peftner.experiments.results import row_of
     from peftner.report import RunMetrics
 
     metrics = {"method": "lora", "test_f1": 0.5, "best_dev_f1": 0.5, "trainable_params": 10, "total_params": 100,
                "adapter_bytes": 1, "backbone_bytes": 1, "train_tokens_per_second": 1.0, "peak_memory_mb": 1.0,
                "config": {"learning_rate": 0.0012345}, "method_config": {"r": 16, "target_modules": ["all-linear"]}}
-    row = row_of(RunSpec("lora", 42, None), RunMetrics.from_dict(metrics))
-    assert row["settings"] == "lr 0.00123, r 16, target_modules all-linear"
-    assert summarize([row])[0]["settings"] == row["settings"]
+    row = row_of("lora", 42, None, RunMetrics.from_dict(metrics))
+    assert row.settings == "lr 0.00123, r 16, target_modules all-linear"
+    assert summarize([row])[0].settings == row.settings
 
 
 def tune_worker(tmp_path, tiny_model, files, n_trials: int, seeds: int, epochs: int, **popen) -> subprocess.Popen:
@@ -221,7 +224,7 @@ def test_two_workers_share_one_study(tmp_path, tiny_model, memorisable_files):
     assert completed == ["lora/size-all/seed-42"]  # run once, by one of the workers
     reports = [line for out in outputs for line in out.splitlines() if line.startswith("best trial")]
     assert len(reports) == 1, outputs
-    best = tune.best_trial(study)
+    best = search.best_trial(study)
     assert reports[0].startswith(f"best trial {best.number} of tune-lora: dev F1 {best.value:.4f}")
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["sweeps"]["lora"]["done"] == 8 and summary["sweeps"]["lora"]["best_trial"] == best.number
@@ -231,7 +234,7 @@ def test_two_workers_share_one_study(tmp_path, tiny_model, memorisable_files):
 
 def test_compare_tune_writes_the_tuned_table(tmp_path, tiny_model, memorisable_files):
     """compare.py --tune: search each method, run its winner, and write the reader's table."""
-    from peftner.benchmark import main
+    from peftner.experiments.compare import main
 
     result = main(["--methods", "head", "--tune", "--n-trials", "2", "--seeds", "1", "--epochs", "1",
                    "--model", str(tiny_model), "--train-file", str(memorisable_files["train"]),
@@ -243,19 +246,19 @@ def test_compare_tune_writes_the_tuned_table(tmp_path, tiny_model, memorisable_f
     assert "| method | tuned settings |" in table and "| head | `--learning-rate " in table and "| 2: " in table
     assert (out / "trials_head.csv").read_text().count("COMPLETE") + \
         (out / "trials_head.csv").read_text().count("PRUNED") == 2
-    assert [s["method"] for s in result["summary"]] == ["head"]
+    assert [s.method for s in result["summary"]] == ["head"]
     study = sweep.load_study(sweep.open_storage(str(out / "study.journal")), "tune-head")
-    assert result["summary"][0]["settings"] == f"lr {tune.best_trial(study).params['learning_rate']:.3g}"
+    assert result["summary"][0].settings == f"lr {search.best_trial(study).params['learning_rate']:.3g}"
 
 
 def test_one_line_for_the_whole_sweep(tmp_path):
     storage = sweep.open_storage(str(tmp_path / "s.journal"))
     for method, values in (("lora", [0.4, 0.5]), ("full", [0.45])):
-        study = sweep.load_study(storage, tune.study_name(method))
+        study = sweep.load_study(storage, search.study_name(method))
         for v in values:
             study.add_trial(optuna.trial.create_trial(value=v))
         study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED))
-    line = tune.sweep_status(storage, ["lora", "full", "adapter"], n_trials=4)
+    line = search.sweep_status(storage, ["lora", "full", "adapter"], n_trials=4)
     assert line == ("[sweep of 3 methods] 5/12 trials: 3 complete, 2 pruned, 0 failed, 0 running, 7 left "
                     "| best dev F1: lora 0.5000, full 0.4500")
     out = tmp_path / "progress.txt"
@@ -273,7 +276,7 @@ def test_lora_on_all_linear_layers(tiny_model):
     from peftner.config import parse_args
 
     method = get_method("lora")
-    _, config = parse_args(method, tune.flags_of({"learning_rate": 1e-3, "r": 4, "targets": "all-linear"},
+    _, config = parse_args(method, search.flags_of({"learning_rate": 1e-3, "r": 4, "targets": "all-linear"},
                                                  method.search_space))
     model = method.apply(AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=3), config)
     adapted = {n.rsplit(".lora_A", 1)[0].split("encoder.layer.0.", 1)[-1] for n, _ in model.named_modules()
@@ -334,9 +337,9 @@ def test_recipe_defaults_are_the_committed_sweep_winners(method, flags, tiny_mod
     import math
     import shlex
 
-    from peftner.architectures import facts_of
+    from peftner.models.facts import facts_of
     from peftner.config import parse_args
-    from peftner.modeling import load_token_classifier
+    from peftner.models.loading import load_token_classifier
 
     spec = get_method(method)
     tuned_train, tuned_method = parse_args(spec, shlex.split(flags))
@@ -354,11 +357,11 @@ def test_reports_leave_a_committed_journal_unchanged(tmp_path):
     conflict between checkouts) because someone looked at it."""
     journal = tmp_path / "study.journal"
     storage = sweep.open_storage(str(journal))
-    study = sweep.load_study(storage, tune.study_name("lora"))
+    study = sweep.load_study(storage, search.study_name("lora"))
     study.tell(study.ask({"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}), 0.5)
     before = journal.read_bytes()
-    tune.sweep_status(storage, ["lora"], 4)
-    tune.sweep_summaries(storage, tmp_path, ["lora"])
+    search.sweep_status(storage, ["lora"], 4)
+    search.sweep_summaries(storage, tmp_path, ["lora"])
     assert sweep.read_study(storage, "tune-lora").best_value == 0.5
     assert journal.read_bytes() == before
     with pytest.raises(PeftnerError, match="no study named tune-full"):
@@ -370,7 +373,7 @@ def test_status_counts_against_the_trials_the_study_was_run_with(tmp_path, capsy
     from peftner.cli import main
 
     storage = sweep.open_storage(str(tmp_path / "study.journal"))
-    study = sweep.load_study(storage, tune.study_name("lora"))
+    study = sweep.load_study(storage, search.study_name("lora"))
     for lr in (1e-3, 2e-3, 3e-3):
         study.tell(study.ask({"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}), lr)
     study.set_user_attr("command", "peftner tune lora --n-trials 3 --seeds 3")

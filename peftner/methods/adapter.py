@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from peftner.methods.base import Method, MethodConfig, own_tuner
-from peftner.space import Choice, LogUniform
+from peftner.methods.space import Choice, LogUniform
+from peftner.models.facts import ModelFacts, facts_of
+from peftner.models.layouts import adapter_targets
 from peftner.tuners.options import VARIANT_HELP, VARIANTS, AdapterOptions
 
 
@@ -28,16 +30,17 @@ class AdapterMethodConfig(AdapterOptions, MethodConfig):
                                    "reduction_factor": Choice((4, 8, 16, 32, 64)), "variant": Choice(VARIANTS)}
 
 
-def adapter_targets_of(model, config: AdapterMethodConfig):
-    from peftner.architectures import adapter_targets, facts_of
+def adapter_targets_for(facts: ModelFacts, variant: str) -> str:
+    """The output projections an adapter follows in this model, or a one-line refusal."""
+    return adapter_targets(facts.layout, facts.model_type, variant, facts.describe_linear())
 
-    return adapter_targets(facts_of(model), config.variant)
+
+def adapter_targets_of(model, config: AdapterMethodConfig):
+    return adapter_targets_for(facts_of(model), config.variant)
 
 
 def adapter_for_model(config: AdapterMethodConfig, facts):
-    from peftner.architectures import adapter_targets
-
-    adapter_targets(facts, config.variant)  # refuses architectures whose output projections are unknown
+    adapter_targets_for(facts, config.variant)  # refuses architectures whose output projections are unknown
     return config
 
 

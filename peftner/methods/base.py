@@ -20,6 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
+from peftner.data import max_sequence_length
+from peftner.models.facts import facts_of, head_names
+from peftner.tuners import virtual_positions
+
 # Never quantized by default (bitsandbytes skip list) even where the model is not inspected first:
 # the head names of BERT-style models and GPT-2, LLaMA-style decoders, and ModernBERT's head block.
 HEAD_NAMES = ("classifier", "score", "head")
@@ -34,7 +38,7 @@ class MethodConfig:
     """
 
     train_defaults: ClassVar[dict] = {}
-    # What ``peftner tune`` searches: a config field (or a bundle's name) -> a peftner.space entry.
+    # What ``peftner tune`` searches: a config field (or a bundle's name) -> a peftner.methods.space entry.
     search_space: ClassVar[dict] = {}
 
     def __post_init__(self):
@@ -52,11 +56,13 @@ class Method:
     # Extra keyword arguments for ``from_pretrained`` (e.g. a quantization config), from the config.
     load_kwargs: Callable[[Any], dict] | None = None
     is_peft: bool = True
+    # In the default comparison (``peftner compare``); reference probes and the config-file route are not.
+    compared: bool = True
     # Non-PEFT methods that train a few tensors of the model (head, BitFit) save only those
     # (peftner.reuse.partial) instead of the whole model.
     saves_trained_only: bool = False
     # ``for_model(config, facts) -> config``: fill the architecture defaults (None knobs) and refuse,
-    # in one line, what cannot apply (peftner.architectures); run on the config before data loads.
+    # in one line, what cannot apply (peftner/methods/<name>.py, from peftner.models facts); run on the config before data loads.
     for_model: Callable[[Any, Any], Any] | None = None
 
     @property
@@ -75,16 +81,12 @@ class Method:
 
 def head_module_names(model) -> list[str]:
     """Names of the token-classification head modules, whatever they are called (see
-    :func:`peftner.architectures.head_names`)."""
-    from peftner.architectures import head_names
-
+    :func:`peftner.models.facts.head_names`)."""
     return head_names(model)
 
 
 def resolved(method: Method, model, config):
     """``config`` with the architecture defaults of ``model`` filled in (``Method.for_model``)."""
-    from peftner.architectures import facts_of
-
     return method.for_model(config, facts_of(model)) if method.for_model else config
 
 
@@ -137,3 +139,13 @@ def count_parameters(model) -> tuple[int, int]:
         total += n
         trainable += n if parameter.requires_grad else 0
     return trainable, total
+
+
+def window_length(tokenizer, model, requested: int | None = None) -> int:
+    """Subwords per input window for ``model`` (after its method is applied).
+
+    The model's limit (or ``requested``), less the positions a soft prompt prepends. Training and
+    :class:`peftner.reuse.Tagger` both call this, so a reloaded adapter sees the same windows.
+    """
+    return min(max_sequence_length(tokenizer, model.config, requested),
+               max_sequence_length(tokenizer, model.config) - virtual_positions(model))

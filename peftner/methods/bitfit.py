@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_prefixes, resolved
-from peftner.space import LogUniform
+from peftner.errors import PeftnerError
+from peftner.methods.space import LogUniform
 
 
 @dataclass
@@ -19,9 +20,13 @@ class BitFitConfig(MethodConfig):
     # peftner tune: learning rate and the main structural knob (docs/methods.md lists them).
     search_space: ClassVar[dict] = {"learning_rate": LogUniform(1e-4, 1e-2)}
 
-def bitfit_for_model(config: BitFitConfig, facts):
-    from peftner.architectures import check_bitfit
+def check_bitfit(facts) -> None:
+    if facts.backbone_biases == 0:
+        raise PeftnerError(f"bitfit: this {facts.model_type} model has no bias terms in its backbone, so BitFit "
+                           "would only train the head (use the head method for a linear probe)")
 
+
+def bitfit_for_model(config: BitFitConfig, facts):
     check_bitfit(facts)  # a backbone without biases would leave a linear probe, silently
     return config
 
@@ -40,4 +45,5 @@ BITFIT = Method(
     is_peft=False,
     saves_trained_only=True,
     for_model=bitfit_for_model,
+    compared=False,
 )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_prefixes
-from peftner.space import LogUniform
+from peftner.methods.space import LogUniform
 
 
 @dataclass

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from peftner.methods.base import Method, MethodConfig, freeze_all_but, head_prefixes
-from peftner.space import LogUniform
+from peftner.methods.space import LogUniform
 
 
 @dataclass
@@ -31,4 +31,5 @@ HEAD = Method(
     apply=apply_head,
     is_peft=False,
     saves_trained_only=True,
+    compared=False,
 )

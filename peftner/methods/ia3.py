@@ -7,15 +7,24 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from peftner.architectures import IA3_KEY_VALUE, IA3_KEY_VALUE_FFN, IA3_QUERY_KEY_VALUE_FFN
+from peftner.errors import PeftnerError
 from peftner.methods.base import Method, MethodConfig, head_module_names, resolved
-from peftner.space import Bundle, LogUniform
+from peftner.methods.space import Bundle, LogUniform
+from peftner.methods.targets import check_targets, need_layout
+from peftner.models.facts import ModelFacts, peft_ia3_feedforward, peft_mapping
+from peftner.models.layouts import Layout
+
+# IA3 target sets named by role, resolved per architecture (so a tuned default holds on every backbone)
+IA3_KEY_VALUE_FFN = "key-value-ffn"  # Liu et al.: keys, values, feed-forward activations (unset means this)
+IA3_QUERY_KEY_VALUE_FFN = "query-key-value-ffn"  # the same plus the attention queries
+IA3_KEY_VALUE = "key-value"  # attention only
+IA3_TARGET_SETS = (IA3_KEY_VALUE_FFN, IA3_QUERY_KEY_VALUE_FFN, IA3_KEY_VALUE)
 
 
 @dataclass
 class IA3MethodConfig(MethodConfig):
     # Names match module-name suffixes (PEFT's rule), or name a set by role that is resolved per
-    # architecture (peftner.architectures): key-value-ffn (Liu et al.; also what unset means),
+    # architecture (peftner.models.layouts): key-value-ffn (Liu et al.; also what unset means),
     # query-key-value-ffn, key-value. For BERT, key-value-ffn is key, value, output.dense; there
     # ``output.dense`` is the feed-forward down projection but also the suffix of
     # ``attention.output.dense``, which the paper does not scale: it is excluded by name.
@@ -46,8 +55,6 @@ class IA3MethodConfig(MethodConfig):
     }
 
 def ia3_for_model(config: IA3MethodConfig, facts):
-    from peftner.architectures import ia3_modules
-
     targets, feedforward, exclude = ia3_modules(facts, config.target_modules, config.feedforward_modules,
                                                 config.exclude_modules)
     return dataclasses.replace(config, target_modules=targets, feedforward_modules=feedforward,
@@ -66,6 +73,44 @@ def apply_ia3(model, config: IA3MethodConfig):
         task_type=TaskType.TOKEN_CLS, target_modules=list(config.target_modules),
         feedforward_modules=list(config.feedforward_modules), exclude_modules=list(config.exclude_modules) or None,
         modules_to_save=head_module_names(model)), "ia3")
+
+
+def ia3_modules(facts: ModelFacts, targets, feedforward, exclude):
+    """IA3 (targets, feed-forward, exclude): the layout's unless given; every listed target must exist."""
+    if facts.layout is not None:
+        default = (list(facts.layout.ia3), list(facts.layout.ia3_feedforward), list(facts.layout.ia3_exclude))
+    else:
+        peft_targets = peft_mapping("IA3", facts.model_type)
+        default = (list(peft_targets), list(peft_ia3_feedforward(facts.model_type) or []), []) if peft_targets else None
+    named = targets[0] if targets and len(targets) == 1 and targets[0] in IA3_TARGET_SETS else None
+    if targets in (None, []) or named == IA3_KEY_VALUE_FFN:
+        if default is None:
+            need_layout(facts, "ia3", "target modules", alternative="")
+        targets = default[0]
+    elif named:
+        if facts.layout is None:
+            need_layout(facts, "ia3", f"{named} modules", alternative="")
+        targets = _ia3_target_set(facts.layout, named)
+    targets = list(targets)
+    if feedforward is None:
+        feedforward = [f for f in (default[1] if default else []) if f in targets]
+    if exclude is None:
+        exclude = default[2] if default else []
+    feedforward, exclude = list(feedforward), list(exclude)
+    check_targets(facts, "ia3", targets, instead=" or ".join(IA3_TARGET_SETS))
+    unscaled = [f for f in feedforward if f not in targets]
+    if unscaled:
+        raise PeftnerError(f"ia3: --feedforward-modules {','.join(unscaled)} must also be in --target-modules")
+    return targets, feedforward, exclude
+
+
+def _ia3_target_set(layout: Layout, name: str) -> list:
+    """``key-value`` or ``query-key-value-ffn`` as the layout's module names. The query projection is
+    LoRA's query/value pair minus IA3's modules; a fused query-key-value projection is scaled whole, so
+    there both sets include the queries."""
+    if name == IA3_KEY_VALUE:
+        return [m for m in layout.ia3 if m not in layout.ia3_feedforward]
+    return [m for m in layout.lora if m not in layout.ia3] + list(layout.ia3)
 
 
 IA3 = Method(

@@ -15,7 +15,8 @@ from typing import ClassVar
 
 from peftner.errors import PeftnerError
 from peftner.methods.base import HEAD_NAMES, Method, MethodConfig, head_module_names, resolved
-from peftner.space import Bundle, Choice, LogUniform
+from peftner.methods.space import Bundle, Choice, LogUniform
+from peftner.methods.targets import lora_targets
 
 
 @dataclass
@@ -44,8 +45,6 @@ class LoraMethodConfig(MethodConfig):
     }
 
 def lora_for_model(config: LoraMethodConfig, facts):
-    from peftner.architectures import lora_targets
-
     return dataclasses.replace(config, target_modules=lora_targets(facts, config.target_modules))
 
 

@@ -84,4 +84,5 @@ PEFT = Method(
     summary="any PEFT method (LoHa, LoKr, AdaLoRA, ...) from --peft-config FILE.json, head trained",
     config_cls=PeftFileConfig,
     apply=apply_peft_file,
+    compared=False,
 )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from peftner.methods.base import Method, MethodConfig, head_module_names
-from peftner.space import Choice, LogUniform
+from peftner.methods.space import Choice, LogUniform
 
 PROMPT_INITS = ("sample_vocab", "random")
 
@@ -33,7 +33,7 @@ def apply_prompt(model, config: PromptMethodConfig):
     from peftner.tuners import get_peft_model
     from peftner.tuners.prompt import PromptTokenClassifier
 
-    from peftner.architectures import facts_of
+    from peftner.models.facts import facts_of
 
     facts = facts_of(model)  # the width PEFT would look for under config names DistilBERT does not use
 

@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from peftner.methods.base import Method, MethodConfig, own_tuner
-from peftner.space import Choice, LogUniform
+from peftner.errors import PeftnerError
+from peftner.methods.space import Choice, LogUniform
+from peftner.models.facts import ModelFacts, facts_of
 from peftner.tuners.options import PtuningV2Options
+from peftner.tuners.ptuning_v2.interface import supports_interface
 
 
 @dataclass
@@ -28,15 +31,34 @@ class PtuningV2MethodConfig(PtuningV2Options, MethodConfig):
                                    "num_virtual_tokens": Choice((4, 8, 16, 32, 64))}
 
 
-def ptuning_v2_targets_of(model, config: PtuningV2MethodConfig):
-    from peftner.architectures import facts_of, ptuning_v2_attention
+def ptuning_v2_mode(facts: ModelFacts) -> str:
+    """``"bert"`` or ``"interface"`` (see :class:`Layout`), or a one-line refusal."""
+    layout = facts.layout
+    mode = layout.ptuning_v2 if layout is not None else ("interface" if facts.uses_attention_interface else
+                                                         "its attention does not use transformers' attention "
+                                                         "interface, so the keys/values cannot be reached")
+    if mode not in ("bert", "interface"):
+        raise PeftnerError(f"ptuning_v2 cannot apply to model type {facts.model_type!r}: {mode}")
+    if mode == "interface" and not facts.uses_attention_interface:
+        raise PeftnerError(f"ptuning_v2 cannot apply to model type {facts.model_type!r}: its attention does not "
+                           "use transformers' attention interface, so the keys/values cannot be reached")
+    return mode
 
+
+def ptuning_v2_attention(facts: ModelFacts, model):
+    """P-tuning v2 targets: None for the BERT-family layer (its own default), else the attention modules."""
+    if ptuning_v2_mode(facts) == "bert":
+        return None
+    if facts.layout is not None and facts.layout.ptuning_v2_attention:
+        return [facts.layout.ptuning_v2_attention]
+    return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if supports_interface(m)})
+
+
+def ptuning_v2_targets_of(model, config: PtuningV2MethodConfig):
     return ptuning_v2_attention(facts_of(model), model)  # None: the BERT-family default
 
 
 def ptuning_v2_for_model(config: PtuningV2MethodConfig, facts):
-    from peftner.architectures import ptuning_v2_mode
-
     ptuning_v2_mode(facts)  # refuses attention whose keys/values cannot be reached
     return config
 

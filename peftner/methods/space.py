@@ -1,6 +1,6 @@
 """Search-space entries for ``peftner tune``: each method's file declares its space next to its defaults.
 
-Plain data (no Optuna import), so listing methods stays light; :mod:`peftner.tune` turns an entry
+Plain data (no Optuna import), so listing methods stays light; :mod:`peftner.experiments.search` turns an entry
 into an Optuna suggestion and the suggestion into recipe flags.
 """
 
@@ -60,3 +60,11 @@ class Bundle(Choice):
 
 def _shown(value) -> str:
     return "default" if value is None else value or "\u2205"  # unset; an empty list
+
+
+def searched_fields(space: dict) -> list[str]:
+    """Config fields a search space varies (learning rate first, bundles expanded): tables print these."""
+    names = ["learning_rate"]
+    for name, spec in space.items():
+        names += list(spec.flags[0][1]) if isinstance(spec, Bundle) else [name]
+    return list(dict.fromkeys(names))

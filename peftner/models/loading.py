@@ -1,11 +1,14 @@
-"""Loading the tokenizer and the token-classification backbone, safely and with clear errors."""
+"""Loading the tokenizer and the token-classification backbone, safely and with clear errors.
+
+Safetensors only (pickle checkpoints are refused), a fast tokenizer prepared for word-level input, and
+the head kept out of bitsandbytes quantization."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from peftner.architectures import prepare_tokenizer
 from peftner.errors import PeftnerError
+from peftner.models.facts import ModelFacts
 
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
@@ -54,6 +57,45 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     return tokenizer
 
 
+def prepare_tokenizer(tokenizer):
+    """Word-level input for any tokenizer: byte-level BPE gets a prefix space, decoders a pad token.
+
+    ``is_split_into_words`` encodes each word on its own; a byte-level BPE (GPT-2, LLaMA-3, Qwen2,
+    ModernBERT) then sees no space before the word and uses the piece for a word at the start of a
+    text, not the one it saw inside sentences during pre-training. Decoders often define no padding
+    token: the end-of-text token pads (padded positions are masked out and unlabelled). Padding goes
+    on the right, which for a causal model leaves every real position's context unchanged.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and _add_prefix_space(backend.pre_tokenizer):
+        tokenizer.add_prefix_space = True
+    if tokenizer.pad_token_id is None:
+        for candidate in ("eos_token", "unk_token", "bos_token"):
+            if getattr(tokenizer, candidate, None) is not None:
+                tokenizer.pad_token = getattr(tokenizer, candidate)
+                break
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def _add_prefix_space(pre_tokenizer) -> bool:
+    """Switch on ``add_prefix_space`` in every byte-level pre-tokenizer; True if there was one."""
+    from tokenizers import pre_tokenizers
+
+    if isinstance(pre_tokenizer, pre_tokenizers.ByteLevel):
+        pre_tokenizer.add_prefix_space = True
+        return True
+    found, index = False, 0
+    while isinstance(pre_tokenizer, pre_tokenizers.Sequence):
+        try:
+            item = pre_tokenizer[index]
+        except IndexError:
+            break
+        found = _add_prefix_space(item) or found
+        index += 1
+    return found
+
+
 def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = False, complete: bool = False,
                           **kwargs):
     """``AutoModelForTokenClassification`` with a fresh head for ``id2label``; safetensors only.
@@ -87,6 +129,14 @@ def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = F
     return same_4bit_numerics_on_every_cpu(model)
 
 
+def never_quantize_head(load_kwargs: dict, facts: ModelFacts | None) -> dict:
+    """Keep the head (whatever its name) out of bitsandbytes quantization so it trains in full precision."""
+    quantization = load_kwargs.get("quantization_config")
+    if quantization is not None and facts is not None:
+        quantization.llm_int8_skip_modules = sorted(set(quantization.llm_int8_skip_modules or []) | set(facts.head))
+    return load_kwargs
+
+
 def same_4bit_numerics_on_every_cpu(model):
     """Keep bitsandbytes' 4-bit layers on the one CPU path that trains, evaluates and reloads alike.
 
@@ -101,17 +151,6 @@ def same_4bit_numerics_on_every_cpu(model):
     return model
 
 
-def window_length(tokenizer, model, requested: int | None = None) -> int:
-    """Subwords per input window for ``model`` (after its method is applied).
-
-    The model's limit (or ``requested``), less the positions a soft prompt prepends. Training and
-    :class:`peftner.reuse.Tagger` both call this, so a reloaded adapter sees the same windows.
-    """
-    from peftner.data import max_sequence_length
-    from peftner.tuners import virtual_positions
-
-    return min(max_sequence_length(tokenizer, model.config, requested),
-               max_sequence_length(tokenizer, model.config) - virtual_positions(model))
 
 
 def saved_base_config(model):

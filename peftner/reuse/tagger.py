@@ -191,8 +191,8 @@ class Tagger:
         once here (``compile_seconds``); where inductor cannot compile, it warns and runs uncompiled
         (``compiled`` is False, ``compile_error`` says why). The exact mode and the re-check never run compiled.
         """
-        from peftner.architectures import restore_bidirectional
-        from peftner.modeling import load_token_classifier, load_tokenizer
+        from peftner.models.decoders import restore_bidirectional
+        from peftner.models.loading import load_token_classifier, load_tokenizer
         from peftner.reuse.precision import backbone_load_kwargs, check_precision
 
         check_precision(precision, check_margin, compile=compile)  # before anything loads
@@ -302,7 +302,7 @@ class Tagger:
         return self._window_length(self._info(None))
 
     def _window_length(self, info: AdapterInfo) -> int:
-        from peftner.modeling import window_length
+        from peftner.methods.base import window_length
         from peftner.reuse.precision import recorded_precision
 
         requested = self._requested_length or recorded_precision(info.metadata).get("max_length")

@@ -3,13 +3,16 @@
 Every cell either trains (and its adapter reloads to the same logits) or is refused in one line
 before any data is read; ``REFUSALS`` lists the refused cells with a fragment of their message.
 ``tests/test_architectures.py`` checks every cell against this table on tiny random models of each
-architecture (:mod:`peftner.tiny`), and ``scripts/models_doc.py`` renders it into docs/models.md.
+architecture (:mod:`peftner.testing.tiny`), and ``benchmarks/models_doc.py`` renders it into docs/models.md.
 """
 
 from __future__ import annotations
 
+from peftner.methods import METHODS as REGISTRY
+
 ARCHITECTURES = ("bert", "deberta-v2", "distilbert", "modernbert", "t5", "gpt2", "llama", "qwen2", "mistral", "gemma")
-METHODS = ("full", "head", "bitfit", "lora", "int8_lora", "qlora", "ia3", "prompt", "adapter", "ptuning_v2")
+# Every registered method but the config-file route ``peft`` (its cells depend on the file; tests/test_methods_peft.py)
+METHODS = tuple(name for name in REGISTRY if name != "peft")
 
 # (architecture, method) -> fragment of the one-line refusal, and why the method cannot apply.
 REFUSALS = {

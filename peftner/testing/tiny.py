@@ -1,7 +1,7 @@
 """Randomly initialised checkpoints of each supported architecture, built in code (nothing downloads).
 
 Used by the architecture x method test matrix (tiny sizes, seconds per cell), by
-``scripts/models_doc.py`` and by the GPU benchmark (BERT-base and ~0.5B-decoder sizes). Each is saved
+``benchmarks/models_doc.py`` and by the GPU benchmark (BERT-base and ~0.5B-decoder sizes). Each is saved
 the way real checkpoints are: encoders as their bare model (BERT, DeBERTa-v2, DistilBERT) or masked LM
 (ModernBERT, whose ``head`` block then loads), decoders as causal LMs; tokenizers as their real
 families have them: WordPiece for the BERT-style encoders, byte-level BPE (no padding token for GPT-2

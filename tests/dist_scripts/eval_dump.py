@@ -12,7 +12,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 
 from peftner.data import LabelSchema, encode_sentences, read_file
 from peftner.data.collator import PaddingCollator
-from peftner.modeling import load_token_classifier, load_tokenizer
+from peftner.models.loading import load_token_classifier, load_tokenizer
 from peftner.training.loop import EvalSet, Scorer, evaluate_split, make_eval_loader
 
 model_dir, data_file, out_json, batch_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])

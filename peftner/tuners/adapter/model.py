@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from peftner.models.layouts import LAYOUTS, adapter_targets
 from peftner.tuners.base import WrappingTuner
 
 from .config import BottleneckConfig
@@ -10,13 +11,10 @@ from .layer import BottleneckLayer, Linear, output_features
 def default_target_modules(model_type: str | None, variant: str) -> str:
     """Regex of the projections an adapter follows: Houlsby both sub-layers, Pfeiffer feed-forward only.
 
-    The names per architecture are :mod:`peftner.architectures`'s layouts (BERT's for unknown types,
-    as before: RoBERTa, XLM-R, ELECTRA, DeBERTa share them).
+    The same defaults and refusal as the ``adapter`` method (:mod:`peftner.models.layouts`); used when a
+    ``BottleneckConfig`` is built without ``target_modules`` (PEFT's own ``get_peft_model``).
     """
-    from peftner.architectures import BERT, LAYOUTS, adapter_regex
-
-    layout = LAYOUTS.get(model_type, BERT)
-    return adapter_regex(layout if layout.adapter_feedforward else BERT, variant)
+    return adapter_targets(LAYOUTS.get(model_type), model_type, variant)
 
 
 class BottleneckModel(WrappingTuner):
