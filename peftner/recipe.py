@@ -236,9 +236,15 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     built = build_model(method, method_config, cfg, data, accelerator, facts)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    initialize = (lambda model, batches: method.initialize(model, method_config, batches)) if method.initialize else None
     model, result = train(built.model, accelerator, built.train_features, built.dev_set, data.scorer, cfg,
                           built.tokenizer.pad_token_id, callbacks=[*callbacks, tracker] if tracker else callbacks,
-                          identity={"method": method.name, "method_config": config_to_dict(method_config)})
+                          identity={"method": method.name, "method_config": config_to_dict(method_config)},
+                          initialize=initialize)
+    if initialize is not None:  # the initialisation may change the adapter's shapes (EVA's ranks)
+        built.trainable, built.total = count_parameters(accelerator.unwrap_model(model))
+    if method.as_saved is not None:  # scored as it is saved and reloaded
+        model = method.as_saved(accelerator.unwrap_model(model), method_config)
     if not evaluate_test:
         accelerator.end_training()
         return {"best_dev_f1": float(result.best_dev_f1), "best_epoch": result.best_epoch, "history": result.history,

@@ -64,6 +64,14 @@ class Method:
     # ``for_model(config, facts) -> config``: fill the architecture defaults (None knobs) and refuse,
     # in one line, what cannot apply (peftner/methods/<name>.py, from peftner.models facts); run on the config before data loads.
     for_model: Callable[[Any, Any], Any] | None = None
+    # ``initialize(model, config, batches) -> model``: a data-driven initialisation (LoRA's eva, corda,
+    # lora_ga). The training loop calls it once, before the optimizer exists and before the first
+    # step (also when resuming, before the checkpoint's weights are restored), with an iterator over
+    # one epoch of training batches on the run's device; it may return a new model object.
+    initialize: Callable[[Any, Any, Any], Any] | None = None
+    # ``as_saved(model, config) -> model``: the trained model in the form it is saved and reloaded in,
+    # applied before the test split is scored (LoRA after PiSSA/OLoRA/CorDA/LoRA-GA: a plain LoRA delta).
+    as_saved: Callable[[Any, Any], Any] | None = None
 
     @property
     def train_defaults(self) -> dict:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from peftner.methods.base import Method
-from peftner.methods.lora import LoraMethodConfig, bitsandbytes_config, lora_apply, lora_for_model, prepare_kbit_model
+from peftner.methods.lora import (LoraMethodConfig, bitsandbytes_config, lora_apply, lora_as_saved, lora_for_model,
+                                  lora_initialize, prepare_kbit_model)
 
 
 @dataclass
 class Int8LoraConfig(LoraMethodConfig):  # LoRA's knobs and learning rate, plus:
+    quantized: ClassVar[bool] = True
     llm_int8_threshold: float = field(default=6.0, metadata={"min": 0,
         "help": "LLM.int8 outlier threshold: input features above it use a 16-bit matmul (0: pure int8)"})
 
@@ -25,5 +28,7 @@ INT8_LORA = Method(
     config_cls=Int8LoraConfig,
     apply=lora_apply("int8_lora", prepare_kbit_model),
     for_model=lora_for_model,
+    initialize=lora_initialize,
+    as_saved=lora_as_saved,
     load_kwargs=int8_load_kwargs,
 )

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from peftner.errors import require
 from peftner.methods.base import Method
-from peftner.methods.lora import LoraMethodConfig, bitsandbytes_config, lora_apply, lora_for_model, prepare_kbit_model
+from peftner.methods.lora import (LoraMethodConfig, bitsandbytes_config, lora_apply, lora_as_saved, lora_for_model,
+                                  lora_initialize, prepare_kbit_model)
 
 COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
 @dataclass
 class QLoraConfig(LoraMethodConfig):  # LoRA's knobs and learning rate, plus:
+    quantized: ClassVar[bool] = True
     bnb_4bit_quant_type: str = field(default="nf4", metadata={"choices": ("nf4", "fp4"), "help": "nf4 (the paper's NormalFloat) or fp4"})
     double_quant: bool = field(default=True, metadata={"help": "quantize the per-block scales too"})
     compute_dtype: str = field(default="auto", metadata={"choices": COMPUTE_DTYPES,
@@ -44,5 +47,7 @@ QLORA = Method(
     config_cls=QLoraConfig,
     apply=lora_apply("qlora", prepare_kbit_model),
     for_model=lora_for_model,
+    initialize=lora_initialize,
+    as_saved=lora_as_saved,
     load_kwargs=qlora_load_kwargs,
 )

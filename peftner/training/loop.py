@@ -184,7 +184,21 @@ class _State:
     best_state: dict | None = None
 
 
-def _prepare(model, accelerator, train_features: list[dict], dev_set: EvalSet, cfg, pad_token_id: int) -> _Prepared:
+def _initialization_batches(model, train_features: list[dict], collator, cfg, accelerator):
+    """One epoch of training batches on the run's device, in the first epoch's order, for
+    ``Method.initialize``. Every process reads the same batches, so all compute the same start."""
+    if not getattr(model, "hf_device_map", None):  # quantized weights were placed when loaded
+        model.to(accelerator.device)
+    sampler = LengthGroupedBatchSampler([len(f["input_ids"]) for f in train_features], cfg.batch_size,
+                                        seed=cfg.seed, mega_batch_mult=50 if cfg.group_by_length else 1)
+    sampler.set_epoch(1)
+    for indices in sampler:
+        batch = collator([train_features[i] for i in indices])
+        yield {k: v.to(accelerator.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _prepare(model, accelerator, train_features: list[dict], dev_set: EvalSet, cfg, pad_token_id: int,
+             initialize=None) -> _Prepared:
     collator = PaddingCollator(pad_token_id)
     # The batch order depends only on seed + epoch (mega-batches of 1 batch = plain shuffling), and
     # the loader draws from its own generator, not the global one dropout uses: so a resumed run
@@ -195,6 +209,8 @@ def _prepare(model, accelerator, train_features: list[dict], dev_set: EvalSet, c
                               num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
     dev_loader = make_eval_loader(dev_set, cfg.eval_batch_size, collator, cfg.num_workers)
 
+    if initialize is not None:  # a data-driven initialisation: before the optimizer sees the parameters
+        model = initialize(model, _initialization_batches(model, train_features, collator, cfg, accelerator))
     steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
     max_steps = getattr(cfg, "max_steps", None)
     epochs = math.ceil(max_steps / steps_per_epoch) if max_steps else cfg.epochs
@@ -303,7 +319,8 @@ def _evaluate_epoch(run: _Prepared, accelerator, state: _State, epoch: int, mean
 
 
 def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, scorer: Scorer, cfg,
-          pad_token_id: int, identity: dict | None = None, callbacks=()) -> tuple[object, TrainResult]:
+          pad_token_id: int, identity: dict | None = None, callbacks=(),
+          initialize=None) -> tuple[object, TrainResult]:
     """Train ``model`` on ``train_features``; returns the prepared model holding the best dev state.
 
     Checkpoints every ``cfg.checkpoint_every`` optimizer steps and at each epoch end; with
@@ -312,8 +329,10 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, scor
     ``cfg.max_steps`` fixes the optimizer steps instead of the epochs (equal budgets for any data size);
     ``cfg.eval_steps`` also scores dev every N steps, not only at epoch ends.
     ``callbacks``: objects with any of the hooks of :class:`peftner.training.callbacks.Callback`.
+    ``initialize(model, batches) -> model`` (``Method.initialize``): run once before the optimizer is
+    built, with an iterator over one epoch of training batches.
     """
-    run = _prepare(model, accelerator, train_features, dev_set, cfg, pad_token_id)
+    run = _prepare(model, accelerator, train_features, dev_set, cfg, pad_token_id, initialize)
     checkpoints = Checkpointer(accelerator, Path(cfg.output_dir) / "checkpoints", cfg.checkpoint_every,
                                cfg.keep_checkpoints, run_fingerprint(cfg, identity, train_features,
                                                                      dev_set.features, dev_set.gold))
