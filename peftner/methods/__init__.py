@@ -14,13 +14,16 @@ from peftner.methods.ia3 import IA3
 from peftner.methods.int8_lora import INT8_LORA
 from peftner.methods.lora import LORA
 from peftner.methods.peft import PEFT
+from peftner.methods.peft_types import PEFT_TYPE_METHODS
 from peftner.methods.prompt import PROMPT
 from peftner.methods.qlora import QLORA
 
 # Reference points (full, head, bitfit), PEFT methods, quantized backbones, and any PEFT config file.
-# Bottleneck adapters and P-tuning v2 are peftner's own PEFT methods (see peftner/tuners/).
-METHODS: dict[str, Method] = {m.name: m for m in (
-    FULL, HEAD, BITFIT, LORA, ADAPTER, PROMPT, PTUNING_V2, IA3, INT8_LORA, QLORA, PEFT)}
+# Bottleneck adapters and P-tuning v2 are peftner's own PEFT methods (see peftner/tuners/); every other
+# PEFT type is one row of peftner/methods/peft_types.py (vera, loha, oft, ...).
+# The hand-written ones have a file, a recipe (recipes/<name>_ner.py) and a YAML of defaults each.
+FILE_METHODS: tuple[Method, ...] = (FULL, HEAD, BITFIT, LORA, ADAPTER, PROMPT, PTUNING_V2, IA3, INT8_LORA, QLORA, PEFT)
+METHODS: dict[str, Method] = {m.name: m for m in (*FILE_METHODS, *PEFT_TYPE_METHODS)}
 
 
 def get_method(name: str) -> Method:
@@ -32,4 +35,4 @@ def get_method(name: str) -> Method:
         raise PeftnerError(f"unknown method {name!r}; choose from {', '.join(METHODS)}") from None
 
 
-__all__ = ["METHODS", "Method", "MethodConfig", "count_parameters", "get_method"]
+__all__ = ["FILE_METHODS", "METHODS", "Method", "MethodConfig", "count_parameters", "get_method"]

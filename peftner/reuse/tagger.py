@@ -583,7 +583,7 @@ def _load_peft_adapter(base, info: AdapterInfo, adapter_name: str, base_name: st
     """``PeftModel.from_pretrained`` with one-line errors; prompt tuning viewed as in training."""
     from peft import PeftModel
 
-    from peftner.tuners import VIRTUAL_TOKEN_PEFT_TYPES
+    from peftner.tuners import VIRTUAL_TOKEN_PEFT_TYPES, single_task
     from peftner.tuners.prompt.model import PromptTokenClassifier
 
     _check_name_free(adapter_name, base)
@@ -596,6 +596,7 @@ def _load_peft_adapter(base, info: AdapterInfo, adapter_name: str, base_name: st
         raise PeftnerError(f"{info.path}: the adapter does not fit the base model {base_name} "
                            f"(a different base?): {load_error_line(err)}") from None
     _check_loaded_keys(model, adapter_name, info.path)
+    single_task(model)  # POLY: task id 0, as in training
     if model.active_peft_config.peft_type in VIRTUAL_TOKEN_PEFT_TYPES:
         # PEFT's token classifier returns rows for the soft prompt too: drop them as training did.
         model = PromptTokenClassifier.from_peft_model(model)

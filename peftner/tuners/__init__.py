@@ -60,3 +60,29 @@ def get_peft_model(model, make_config: Callable[[], object], context: str, build
         what = f"{type(config).__name__} on " if config is not None else ""
         raise PeftnerError(f"{context}: {str(err).splitlines()[0]} ({what}this {model_type} model; "
                            f"its layers: {', '.join(layer_names(model))})") from None
+
+
+def single_task(model):
+    """Give a POLY model (PEFT's multi-task routing) task id 0 on every forward that passes none.
+
+    A NER run has one task, and neither the training loop nor :class:`peftner.reuse.Tagger` passes
+    ``task_ids``; PEFT's Poly layers refuse a forward without them. Applied after training's
+    ``get_peft_model`` and after every reload of a POLY adapter. Returns the model.
+    """
+    tuner = getattr(model, "base_model", None)
+    if type(tuner).__name__ != "PolyModel" or getattr(tuner, "_peftner_single_task", False):
+        return model
+
+    def with_task_ids(_, args, kwargs):
+        if kwargs.get("task_ids") is None:
+            import torch
+
+            reference = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs.get("inputs_embeds")
+            if reference is None and args:
+                reference = args[0]
+            kwargs["task_ids"] = torch.zeros(reference.shape[0], dtype=torch.long, device=reference.device)
+        return args, kwargs
+
+    tuner.register_forward_pre_hook(with_task_ids, with_kwargs=True)
+    tuner._peftner_single_task = True
+    return model

@@ -13,11 +13,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 from peftner.config import config_yaml  # noqa: E402
-from peftner.methods import METHODS  # noqa: E402
+from peftner.methods import FILE_METHODS  # noqa: E402
 
 
 def main():
-    for method in METHODS.values():
+    for method in FILE_METHODS:  # PEFT-type rows (vera, loha, ...) have no recipe or YAML
         path = HERE / f"{method.name}.yaml"
         text = config_yaml(method)
         changed = not path.exists() or path.read_text(encoding="utf-8") != text
