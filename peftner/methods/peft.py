@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from peftner.errors import PeftnerError
 from peftner.methods.base import Method, MethodConfig, head_module_names
+from peftner.methods.peft_types import METHODS_BY_TYPE, ROWS, refusal
 
 logger = logging.getLogger("peftner")
 
@@ -45,6 +46,9 @@ def load_peft_config(path: str, head_names: list[str]):
     if config_cls is None:
         known_types = sorted(getattr(t, "value", str(t)) for t in PEFT_TYPE_TO_CONFIG_MAPPING)
         raise PeftnerError(f"{path}: unknown peft_type {raw['peft_type']!r}; PEFT knows {', '.join(known_types)}")
+    reason = refusal(peft_type)
+    if reason:  # before PEFT sees the head in modules_to_save, which some of these configs lack
+        raise PeftnerError(f"{path}: {reason}")
     known = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -76,7 +80,22 @@ def apply_peft_file(model, config: PeftFileConfig):
         raise PeftnerError("the peft method needs --peft-config FILE.json "
                            "(a PEFT config, e.g. {\"peft_type\": \"LOHA\"})")
     peft_config = load_peft_config(config.peft_config, head_module_names(model))
-    return get_peft_model(model, lambda: peft_config, config.peft_config)
+    row = next((r for r in ROWS if r.peft_type == peft_config.peft_type), None)
+    if row is not None and row.single_task and peft_config.n_tasks != 1:
+        raise PeftnerError(f"{config.peft_config}: POLY with n_tasks {peft_config.n_tasks}: a NER run is one task "
+                           "(every example gets task id 0); set n_tasks to 1")
+    if row is not None and row.targets != "linear" and not peft_config.target_modules:
+        # LN tuning's norms and ShadowPEFT's blocks, found as the peft_types method finds them
+        from peftner.methods.peft_types import resolved_targets
+
+        method = METHODS_BY_TYPE[row.peft_type]
+        peft_config.target_modules = resolved_targets(row, model, method.default_config())
+    model = get_peft_model(model, lambda: peft_config, config.peft_config)
+    if row is not None and row.single_task:
+        from peftner.tuners import single_task
+
+        single_task(model)  # POLY: task id 0 (a NER run is one task), as the poly method does
+    return model
 
 
 PEFT = Method(

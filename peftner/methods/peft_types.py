@@ -74,7 +74,8 @@ class Row:
     knobs: dict = field(default_factory=dict)  # PEFT config field -> default (a value or a Fit)
     space: dict = field(default_factory=dict)  # knob -> search entry (the learning rate is added)
     lr_range: tuple = (1e-4, 1e-2)
-    targets: str = "linear"  # linear (like LoRA), norms (LayerNorm/RMSNorm modules), blocks (transformer layers)
+    # linear (like LoRA), norms (LayerNorm/RMSNorm modules), blocks (transformer layers), prompt (virtual tokens)
+    targets: str = "linear"
     fixed: dict = field(default_factory=dict)  # PEFT config arguments that are not knobs
     single_task: bool = False  # POLY: one task, task id 0 on every forward
 
@@ -127,6 +128,9 @@ ROWS: tuple[Row, ...] = (
     Row("OSF", "OSF: orthogonal subspace fine-tuning of every linear layer", 1e-4, {}, {},
         lr_range=(1e-5, 1e-3)),
     Row("PEANUT", "PEANuT: a small non-linear network of each weight", 1e-3, {"r": 32}, {"r": Choice((8, 16, 32))}),
+    Row("P_TUNING", "P-tuning: a soft prompt produced by a trained MLP prompt encoder (positions removed from the "
+        "output)", 1e-2, {"num_virtual_tokens": 20, "encoder_hidden_size": 128},
+        {"num_virtual_tokens": Choice((5, 10, 20, 50))}, lr_range=(1e-3, 1e-1), targets="prompt"),
     Row("POLY", "Poly: a mixture of LoRA skills routed per task (one task here)", 1e-3, {"r": 8, "n_skills": 4},
         {"n_skills": Choice((1, 2, 4, 8))}, single_task=True),
     Row("PSOFT", "PSOFT: orthogonal updates in the weights' principal subspace", 1e-3,
@@ -169,8 +173,6 @@ COVERED: dict[str, str] = {"LORA": "lora", "IA3": "ia3", "PROMPT_TUNING": "promp
                            **{row.peft_type: row.name for row in ROWS}}
 
 REFUSED: dict[str, str] = {
-    "P_TUNING": "PEFT's P-tuning encoder feeds a soft prompt into the input layer only; peftner's ptuning_v2 "
-                "(P-tuning v2: trained key/value prefixes in every layer) or prompt (soft prompt) do this job",
     "PREFIX_TUNING": "PEFT's prefix tuning passes its prefixes as past_key_values, which token-classification "
                      "models do not accept; use ptuning_v2 (peftner's deep prefixes in every attention layer)",
     "MULTITASK_PROMPT_TUNING": "it needs a task id per example; with the one task of a NER run it is prompt tuning: "
@@ -247,7 +249,8 @@ def row_for_model(row: Row):
     return for_model
 
 
-def _resolved_targets(row: Row, model, config):
+def resolved_targets(row: Row, model, config):
+    """The targets ``row`` adapts in ``model`` (also for a --peft-config file that names none)."""
     if row.targets == "norms":
         return list(config.target_modules or norm_modules(model))
     if row.targets == "blocks":
@@ -267,16 +270,32 @@ def row_apply(row: Row):
 
         from peftner.tuners import get_peft_model
 
-        targets = _resolved_targets(row, model, config)
         knobs = {k: getattr(config, k) for k in row.knobs}
-        dims = layer_dims(model, targets) if row.targets == "linear" else []
-        for key, spec in row.knobs.items():
-            if isinstance(spec, Fit) and knobs[key] is None:
-                knobs[key] = spec.rule(dims)
+        build = None
+        if row.targets == "prompt":  # virtual tokens: PEFT needs the widths; their output rows are removed
+            from peftner.models.facts import facts_of
+            from peftner.tuners.prompt import PromptTokenClassifier
+
+            facts, build = facts_of(model), PromptTokenClassifier
+            where = {"token_dim": facts.token_dim, "num_layers": facts.num_layers,
+                     "num_attention_heads": facts.num_heads}
+        else:
+            targets = resolved_targets(row, model, config)
+            dims = layer_dims(model, targets) if row.targets == "linear" else []
+            for key, spec in row.knobs.items():
+                if isinstance(spec, Fit) and knobs[key] is None:
+                    knobs[key] = spec.rule(dims)
+            where = {"target_modules": targets}
         config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[row.peft_type]
-        model = get_peft_model(model, lambda: config_cls(
-            task_type=TaskType.TOKEN_CLS, target_modules=targets, modules_to_save=head_module_names(model),
-            **knobs, **row.fixed), row.name)
+
+        def make_config():
+            peft_config = config_cls(task_type=TaskType.TOKEN_CLS, modules_to_save=head_module_names(model),
+                                     **where, **knobs, **row.fixed)
+            if build is not None:  # what get_peft_model records, for a model class it does not know
+                peft_config.base_model_name_or_path = model.__dict__.get("name_or_path") or None
+            return peft_config
+
+        model = get_peft_model(model, make_config, row.name, build=build)
         if row.single_task:
             from peftner.tuners import single_task
 
@@ -295,20 +314,23 @@ def _help(peft_type: str, name: str) -> str:
     return re.split(r"(?<=[a-z0-9)])\. ", text)[0].rstrip(".")[:200]
 
 
-@dataclass
-class PeftTypeConfig(MethodConfig):
-    """Base of the generated config classes: the targets, then the row's knobs."""
+TARGET_HELP = {
+    "linear": "module-name suffixes to adapt; unset or query-value: the attention query/value projections (the "
+              "layout's, else PEFT's default for the type); all-linear: every linear layer of the backbone",
+    "norms": "names of the normalisation layers to train (unset: every LayerNorm / RMSNorm of the backbone)",
+    "blocks": "regex of the transformer blocks to accompany (unset: all of them)",
+}
 
-    target_modules: list[str] | None = field(default=None, metadata={
-        "help": "module-name suffixes to adapt; unset or query-value: PEFT's default for the model type (else the "
-                "attention query/value projections); all-linear: every linear layer of the backbone"})
+
+def _targets_field(row: Row) -> list:
+    if row.targets == "prompt":  # nothing is adapted: the prompt goes before the input
+        return []
+    kind = str if row.targets == "blocks" else list[str]
+    return [("target_modules", kind | None, field(default=None, metadata={"help": TARGET_HELP[row.targets]}))]
 
 
 def config_class(row: Row) -> type:
-    fields = []
-    if row.targets == "norms":  # the norm layers' names, not linear layers
-        fields.append(("target_modules", list[str] | None, field(default=None, metadata={
-            "help": "names of the normalisation layers to train (unset: every LayerNorm / RMSNorm of the backbone)"})))
+    fields = _targets_field(row)
     for key, default in row.knobs.items():
         if isinstance(default, Fit):
             fields.append((key, default.type | None, field(default=None, metadata={"help": default.help})))
@@ -316,7 +338,7 @@ def config_class(row: Row) -> type:
             fields.append((key, type(default), field(default=default, metadata={"help": _help(row.peft_type, key)})))
     space = {"learning_rate": LogUniform(*row.lr_range), **row.space}
     camel = "".join(part.title() for part in row.name.split("_"))
-    cls = dataclasses.make_dataclass(f"{camel}MethodConfig", fields, bases=(PeftTypeConfig,), namespace={
+    cls = dataclasses.make_dataclass(f"{camel}MethodConfig", fields, bases=(MethodConfig,), namespace={
         "train_defaults": {"learning_rate": row.learning_rate}, "search_space": space,
         "__doc__": f"{row.summary} (PEFT's {row.peft_type})."})
     cls.__module__ = __name__
