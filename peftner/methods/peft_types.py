@@ -168,8 +168,10 @@ ROWS: tuple[Row, ...] = (
         {"n_frequency": Choice((None, 256, 1024))}, lr_range=(1e-3, 5e-2)),
 )
 
-# PEFT types peftner runs with one of its own methods (the first four are hand-written files).
+# PEFT types peftner runs, and the method that runs each: hand-written files first (the two PEFTNER_*
+# types are peftner's own tuners, registered with PEFT by peftner.tuners.registry), then the rows.
 COVERED: dict[str, str] = {"LORA": "lora", "IA3": "ia3", "PROMPT_TUNING": "prompt",
+                           "PEFTNER_BOTTLENECK": "adapter", "PEFTNER_PTUNING_V2": "ptuning_v2",
                            **{row.peft_type: row.name for row in ROWS}}
 
 REFUSED: dict[str, str] = {

@@ -163,7 +163,8 @@ def to_plain_lora(model):
     config.r, config.lora_alpha = 2 * r, (alpha * 2 ** 0.5 if config.use_rslora else 2 * alpha)
     config.rank_pattern = {k: 2 * v for k, v in (config.rank_pattern or {}).items()}
     config.alpha_pattern = {k: 2 * v for k, v in (config.alpha_pattern or {}).items()}
-    config.init_lora_weights = True
+    config.init_lora_weights = True  # a plain LoRA now: nothing to initialise on reload
+    config.corda_config = config.lora_ga_config = None
     for name, layer in lora_layers(model):
         a0, b0 = point.initial[name]
         a, b = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
