@@ -125,6 +125,24 @@ def method_defaults() -> str:
     return "\n".join(lines)
 
 
+def peft_coverage() -> str:
+    """docs/methods.md: every PEFT type and what peftner does with it (peftner/methods/peft_types.py), the
+    declarations tests/test_peft_coverage.py checks on a tiny BERT and a tiny Llama."""
+    from peft import PeftType
+
+    from peftner.methods import METHODS
+    from peftner.methods.peft_types import COVERED, REFUSED
+
+    lines = ["| PEFT type | peftner | what it trains, or why it is refused |", "|---|---|---|"]
+    for peft_type in sorted(t.value for t in PeftType):
+        if peft_type in COVERED:
+            method = METHODS[COVERED[peft_type]]
+            lines.append(f"| {peft_type} | `peftner train {method.name}` | {method.summary} |")
+        else:
+            lines.append(f"| {peft_type} | refused | {REFUSED[peft_type]} |")
+    return "\n".join(lines)
+
+
 def search_spaces() -> str:
     """docs/methods.md: what ``peftner tune`` searches for each method, from the method files."""
     from peftner.methods import METHODS
@@ -280,6 +298,7 @@ def sections() -> list[tuple[Path, str, str | None]]:
         (ROOT / "docs" / "benchmarks.md", "tuned", tuned_results()),
         (ROOT / "docs" / "benchmarks.md", "time-to-quality", time_to_quality()),
         (ROOT / "docs" / "methods.md", "search-spaces", search_spaces()),
+        (ROOT / "docs" / "methods.md", "peft-coverage", peft_coverage()),
         (ROOT / "docs" / "benchmarks.md", "serving", serving()),
         (ROOT / "docs" / "benchmarks.md", "serving-trained", serving("trained.json")),
     ]
