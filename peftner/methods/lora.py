@@ -116,9 +116,8 @@ def lora_initialize(model, config: LoraMethodConfig, batches):
         return model
     peft_config = model.peft_config["default"]
     if config.init_lora_weights != "eva":  # built again from the backbone: the real initialisation this time
-        backbone = model.get_base_model()
-        peft_config = lora_config(backbone, resolved(LORA, backbone, config))
-        peft_config.target_modules = model.peft_config["default"].target_modules
+        peft_config = lora_config(model.get_base_model(), config)
+        peft_config.target_modules = model.peft_config["default"].target_modules  # resolved when applied
     return data_pass(model, peft_config, batches, config.init_batches)
 
 
