@@ -448,7 +448,8 @@ def _fill(text: str, d: Path, fx: dict) -> str:
 
 
 def run_case(case: Case, d: Path, fx: dict, monkeypatch, capsys) -> tuple[int, str, str]:
-    from peftner import cli, modeling
+    from peftner import cli
+    from peftner.models import loading as modeling
     from peftner.recipe import main
 
     for name, content in case.files.items():

@@ -293,7 +293,7 @@ def test_code_paths_never_unpickle_untrusted_files():
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, f"{path}: {call}"
         assert "pickle.load" not in text and "trust_remote_code=True" not in text, path
-    assert "use_safetensors=True" in sources[ROOT / "peftner" / "modeling.py"]
+    assert "use_safetensors=True" in sources[ROOT / "peftner" / "models" / "loading.py"]
     assert "safe_serialization=True" in sources[ROOT / "peftner" / "training" / "checkpoint.py"]
 
 

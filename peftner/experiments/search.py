@@ -142,18 +142,19 @@ def best_trial(study):
     return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
 
 
-def search(method, storage, name: str, n_trials: int, base_argv: list[str], work_dir: Path,
-           progress: shared.ProgressLine | None = None, stale_after: float = shared.STALE_AFTER, seed: int = 0,
-           status=None, command: str | None = None):
-    """This worker's share of the search: trials until the study holds ``n_trials`` finished ones.
+def search(method, workers: shared.Workers, n_trials: int, base_argv: list[str], work_dir: Path, status=None,
+           command: str | None = None):
+    """This worker's share of ``method``'s search: trials until the study holds ``n_trials`` finished
+    ones, each run with ``base_argv`` (data, budget) plus the trial's flags, its log under ``work_dir``.
     ``status()`` is the progress line's text (default: this study's); ``command`` is recorded at once, so
     a sweep stopped early still names the command that resumes it."""
     optuna = shared._optuna()
     state = optuna.trial.TrialState
     space = search_space(method)
+    storage, stale_after, progress = workers.storage, workers.stale_after, workers.progress
     # Each worker seeds its sampler differently, so parallel workers do not propose the same point.
-    sampler = optuna.samplers.TPESampler(seed=seed + os.getpid(), n_startup_trials=5)
-    study = shared.load_study(storage, name, sampler=sampler, pruner=make_pruner())
+    sampler = optuna.samplers.TPESampler(seed=os.getpid(), n_startup_trials=5)
+    study = shared.load_study(storage, study_name(method.name), sampler=sampler, pruner=make_pruner())
     study.set_user_attr("method", method.name)
     study.set_user_attr("budget_flags", " ".join(base_argv))
     if command:
@@ -322,14 +323,14 @@ def sweep_summaries(storage, out: Path, methods) -> dict[str, dict]:
     return result
 
 
-def wait_for_search(study, storage, stale_after: float, progress, n_trials: int, poll: float = 10.0):
+def wait_for_search(study, workers: shared.Workers, n_trials: int, poll: float = 10.0):
     """Wait until no other worker's trial is running (the winner is only known then)."""
     optuna = shared._optuna()
     while True:
-        shared.reap_stale(study, storage, stale_after)
+        shared.reap_stale(study, workers.storage, workers.stale_after)
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,
                                                         optuna.trial.TrialState.WAITING)):
             return
-        if progress:
-            progress.show(search_status(study, n_trials, {}) + " | waiting for other workers")
+        if workers.progress:
+            workers.progress.show(search_status(study, n_trials, {}) + " | waiting for other workers")
         time.sleep(poll)

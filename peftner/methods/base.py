@@ -127,6 +127,12 @@ def freeze_all_but(model, trainable: Callable[[str], bool]):
     return model
 
 
+def trainable_state(model) -> dict:
+    """CPU copies of the parameters with ``requires_grad``: what the method trains (checkpoints, the best
+    dev state, and the saved tensors of head / BitFit)."""
+    return {n: p.detach().to("cpu", copy=True).contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
 def count_parameters(model) -> tuple[int, int]:
     """(trainable, total) parameter counts; 4-bit packed weights count as their unpacked size."""
     if hasattr(model, "get_nb_trainable_parameters"):
