@@ -285,15 +285,16 @@ def _quiet_libraries():
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def main(method_name: str, argv: list[str] | None = None) -> RunMetrics | None:
-    """Entry point of every recipe: parse flags, run, and turn user errors into one-line messages."""
+def main(method_name: str, argv: list[str] | None = None, prog: str | None = None) -> RunMetrics | None:
+    """Entry point of every recipe: parse flags, run, and turn user errors into one-line messages.
+    ``prog`` is how the run was started, for the recorded command (default: the script's name)."""
     argv = sys.argv[1:] if argv is None else argv
     cfg = None
     try:
         method = get_method(method_name)
         cfg, method_config = parse_args(method, argv)
         _quiet_libraries()
-        command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *argv])
+        command = " ".join([prog or shlex.quote(Path(sys.argv[0]).name), *(shlex.quote(a) for a in argv)])
         return run(method, cfg, method_config, command=command)
     except (PeftnerError, OSError) as err:  # OSError: disk full, read-only, permissions while saving
         if cfg is not None:
@@ -326,5 +327,5 @@ def train_arguments(parser):
 
 
 def train_command(args) -> int:
-    main(args.method, args.recipe_args)
+    main(args.method, args.recipe_args, prog=f"peftner train {args.method}")
     return 0

@@ -3,6 +3,7 @@ that reuses this environment's dependencies, runs train, compare, tune, predict 
 directory outside the checkout, and writes only where it is told."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +25,13 @@ def _run(argv, cwd, env, timeout=600):
 def installed(tmp_path_factory):
     """A virtual environment with the wheel of this checkout installed; returns its python."""
     root = tmp_path_factory.mktemp("installed")
+    source = root / "source"  # what the wheel is built from, copied: the build leaves nothing in the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "peftner", source / "peftner", ignore=shutil.ignore_patterns("__pycache__"))
     wheels = root / "wheels"
-    _run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q",
+    _run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
           "-w", str(wheels)], cwd=root, env=os.environ.copy())
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], cwd=root, env=os.environ.copy())

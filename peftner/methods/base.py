@@ -24,9 +24,6 @@ from peftner.data import max_sequence_length
 from peftner.models.facts import facts_of, head_names
 from peftner.tuners import virtual_positions
 
-# Never quantized by default (bitsandbytes skip list) even where the model is not inspected first:
-# the head names of BERT-style models and GPT-2, LLaMA-style decoders, and ModernBERT's head block.
-HEAD_NAMES = ("classifier", "score", "head")
 
 
 @dataclass
