@@ -98,7 +98,7 @@ def check_architecture(run: Run) -> None:
         raise PeftnerError(f"--bidirectional: this {run.facts.model_type} model has no causal attention to lift "
                            "(it already attends in both directions); the flag is for decoder LLMs")
     if method.for_model is not None:
-        run.method_config = method.for_model(run.method_config, run.facts)
+        run.method_config = method.resolve(run.method_config, run.facts)
 
 
 def load_data(run: Run) -> Data:
