@@ -54,9 +54,10 @@ def parse_train_sizes(text: str | None) -> list[int | None]:
     return sizes
 
 
-def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list[str]) -> RunMetrics:
-    """Train one run in a subprocess, ``LAUNCHER -m peftner.cli train METHOD`` (skipped when its
-    metrics.json exists); returns its metrics.
+def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list[str],
+            method: str | None = None) -> RunMetrics:
+    """Train one run in a subprocess, ``LAUNCHER -m peftner.cli train METHOD`` (``method``, default the
+    spec's; skipped when its metrics.json exists); returns its metrics.
 
     The wall time of the subprocess is added to metrics.json as ``wall_seconds`` (``extra``).
     """
@@ -65,7 +66,7 @@ def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list
         metrics = RunMetrics.read(metrics_path)
         metrics.extra.setdefault("wall_seconds", None)
         return metrics
-    command = [*launcher, "-m", "peftner.cli", "train", spec.method, "--seed", str(spec.seed),
+    command = [*launcher, "-m", "peftner.cli", "train", method or spec.method, "--seed", str(spec.seed),
                "--output-dir", str(run_dir), *recipe_args]
     if spec.train_size is not None:
         command += ["--max-train-samples", str(spec.train_size)]
@@ -93,8 +94,9 @@ class Matrix:
     methods: list[str]
     seeds: int
     sizes: list[int | None]
-    recipe_args: dict[str, list[str]]  # method -> its recipe flags
+    recipe_args: dict[str, list[str]]  # method (or label) -> its recipe flags
     launcher: list[str] = field(default_factory=lambda: [sys.executable])
+    trains: dict[str, str] = field(default_factory=dict)  # label -> the method it trains (default: itself)
 
     @property
     def specs(self) -> dict[str, RunSpec]:
@@ -114,7 +116,8 @@ def run_matrix(matrix: Matrix, workers: shared.Workers | None = None, queue: str
         spec = specs[key]
         flags = matrix.recipe_args[spec.method]
         run_name = ["--run-name", key.replace("/", "_")] if "--report-to" in flags else []  # trackers' run name
-        return run_one(spec, out / "runs" / key, [*flags, *run_name], matrix.launcher).test_f1
+        return run_one(spec, out / "runs" / key, [*flags, *run_name], matrix.launcher,
+                       matrix.trains.get(spec.method)).test_f1
 
     if workers is None:
         started = time.perf_counter()
