@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from peftner.data.labels import TAG_SCHEMES
 from peftner.errors import OneLineParser, PeftnerError
 from peftner.methods import METHODS, Method
 from peftner.validation import check_fields, parse_bool, validated
@@ -64,7 +65,7 @@ class TrainConfig:
     scheme_f1: bool = field(default=False, metadata={
         "help": "score entities by the tag scheme's rules (seqeval strict mode, IOB2/IOBES) instead of conlleval's",
         "aliases": ("strict_metric",)})
-    tag_scheme: str = field(default="auto", metadata={"choices": ("auto", "none"), "help": "auto: detect IOB1/IOB2/IOBES (a mix of BIO and other tags is refused); none: score token accuracy whatever the tags"})
+    tag_scheme: str = field(default="auto", metadata={"choices": TAG_SCHEMES, "help": "auto: detect IOB1/IOB2/IOBES/BILOU from the training tags (a mix of schemes, or of BIO and other tags, is refused); IOB1, IOB2, IOBES, BILOU: the data's scheme, as given (wins over detection; a tag outside it is refused); none: score token accuracy whatever the tags"})
     allow_unseen_tags: bool = field(default=False, metadata={"help": "score dev/test tags unseen in training as 'O' instead of failing"})
     mixed_precision: str = field(default="no", metadata={"choices": ("no", "fp16", "bf16"), "help": "no, fp16 or bf16"})
     cpu: bool = field(default=False, metadata={"help": "force CPU even when a GPU is present"})

@@ -97,9 +97,12 @@ def load_data(method: Method, cfg: TrainConfig) -> Data:
                          refuse_invalid_transitions=cfg.refuse_invalid_transitions,
                          allow_unseen_tags=cfg.allow_unseen_tags, tag_scheme=cfg.tag_scheme)
     schema = init.extend_schema(corpus.schema) if init else corpus.schema  # old label ids kept
-    f1_scheme = schema.scheme if (cfg.scheme_f1 and schema.scheme in ("IOB2", "IOBES")) else None
+    if cfg.scheme_f1 and schema.strict_scheme is None:
+        raise PeftnerError("--scheme-f1 scores entities by their tag scheme's rules, but these tags follow no "
+                           "scheme (scored by token accuracy); drop --scheme-f1")
+    f1_scheme = schema.strict_scheme if cfg.scheme_f1 else None
     model_name = cfg.model or (init.base_model if init else None) or default_model()
-    return Data(corpus, schema, init, model_name, Scorer(schema.id2label, schema.metric, f1_scheme))
+    return Data(corpus, schema, init, model_name, Scorer(schema.id2label, schema.metric, f1_scheme, schema.scheme))
 
 
 def build_model(method: Method, method_config, cfg: TrainConfig, data: Data, accelerator, facts=None) -> Built:
@@ -137,7 +140,7 @@ def build_model(method: Method, method_config, cfg: TrainConfig, data: Data, acc
                   EvalSet(encode(corpus.validation), [s.tags for s in corpus.validation]),
                   EvalSet(encode(corpus.test), [s.tags for s in corpus.test]), trainable, total)
     accelerator.print(f"{corpus.name}: {len(corpus.train)} train / {len(corpus.validation)} dev / "
-                      f"{len(corpus.test)} test sentences, {len(schema.labels)} tags ({schema.scheme}), "
+                      f"{len(corpus.test)} test sentences, {len(schema.labels)} tags ({schema.describe()}), "
                       f"{len(built.train_features)} training windows of at most {max_length} subwords")
     accelerator.print(f"method {method.name}: {trainable:,} trainable of {total:,} parameters "
                       f"({100 * trainable / total:.3f}%)")
@@ -181,7 +184,7 @@ def save_run(model, built: Built, data: Data, result, test: tuple[dict, list[lis
         method=method.name, model=data.model_name,
         dataset=corpus.name if corpus.name != "files" else cfg.train_file,
         seed=cfg.seed, epochs=result.history[-1]["epoch"] if result.history else cfg.epochs,
-        metric=data.schema.metric, scheme=data.schema.scheme,
+        metric=data.schema.metric, scheme=data.schema.scheme, source_scheme=data.schema.source_scheme,
         test_f1=float(test_scores["f1"]), test_precision=float(test_scores["precision"]),
         test_recall=float(test_scores["recall"]), test_accuracy=float(test_scores["accuracy"]),
         per_type=test_scores["per_type"], best_dev_f1=float(result.best_dev_f1),

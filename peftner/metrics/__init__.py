@@ -17,20 +17,27 @@ def load_seqeval():
 
 
 def score(predictions: list[list[str]], references: list[list[str]], metric: str = "entity_f1",
-          f1_scheme: str | None = None) -> dict:
+          f1_scheme: str | None = None, tag_scheme: str | None = None) -> dict:
     """Return ``{"f1", "precision", "recall", "accuracy", "per_type", "metric"}``.
 
     For ``metric="token_accuracy"`` (tag sets that are not BIO-style), ``f1``, ``precision`` and
     ``recall`` all equal token accuracy, so tables can sort every run by one column.
     ``f1_scheme`` ("IOB2", "IOBES"): entities follow that scheme's rules (seqeval's strict mode,
-    ``--scheme-f1``); None: conlleval's rules (an ``I-`` tag may open an entity).
+    ``--scheme-f1``); None: conlleval's rules (an ``I-`` tag may open an entity). ``tag_scheme``
+    "BILOU" (or ``f1_scheme`` "BILOU"): the tags are mapped to IOBES first, which both of seqeval's
+    modes read (its default mode does not know ``L-``/``U-``).
     """
+    from peftner.data.labels import scoring_tags
     if metric == "token_accuracy":
         total = sum(len(r) for r in references)
         correct = sum(p == g for ps, rs in zip(predictions, references) for p, g in zip(ps, rs))
         accuracy = correct / total if total else 0.0
         return {"metric": metric, "f1": accuracy, "precision": accuracy, "recall": accuracy,
                 "accuracy": accuracy, "per_type": {}}
+    if "BILOU" in (tag_scheme, f1_scheme):
+        predictions = [scoring_tags(p, "BILOU") for p in predictions]
+        references = [scoring_tags(r, "BILOU") for r in references]
+        f1_scheme = "IOBES" if f1_scheme else None
     kwargs = {"mode": "strict", "scheme": f1_scheme} if f1_scheme else {}
     result = load_seqeval().compute(predictions=predictions, references=references, **kwargs)
     per_type = {k: v for k, v in result.items() if isinstance(v, dict)}

@@ -63,10 +63,11 @@ class Scorer:
     id2label: dict
     metric: str
     f1_scheme: str | None = None  # see peftner.metrics.score
+    scheme: str | None = None  # the labels' scheme: BILOU tags are scored as IOBES
 
     def __call__(self, ids: list[list[int]], gold: list[list[str]]) -> tuple[dict, list[list[str]]]:
         predicted = [[self.id2label[i] for i in row] for row in ids]
-        return score(predicted, gold, metric=self.metric, f1_scheme=self.f1_scheme), predicted
+        return score(predicted, gold, metric=self.metric, f1_scheme=self.f1_scheme, tag_scheme=self.scheme), predicted
 
 
 @dataclass
