@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from peftner.config import TrainConfig, config_to_dict, default_model, parse_args
-from peftner.errors import PeftnerError
+from peftner.errors import INTERRUPTED_STATUS, PeftnerError, interrupt_on_sigterm, interrupted_line
 from peftner.methods import Method, count_parameters, get_method
 from peftner.report import RunMetrics, format_summary
 
@@ -28,13 +28,47 @@ logger = logging.getLogger("peftner")
 PREDICTIONS_FILE = "test_predictions.conll"  # token, gold tag, predicted tag of every test word
 
 
-def _check_output_dir(path: Path):
+OUTPUT_FILES = ("metrics.json", PREDICTIONS_FILE)  # besides the adapter/ and checkpoints/ folders
+
+
+def _check_output_dir(path: Path, cfg: TrainConfig | None = None):
+    """Before any work: the output directory is writable, what the run will write there is peftner's
+    to replace, and no input of the run lies where an output goes (the run would overwrite it)."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as err:
         raise PeftnerError(f"{path}: output directory is not writable ({err.strerror or err})") from None
+    for name in ("checkpoints", "adapter"):
+        if (path / name).exists() and not (path / name).is_dir():
+            raise PeftnerError(f"{path / name}: is a file, but the run writes its {name} folder there; move it "
+                               "or choose another --output-dir")
+    for name in OUTPUT_FILES:
+        if (path / name).is_dir():
+            raise PeftnerError(f"{path / name}: is a directory, but the run writes its {name} there; move it or "
+                               "choose another --output-dir")
+    _check_adapter_folder(path / "adapter")
+    if cfg is None:
+        return
+    from peftner.integrity import refuse_clobber
+
+    inputs = {"--train-file": cfg.train_file, "--validation-file": cfg.validation_file,
+              "--test-file": cfg.test_file, "--init-adapter": cfg.init_adapter}
+    for output in [path / "adapter", *(path / name for name in OUTPUT_FILES)]:
+        refuse_clobber(output, inputs, "copy it elsewhere first, or choose another --output-dir")
+
+
+def _check_adapter_folder(adapter: Path):
+    """OUTPUT_DIR/adapter is replaced by every run: refuse when it holds files peftner did not write
+    (no peftner.json, and no copy set aside by an interrupted save of peftner's)."""
+    from peftner.integrity import previous_copy
+    from peftner.reuse.artifact import METADATA_FILE
+
+    if adapter.is_dir() and any(adapter.iterdir()) and not (adapter / METADATA_FILE).is_file() \
+            and not previous_copy(adapter).exists():
+        raise PeftnerError(f"{adapter}: holds files peftner did not write (no {METADATA_FILE}), and the run "
+                           "replaces this folder; move them or choose another --output-dir")
 
 
 @dataclass
@@ -226,7 +260,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
 
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    _check_output_dir(Path(cfg.output_dir))
+    _check_output_dir(Path(cfg.output_dir), cfg)
     tracking = Tracking.from_config(cfg, method.name, method_config)  # --report-to checked before any work
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu,
                               gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -270,6 +304,7 @@ def main(method_name: str, argv: list[str] | None = None) -> RunMetrics | None:
     """Entry point of every recipe: parse flags, run, and turn user errors into one-line messages."""
     argv = sys.argv[1:] if argv is None else argv
     cfg = None
+    interrupt_on_sigterm()
     try:
         method = get_method(method_name)
         cfg, method_config = parse_args(method, argv)
@@ -284,6 +319,23 @@ def main(method_name: str, argv: list[str] | None = None) -> RunMetrics | None:
         line = err if isinstance(err, PeftnerError) else _os_error_line(err, cfg)
         print(f"peftner: error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM, in training, a dev evaluation or the save
+        if cfg is not None:
+            from peftner.integrity import restore_previous
+
+            restore_previous(Path(cfg.output_dir) / "adapter")
+        print(interrupted_line(err, _resume_advice(cfg)), file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED_STATUS) from None
+
+
+def _resume_advice(cfg) -> str:
+    from peftner.training.checkpoint import complete_checkpoints
+
+    if cfg is None or not cfg.keep_checkpoints:
+        return ""
+    kept = complete_checkpoints(Path(cfg.output_dir) / "checkpoints")
+    return f"the last checkpoint is {kept[-1]}: rerun with --resume to continue" if kept else \
+        "no checkpoint had been written yet"
 
 
 def _os_error_line(err: OSError, cfg) -> str:

@@ -59,7 +59,7 @@ def predict_arguments(parser):
 
 def predict(args) -> int:
     """Everything the user gave is checked before the model loads; the output appears whole or not at all."""
-    from peftner.integrity import atomic_output, check_writable_file
+    from peftner.integrity import atomic_output, check_writable_file, refuse_clobber
     from peftner.reuse.tagger import Tagger
     from peftner.reuse.text import read_inputs
     from peftner.validation import resolve_device
@@ -68,6 +68,8 @@ def predict(args) -> int:
         raise PeftnerError(f"--batch-size must be at least 1, got {args.batch_size}")
     check_precision(args.precision, args.check_margin, compile=args.compile)
     if args.output != "-":
+        refuse_clobber(args.output, {"--input": args.input, "--adapter": args.adapter,
+                                     "--base-model": args.base_model}, "choose another --output")
         check_writable_file(args.output)
     device = resolve_device(args.device)
     items, _ = read_inputs(args.input, args.format)

@@ -317,7 +317,8 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, scor
     run = _prepare(model, accelerator, train_features, dev_set, cfg, pad_token_id)
     checkpoints = Checkpointer(accelerator, Path(cfg.output_dir) / "checkpoints", cfg.checkpoint_every,
                                cfg.keep_checkpoints, run_fingerprint(cfg, identity, train_features,
-                                                                     dev_set.features, dev_set.gold))
+                                                                     dev_set.features, dev_set.gold,
+                                                                     accelerator.num_processes))
     checkpoints.extra = run.allocation  # its statistics and rank patterns travel with the checkpoints
     state = _start_or_resume(checkpoints, cfg.resume)
     batches = len(run.train_loader)
