@@ -172,7 +172,7 @@ CASES = [
     Case("optimizer-kernel", "`--optimizer-kernel turbo`", ["--optimizer-kernel", "turbo"],
          "--optimizer-kernel must be one of auto, fused, foreach, got 'turbo'"),
     Case("tag-scheme", "`--tag-scheme bio`", ["--tag-scheme", "bio"],
-         "--tag-scheme must be one of auto, none, got 'bio'"),
+         "--tag-scheme must be one of auto, IOB1, IOB2, IOBES, BILOU, none, got 'bio'"),
     Case("bool-word", "`--strict maybe`", ["--strict", "maybe"],
          "argument --refuse-invalid-transitions/--strict: expected true/false, got 'maybe'"),
     Case("unknown-flag", "an unknown flag", ["--epoch", "3", "--lorra-r", "4"], "unrecognized arguments: --lorra-r 4"),

@@ -68,9 +68,9 @@ def predict(args) -> int:
         raise PeftnerError(f"--batch-size must be at least 1, got {args.batch_size}")
     check_precision(args.precision, args.check_margin, compile=args.compile)
     if args.output != "-":
+        check_writable_file(args.output)
         refuse_clobber(args.output, {"--input": args.input, "--adapter": args.adapter,
                                      "--base-model": args.base_model}, "choose another --output")
-        check_writable_file(args.output)
     device = resolve_device(args.device)
     items, _ = read_inputs(args.input, args.format)
     if args.output_format == "conll":
