@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from peftner.errors import PeftnerError
+from peftner.errors import PeftnerError, interrupt_on_sigterm
 from peftner.methods import METHODS, get_method
 from peftner.experiments import search
 from peftner.experiments import storage as shared
@@ -111,7 +111,7 @@ def compare(args, argv: list[str], prog: str = "peftner compare") -> dict:
     storage = None
     if args.storage or args.tune:
         storage = shared.open_storage(args.storage or str(out / "study.journal"))
-        shared.interrupt_on_sigterm()
+        interrupt_on_sigterm()
     per_method = {m: list(recipe_args) for m in methods}
     progress = None
     if args.tune:  # the trials log to no tracker: only the matrix's runs do

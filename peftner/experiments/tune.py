@@ -14,6 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from peftner.errors import interrupt_on_sigterm
 from peftner.experiments import storage as shared
 from peftner.experiments.matrix import finish, run_matrix
 from peftner.experiments.outputs import write_outputs
@@ -50,7 +51,7 @@ def results_dir(args, extra: list[str]) -> Path:
 
 
 def tune_command(args) -> int:
-    shared.interrupt_on_sigterm()
+    interrupt_on_sigterm()
     check_sweep_arguments(args)
     check_at_least(args, {"seeds": 0})
     method = get_method(args.method)
@@ -58,7 +59,7 @@ def tune_command(args) -> int:
     extra = shlex.split(args.extra)
     out = results_dir(args, extra)
     out.mkdir(parents=True, exist_ok=True)
-    storage = shared.open_storage(args.storage or default_storage(out))
+    storage = shared.open_storage(args.storage or default_storage(out), repair=not args.status)
     progress = shared.ProgressLine()
     base = [*extra, *budget_argv(args)]
     if args.status:
