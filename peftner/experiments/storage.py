@@ -239,7 +239,8 @@ def reap_stale(study, storage, stale_after: float = STALE_AFTER, requeue: bool =
 
 
 def counts(study) -> dict:
-    """Trials by outcome. Interrupted ones were re-enqueued and do not count as done."""
+    """Trials by outcome. ``done`` (what ``--n-trials`` counts) is complete + pruned: a failed trial
+    learnt nothing about its point, and an interrupted one was re-enqueued."""
     optuna = _optuna()
     state = optuna.trial.TrialState
     out = {"complete": 0, "pruned": 0, "failed": 0, "running": 0, "waiting": 0}
@@ -254,7 +255,7 @@ def counts(study) -> dict:
             out["waiting"] += 1
         elif t.state == state.FAIL and not any(t.user_attrs.get(k) is not None for k in NOT_RUN):
             out["failed"] += 1
-    out["done"] = out["complete"] + out["pruned"] + out["failed"]
+    out["done"] = out["complete"] + out["pruned"]  # failed trials searched nothing: they do not count
     return out
 
 
