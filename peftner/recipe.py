@@ -93,6 +93,7 @@ class Built:
     test_set: Any
     trainable: int
     total: int
+    head: str = "new"  # what became of a head the model had: peftner.models.loading.load_token_classifier
 
 
 def check_architecture(method: Method, method_config, cfg: TrainConfig):
@@ -122,6 +123,7 @@ def check_architecture(method: Method, method_config, cfg: TrainConfig):
 def load_data(method: Method, cfg: TrainConfig) -> Data:
     """Stage 1: read and check the three splits; the schema gives the head its labels."""
     from peftner.data import load_corpus
+    from peftner.models.loading import resolved_model_name
     from peftner.reuse import prepare_init_adapter
     from peftner.training.loop import Scorer
 
@@ -135,7 +137,7 @@ def load_data(method: Method, cfg: TrainConfig) -> Data:
         raise PeftnerError("--scheme-f1 scores entities by their tag scheme's rules, but these tags follow no "
                            "scheme (scored by token accuracy); drop --scheme-f1")
     f1_scheme = schema.strict_scheme if cfg.scheme_f1 else None
-    model_name = cfg.model or (init.base_model if init else None) or default_model()
+    model_name = resolved_model_name(cfg.model or (init.base_model if init else None) or default_model())
     return Data(corpus, schema, init, model_name, Scorer(schema.id2label, schema.metric, f1_scheme, schema.scheme))
 
 
@@ -155,14 +157,15 @@ def build_model(method: Method, method_config, cfg: TrainConfig, data: Data, acc
     if "quantization_config" in load_kwargs and accelerator.device.type == "cuda":
         # Quantized weights cannot be moved after loading: place them on this process's GPU.
         load_kwargs.setdefault("device_map", {"": accelerator.device})
-    model = load_token_classifier(data.model_name, data.schema.id2label, cfg.trust_remote_code,
-                                  **never_quantize_head(load_kwargs, facts))
+    model, head = load_token_classifier(data.model_name, data.schema.id2label, cfg.trust_remote_code, with_head=True,
+                                        **never_quantize_head(load_kwargs, facts))
     if cfg.bidirectional and make_bidirectional(model) == 0:
         raise PeftnerError(f"--bidirectional: this {model.config.model_type} model has no causal attention to lift")
     model = method.apply(model, method_config)
     max_length = window_length(tokenizer, model, cfg.max_length)  # what Tagger recomputes on reload
     if data.init:
         data.init.load_into(model, len(data.schema.labels))
+        head = f"from --init-adapter {cfg.init_adapter}"
     trainable, total = count_parameters(model)
 
     def encode(sentences):
@@ -172,12 +175,14 @@ def build_model(method: Method, method_config, cfg: TrainConfig, data: Data, acc
     corpus, schema = data.corpus, data.schema
     built = Built(model, tokenizer, encode(corpus.train),
                   EvalSet(encode(corpus.validation), [s.tags for s in corpus.validation]),
-                  EvalSet(encode(corpus.test), [s.tags for s in corpus.test]), trainable, total)
+                  EvalSet(encode(corpus.test), [s.tags for s in corpus.test]), trainable, total, head)
     accelerator.print(f"{corpus.name}: {len(corpus.train)} train / {len(corpus.validation)} dev / "
                       f"{len(corpus.test)} test sentences, {len(schema.labels)} tags ({schema.describe()}), "
                       f"{len(built.train_features)} training windows of at most {max_length} subwords")
     accelerator.print(f"method {method.name}: {trainable:,} trainable of {total:,} parameters "
                       f"({100 * trainable / total:.3f}%)")
+    if head != "new":
+        accelerator.print(f"classification head of {data.model_name}: {head}")
     return built
 
 
@@ -223,7 +228,7 @@ def save_run(model, built: Built, data: Data, result, test: tuple[dict, list[lis
         test_recall=float(test_scores["recall"]), test_accuracy=float(test_scores["accuracy"]),
         per_type=test_scores["per_type"], best_dev_f1=float(result.best_dev_f1),
         best_epoch=result.best_epoch, history=result.history,
-        trainable_params=int(built.trainable), total_params=int(built.total),
+        head=built.head, trainable_params=int(built.trainable), total_params=int(built.total),
         trainable_percent=100.0 * built.trainable / built.total,
         adapter_bytes=weights_bytes(adapter_dir), backbone_bytes=int(backbone_bytes(unwrapped)),
         train_seconds=float(result.train_seconds), train_tokens=int(result.train_tokens),

@@ -40,6 +40,7 @@ class RunMetrics:
     best_dev_f1: float | None = None
     best_epoch: int | None = None
     history: list | None = None
+    head: str | None = None  # the model's own head: "new", "kept", "re-initialised (...)", "from --init-adapter ..."
     trainable_params: int | None = None
     total_params: int | None = None
     trainable_percent: float | None = None
@@ -147,7 +148,7 @@ def format_summary(m: RunMetrics) -> str:
         f"  adapter on disk   {m.adapter_bytes / 2**20:>12.2f} MiB   frozen backbone {m.backbone_bytes / 2**20:.1f} MiB",
         f"  dev  {score_name:<13}{m.best_dev_f1:>8.4f}   (best epoch {m.best_epoch} of {m.epochs})",
         f"  test {score_name:<13}{m.test_f1:>8.4f}   P {m.test_precision:.4f}  R {m.test_recall:.4f}",
-        *filter(None, [tags_line(m)]),
+        *filter(None, [tags_line(m), f"  head {m.head}" if m.head not in (None, "new") else None]),
         f"  train {m.train_seconds:.1f}s, {m.train_tokens_per_second:,.0f} tokens/s, "
         f"peak memory {m.peak_memory_mb:,.0f} MB, {m.num_processes} process(es)",
         f"  wrote {m.output_dir}/metrics.json and {m.output_dir}/adapter/",

@@ -248,6 +248,11 @@ def resolve_base_model(info: AdapterInfo, override: str | None = None) -> str:
     if Path(recorded).is_absolute() and not Path(recorded).exists():
         raise PeftnerError(f"{info.path}: the base model {recorded} recorded at training time does not exist "
                            "on this machine; pass it explicitly (--base-model)")
+    from peftner.models.loading import looks_like_path
+
+    if not Path(recorded).is_absolute() and not Path(recorded).exists() and looks_like_path(recorded):
+        raise PeftnerError(f"{info.path}: the base model was recorded as {recorded}, a path relative to the folder "
+                           f"training ran in, and is not found from {Path.cwd()}; pass it explicitly (--base-model)")
     return recorded
 
 
