@@ -126,7 +126,7 @@ def check_scheme(sentences: list[Sentence], scheme: str, named: bool) -> None:
                 continue
             path, line = sentence.where(i)
             if named:
-                problem = (f"tag {tag!r} is not an {scheme} tag (--tag-scheme {scheme} allows O and "
+                problem = (f"tag {tag!r} is outside {scheme} (--tag-scheme {scheme} allows O and "
                            f"{', '.join(p + '-' for p in allowed)}); fix the tag, or name the file's scheme "
                            "(or drop --tag-scheme to detect it)")
             else:

@@ -163,12 +163,16 @@ def search(method, storage, name: str, n_trials: int, base_argv: list[str], work
     space = search_space(method)
     # Each worker seeds its sampler differently, so parallel workers do not propose the same point.
     sampler = optuna.samplers.TPESampler(seed=seed + os.getpid(), n_startup_trials=5)
-    study = shared.load_study(storage, name, sampler=sampler, pruner=make_pruner())
-    recorded = study.user_attrs.get("budget_flags")
-    if recorded is not None and recorded != " ".join(base_argv) and shared.counts(study)["done"]:
+    try:
+        earlier = shared.read_study(storage, name)  # checked before this worker writes anything
+    except PeftnerError:
+        earlier = None
+    recorded = earlier.user_attrs.get("budget_flags") if earlier else None
+    if recorded is not None and recorded != " ".join(base_argv) and shared.counts(earlier)["done"]:
         raise PeftnerError(f"study {name} was searched with the recipe flags '{recorded}' and this command gives "
                            f"'{' '.join(base_argv)}': their trials would not compare; give the same --extra and "
                            "budget, or another --storage (or --results-dir)")
+    study = shared.load_study(storage, name, sampler=sampler, pruner=make_pruner())
     study.set_user_attr("method", method.name)
     study.set_user_attr("budget_flags", " ".join(base_argv))
     if command:

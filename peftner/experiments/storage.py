@@ -75,8 +75,9 @@ def open_storage(url: str, repair: bool = True):
     try:
         return JournalStorage(backend)
     except (ValueError, KeyError, TypeError) as err:  # records that parse but are not Optuna's
-        raise PeftnerError(f"--storage {url}: not an Optuna journal ({str(err).splitlines()[0][:120]}); move it aside "
-                           "or name another --storage") from None
+        reason = f"a record lacks the key {err}" if isinstance(err, KeyError) else str(err).splitlines()[0][:120]
+        raise PeftnerError(f"--storage {url}: not an Optuna journal ({reason}); move it aside or name another "
+                           "--storage") from None
 
 
 JOURNAL_RECORD = b'{"op_code"'  # how every record of Optuna's journal begins

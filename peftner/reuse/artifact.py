@@ -252,7 +252,8 @@ def resolve_base_model(info: AdapterInfo, override: str | None = None) -> str:
 
     if not Path(recorded).is_absolute() and not Path(recorded).exists() and looks_like_path(recorded):
         raise PeftnerError(f"{info.path}: the base model was recorded as {recorded}, a path relative to the folder "
-                           f"training ran in, and is not found from {Path.cwd()}; pass it explicitly (--base-model)")
+                           "training ran in, and is not found from the working directory; pass it explicitly "
+                           "(--base-model)")
     return recorded
 
 

@@ -71,6 +71,10 @@ def predict(args) -> int:
         check_writable_file(args.output)
         refuse_clobber(args.output, {"--input": args.input, "--adapter": args.adapter,
                                      "--base-model": args.base_model}, "choose another --output")
+    if args.base_model:
+        from peftner.models.loading import check_model_path
+
+        check_model_path(args.base_model)  # a missing directory is named before anything loads
     device = resolve_device(args.device)
     items, _ = read_inputs(args.input, args.format)
     if args.output_format == "conll":
@@ -118,8 +122,11 @@ def export_arguments(parser):
 
 
 def export(args) -> int:
+    from peftner.models.loading import check_model_path
     from peftner.reuse.export import export_model
 
+    if args.base_model:
+        check_model_path(args.base_model)
     _quiet()
     out = export_model(args.adapter, args.output, merge=args.merge, base_model=args.base_model,
                        overwrite=args.overwrite)
