@@ -60,4 +60,4 @@ INTERRUPTED_STATUS = 130  # what shells report for a command ended by Ctrl-C (12
 
 def interrupted_line(err: KeyboardInterrupt, advice: str = "") -> str:
     """The one line a command ends with when interrupted: ``peftner: interrupted (Ctrl-C)[; advice]``."""
-    return f"peftner: interrupted ({err or 'Ctrl-C'})" + (f"; {advice}" if advice else "")
+    return f"peftner: interrupted ({str(err) or 'Ctrl-C'})" + (f"; {advice}" if advice else "")
