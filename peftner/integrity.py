@@ -98,6 +98,12 @@ def os_reason(err: OSError) -> str:
     return (err.strerror or str(err)).lower()
 
 
+def write_json_atomic(path, data: dict) -> None:
+    """``data`` as indented JSON at ``path``, through :func:`atomic_output` (never half a file)."""
+    with atomic_output(path) as handle:
+        handle.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
 def os_error_message(err: OSError, fallback: str = "") -> str:
     """``PATH: reason`` for an OS error, the form of every peftner error message."""
     where = err.filename or fallback

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from peftner.integrity import write_json_atomic
+
 LIBRARIES = ("peftner", "torch", "transformers", "peft", "accelerate", "bitsandbytes", "datasets",
              "evaluate", "seqeval")
 
@@ -125,13 +127,6 @@ def peak_memory_mb(device) -> float:
 def weights_bytes(directory: str | Path) -> int:
     """Bytes on disk of the weight files needed to reuse a result (``*.safetensors``)."""
     return sum(f.stat().st_size for f in Path(directory).glob("*.safetensors"))
-
-
-def write_json_atomic(path: str | Path, data: dict):
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def model_label(model: str) -> str:

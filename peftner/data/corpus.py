@@ -56,8 +56,6 @@ def load_corpus(dataset: str = "wnut16", train_file: str | None = None,
                                           "test": test_file})
     full_train = train = splits["train"]
     if max_train_samples is not None and max_train_samples < len(train):
-        if max_train_samples < 1:
-            raise PeftnerError(f"--max-train-samples must be at least 1, got {max_train_samples}")
         order = list(range(len(train)))
         random.Random(seed).shuffle(order)
         train = [train[i] for i in sorted(order[:max_train_samples])]

@@ -17,7 +17,7 @@ from peftner.errors import PeftnerError, interrupt_on_sigterm
 from peftner.methods import METHODS, get_method
 from peftner.experiments import search
 from peftner.experiments import storage as shared
-from peftner.experiments.matrix import SEED_BASE, extra_flags, finish, parse_train_sizes, plan_runs, run_matrix
+from peftner.experiments.matrix import SEED_BASE, Matrix, extra_flags, finish, parse_train_sizes, plan_runs, run_matrix
 from peftner.experiments.outputs import write_outputs
 from peftner.experiments.results import RunRow, summarize
 from peftner.experiments.tables import print_rich_table
@@ -128,9 +128,11 @@ def compare(args, argv: list[str], prog: str = "peftner compare") -> dict:
             "seeds": args.seeds, "train_sizes": [s or "all" for s in sizes], "tuned": bool(args.tune)}
     result = {"summary": None, "rows": [], "out": out}
 
+    plan = Matrix(out, methods, args.seeds, sizes, per_method, shlex.split(args.launcher))
+    workers = shared.Workers(storage, args.stale_after, progress) if storage is not None else None
+
     def matrix() -> list[RunRow]:
-        return run_matrix(storage, out, methods, args.seeds, sizes, per_method, shlex.split(args.launcher),
-                          progress, args.stale_after)
+        return run_matrix(plan, workers)
 
     def report(rows: list[RunRow]):
         summary = summarize(rows)
@@ -152,17 +154,17 @@ def tune_methods(args, storage, out: Path, methods, recipe_args: list[str]):
     """``--tune``: each method's search (shared by all workers), then its winner's flags per method."""
 
     progress = shared.ProgressLine()
+    workers = shared.Workers(storage, args.stale_after, progress)
     base = [*recipe_args, *search.budget_argv(args)]
     n_trials = args.n_trials or search.DEFAULT_TRIALS
     studies = {}
     with tempfile.TemporaryDirectory(prefix="peftner-tune-") as tmp:
         for name in methods:
-            studies[name] = search.search(get_method(name), storage, search.study_name(name), n_trials, base,
-                                        Path(tmp) / name, progress, args.stale_after,
-                                        status=lambda: search.sweep_status(storage, methods, n_trials))
+            studies[name] = search.search(get_method(name), workers, n_trials, base, Path(tmp) / name,
+                                          status=lambda: search.sweep_status(storage, methods, n_trials))
     per_method = {}
     for name, study in studies.items():
-        search.wait_for_search(study, storage, args.stale_after, progress, n_trials)
+        search.wait_for_search(study, workers, n_trials)
         shared.export_csv(study, out / f"trials_{name}.csv")
         per_method[name] = [*recipe_args, *search.winner_flags(study)]
     return per_method, progress

@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from peftner.errors import PeftnerError
@@ -118,25 +118,39 @@ def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list
     return metrics
 
 
-def run_matrix(storage, out: Path, methods, seeds: int, sizes, recipe_args: dict[str, list[str]],
-               launcher: list[str] | None = None, progress=None, stale_after: float | None = None,
-               queue: str | None = None) -> list[RunRow]:
-    """Run methods x seeds x sizes; returns the rows of the runs that have metrics.
+@dataclass
+class Matrix:
+    """A matrix of runs: methods × seeds × training-set sizes, each method with its recipe flags, every
+    run started by ``launcher`` and kept under ``out/runs/METHOD/size-N/seed-S/``."""
 
-    ``recipe_args`` maps each method to its recipe flags. Without ``storage`` this process runs the
-    whole matrix in order; with one (:mod:`peftner.experiments.storage`), every worker sharing it claims runs from
-    one queue, so N workers split the matrix with no run done twice, and a restart resumes it.
+    out: Path
+    methods: list[str]
+    seeds: int
+    sizes: list[int | None]
+    recipe_args: dict[str, list[str]]  # method -> its recipe flags
+    launcher: list[str] = field(default_factory=lambda: [sys.executable])
+
+    @property
+    def specs(self) -> dict[str, RunSpec]:
+        return {spec.key: spec for spec in plan_runs(self.methods, self.seeds, self.sizes)}
+
+
+def run_matrix(matrix: Matrix, workers: shared.Workers | None = None, queue: str | None = None) -> list[RunRow]:
+    """Run the matrix; returns the rows of the runs that have metrics.
+
+    Without ``workers`` this process runs the whole matrix in order; with them (a shared storage,
+    :mod:`peftner.experiments.storage`), every worker claims runs from one queue (``queue``, default
+    ``compare-NAME``), so N workers split the matrix with no run done twice, and a restart resumes it.
     """
-    launcher = launcher or [sys.executable]
-    specs = {spec.key: spec for spec in plan_runs(methods, seeds, sizes)}
+    out, specs = matrix.out, matrix.specs
 
     def work(key: str) -> float:
         spec = specs[key]
-        flags = recipe_args[spec.method]
+        flags = matrix.recipe_args[spec.method]
         run_name = ["--run-name", key.replace("/", "_")] if "--report-to" in flags else []  # trackers' run name
-        return run_one(spec, out / "runs" / key, [*flags, *run_name], launcher).test_f1
+        return run_one(spec, out / "runs" / key, [*flags, *run_name], matrix.launcher).test_f1
 
-    if storage is None:
+    if workers is None:
         started = time.perf_counter()
         for i, key in enumerate(specs, start=1):
             cached = (out / "runs" / key / "metrics.json").exists()
@@ -144,8 +158,8 @@ def run_matrix(storage, out: Path, methods, seeds: int, sizes, recipe_args: dict
             f1 = work(key)
             print(f"    test F1 {f1:.4f}, {(time.perf_counter() - started) / 60:.1f} min so far", flush=True)
     else:
-        shared.run_queue(storage, queue or f"compare-{out.name}", list(specs), work, progress=progress,
-                         stale_after=stale_after or shared.STALE_AFTER, label=f"compare {out.name}")
+        shared.run_queue(workers.storage, queue or f"compare-{out.name}", list(specs), work,
+                         progress=workers.progress, stale_after=workers.stale_after, label=f"compare {out.name}")
     rows = []
     for key, spec in specs.items():
         path = out / "runs" / key / "metrics.json"

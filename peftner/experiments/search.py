@@ -152,17 +152,19 @@ def best_trial(study):
     return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
 
 
-def search(method, storage, name: str, n_trials: int, base_argv: list[str], work_dir: Path,
-           progress: shared.ProgressLine | None = None, stale_after: float = shared.STALE_AFTER, seed: int = 0,
-           status=None, command: str | None = None):
-    """This worker's share of the search: trials until the study holds ``n_trials`` finished ones.
+def search(method, workers: shared.Workers, n_trials: int, base_argv: list[str], work_dir: Path, status=None,
+           command: str | None = None):
+    """This worker's share of ``method``'s search: trials until the study holds ``n_trials`` finished
+    ones, each run with ``base_argv`` (data, budget) plus the trial's flags, its log under ``work_dir``.
     ``status()`` is the progress line's text (default: this study's); ``command`` is recorded at once, so
     a sweep stopped early still names the command that resumes it."""
     optuna = shared._optuna()
     state = optuna.trial.TrialState
     space = search_space(method)
+    storage, stale_after, progress = workers.storage, workers.stale_after, workers.progress
     # Each worker seeds its sampler differently, so parallel workers do not propose the same point.
-    sampler = optuna.samplers.TPESampler(seed=seed + os.getpid(), n_startup_trials=5)
+    sampler = optuna.samplers.TPESampler(seed=os.getpid(), n_startup_trials=5)
+    name = study_name(method.name)
     try:
         earlier = shared.read_study(storage, name)  # checked before this worker writes anything
     except PeftnerError:
@@ -352,15 +354,14 @@ def sweep_summaries(storage, out: Path, methods) -> dict[str, dict]:
     return result
 
 
-def wait_for_search(study, storage, stale_after: float, progress, n_trials: int, poll: float = 10.0):
+def wait_for_search(study, workers: shared.Workers, n_trials: int, poll: float = 10.0):
     """Wait until no other worker's trial is running (the winner is only known then)."""
     optuna = shared._optuna()
-    failures = 0  # in a row, in this worker
     while True:
-        shared.reap_stale(study, storage, stale_after)
+        shared.reap_stale(study, workers.storage, workers.stale_after)
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,
                                                         optuna.trial.TrialState.WAITING)):
             return
-        if progress:
-            progress.show(search_status(study, n_trials, {}) + " | waiting for other workers")
+        if workers.progress:
+            workers.progress.show(search_status(study, n_trials, {}) + " | waiting for other workers")
         time.sleep(poll)

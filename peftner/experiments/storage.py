@@ -22,7 +22,9 @@ import os
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from peftner.errors import PeftnerError
 
@@ -279,6 +281,16 @@ class ProgressLine:
         if self.tty and self.text:
             self.stream.write("\n")
             self.stream.flush()
+
+
+@dataclass
+class Workers:
+    """What the workers of one sweep or matrix share, as this worker sees it: the storage, how long a
+    silent worker's trial still counts as alive, and this worker's progress line."""
+
+    storage: Any
+    stale_after: float = STALE_AFTER
+    progress: ProgressLine | None = None
 
 
 def run_queue(storage, study_name: str, keys: list[str], work, stale_after: float = STALE_AFTER,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from peftner.errors import interrupt_on_sigterm
 from peftner.experiments import storage as shared
-from peftner.experiments.matrix import extra_flags, finish, run_matrix
+from peftner.experiments.matrix import Matrix, extra_flags, finish, run_matrix
 from peftner.experiments.outputs import write_outputs
 from peftner.experiments.results import row_of, summarize
 from peftner.experiments.search import (DEFAULT_TRIALS, add_sweep_arguments, best_trial, budget_argv,
@@ -63,6 +63,7 @@ def tune_command(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     storage = shared.open_storage(args.storage or default_storage(out), repair=not args.status)
     progress = shared.ProgressLine()
+    workers = shared.Workers(storage, args.stale_after, progress)
     base = [*extra, *budget]
     if args.status:
         study = shared.read_study(storage, study_name(method.name))
@@ -73,9 +74,8 @@ def tune_command(args) -> int:
     command = "peftner tune " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["tune"] else \
         f"peftner tune {method.name}"
     with tempfile.TemporaryDirectory(prefix="peftner-tune-") as tmp:
-        study = search(method, storage, study_name(method.name), n_trials, base, Path(tmp), progress,
-                       args.stale_after, command=command)
-    wait_for_search(study, storage, args.stale_after, progress, n_trials)
+        study = search(method, workers, n_trials, base, Path(tmp), command=command)
+    wait_for_search(study, workers, n_trials)
     shared.export_csv(study, out / f"trials_{method.name}.csv")
     flags = winner_flags(study)
     progress.show(search_status(study, n_trials, search_space(method)), force=True)
@@ -84,8 +84,8 @@ def tune_command(args) -> int:
     def matrix():
         if not args.seeds:
             return []
-        return run_matrix(storage, out, [method.name], args.seeds, [None], {method.name: [*base, *flags]},
-                          progress=progress, stale_after=args.stale_after, queue=f"runs-{method.name}")
+        plan = Matrix(out, [method.name], args.seeds, [None], {method.name: [*base, *flags]})
+        return run_matrix(plan, workers, queue=f"runs-{method.name}")
 
     def report(rows):
         best = best_trial(study)

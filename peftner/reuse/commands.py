@@ -62,10 +62,9 @@ def predict(args) -> int:
     from peftner.integrity import atomic_output, check_writable_file, refuse_clobber
     from peftner.reuse.tagger import Tagger
     from peftner.reuse.text import read_inputs
-    from peftner.validation import resolve_device
+    from peftner.validation import check_at_least, resolve_device
 
-    if args.batch_size is not None and args.batch_size < 1:
-        raise PeftnerError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_at_least(args, {"batch_size": 1})
     check_precision(args.precision, args.check_margin, compile=args.compile)
     if args.output != "-":
         check_writable_file(args.output)

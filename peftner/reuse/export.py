@@ -33,7 +33,8 @@ def _merge(tagger: Tagger, adapter_dir: Path):
 def export_model(adapter_dir, output, merge: bool = False, base_model: str | None = None,
                  overwrite: bool = False) -> Path:
     """Write a plain transformers token-classification model for ``adapter_dir`` into ``output``."""
-    from peftner.report import RunMetrics, write_json_atomic
+    from peftner.integrity import write_json_atomic
+    from peftner.report import RunMetrics
     from peftner.reuse.artifact import METADATA_FILE
 
     adapter_dir, output = Path(adapter_dir), Path(output)

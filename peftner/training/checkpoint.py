@@ -35,6 +35,7 @@ import torch
 
 from peftner.errors import PeftnerError
 from peftner.integrity import checksum_problem, os_reason, write_checksums
+from peftner.methods.base import trainable_state
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +51,6 @@ OWN_ENTRY = re.compile(r"(\.tmp-)?step-\d{8}")
 VOLATILE_SETTINGS = {"output_dir", "resume", "checkpoint_every", "keep_checkpoints", "num_workers",
                      "threads", "train_file", "validation_file", "test_file",
                      "report_to", "experiment", "run_name", "logging_dir"}  # logging never changes results
-
-
-def trainable_state(model) -> dict[str, torch.Tensor]:
-    """A CPU copy of the parameters that training changes."""
-    return {n: p.detach().to("cpu", copy=True).contiguous()
-            for n, p in model.named_parameters() if p.requires_grad}
 
 
 def load_trainable_state(model, state: dict[str, torch.Tensor], source: str = "checkpoint"):
@@ -140,8 +135,6 @@ class Checkpointer:
     """Writes, rotates and reads the checkpoints of one run (every process calls every method)."""
 
     def __init__(self, accelerator, directory: Path, every: int, keep: int, fingerprint: dict):
-        if every < 0 or keep < 0:
-            raise PeftnerError(f"--checkpoint-every and --keep-checkpoints must be >= 0, got {every} and {keep}")
         self.accelerator, self.directory = accelerator, Path(directory)
         self.every, self.keep, self.fingerprint = every, keep, fingerprint
         self.extra = None  # state besides the weights: a RankAllocation (AdaLoRA), or None
