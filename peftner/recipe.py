@@ -23,7 +23,7 @@ from typing import Any
 from peftner.config import TrainConfig, config_to_dict, default_model, parse_args
 from peftner.errors import INTERRUPTED_STATUS, PeftnerError, interrupt_on_sigterm, interrupted_line
 from peftner.methods import Method, count_parameters, get_method
-from peftner.report import RunMetrics, format_summary
+from peftner.report import RunMetrics, describe_scheme, format_summary
 
 logger = logging.getLogger("peftner")
 PREDICTIONS_FILE = "test_predictions.conll"  # token, gold tag, predicted tag of every test word
@@ -196,7 +196,7 @@ def build_model(run: Run) -> Built:
                   EvalSet(encode(corpus.validation), [s.tags for s in corpus.validation]),
                   EvalSet(encode(corpus.test), [s.tags for s in corpus.test]), trainable, total, head)
     accelerator.print(f"{corpus.name}: {len(corpus.train)} train / {len(corpus.validation)} dev / "
-                      f"{len(corpus.test)} test sentences, {len(schema.labels)} tags ({schema.describe()}), "
+                      f"{len(corpus.test)} test sentences, {len(schema.labels)} tags ({describe_scheme(schema.scheme, schema.source_scheme)}), "
                       f"{len(built.train_features)} training windows of at most {max_length} subwords")
     accelerator.print(f"method {method.name}: {trainable:,} trainable of {total:,} parameters "
                       f"({100 * trainable / total:.3f}%)")

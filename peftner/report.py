@@ -151,10 +151,15 @@ def format_summary(m: RunMetrics) -> str:
     return "\n".join(lines)
 
 
+def describe_scheme(scheme: str | None, source_scheme: str | None = None) -> str:
+    """The scheme as the summary names it: ``IOB1 read as IOB2``, ``BILOU, scored as IOBES``, ``IOB2``."""
+    if source_scheme and source_scheme != scheme:
+        return f"{source_scheme} read as {scheme}"
+    return f"{scheme}, scored as IOBES" if scheme == "BILOU" else str(scheme)
+
+
 def tags_line(m: RunMetrics) -> str | None:
     """How the tags were read and scored: the scheme (as read, as scored) and the entity rules."""
-    from peftner.data.labels import describe_scheme
-
     if m.scheme is None:  # a metrics.json older than the scheme field
         return None
     if m.metric == "token_accuracy":

@@ -446,7 +446,7 @@ def test_bilou_data_is_scored_as_bilou(tmp_path, tiny_model, scheme_f1):
     from seqeval.metrics import f1_score
     from seqeval.scheme import IOBES
 
-    from peftner.data.labels import scoring_tags
+    from peftner.metrics import seqeval_tags
     from peftner.data.readers import read_conll
 
     path = write_conll(tmp_path / "bilou.conll", [(w, _bilou(t)) for w, t in memorisable_sentences(24)])
@@ -457,7 +457,7 @@ def test_bilou_data_is_scored_as_bilou(tmp_path, tiny_model, scheme_f1):
     predicted = [s.tags for s in read_conll(tmp_path / "o" / "test_predictions.conll")]
     gold = [s.tags for s in read_conll(path)]
     assert any(t.startswith("U-") for p in predicted for t in p)  # the model predicts BILOU tags
-    expected = f1_score([scoring_tags(g, "BILOU") for g in gold], [scoring_tags(p, "BILOU") for p in predicted],
+    expected = f1_score([seqeval_tags(g, "BILOU") for g in gold], [seqeval_tags(p, "BILOU") for p in predicted],
                         **({"mode": "strict", "scheme": IOBES} if scheme_f1 else {}))
     assert metrics["test_f1"] == pytest.approx(expected)
 

@@ -12,7 +12,7 @@ continue an ``X`` entity is repaired to ``B-X`` and counted in a warning; ``refu
 the file instead, naming the first offending line. IOB1 data is converted to IOB2, which is what the
 model learns and what predictions are reported in. BILOU tags are kept as they are (the model
 predicts them) and scored as the IOBES tags they are (``L-`` = ``E-``, ``U-`` = ``S-``):
-:func:`scoring_tags`.
+:func:`peftner.metrics.seqeval_tags`.
 """
 
 from __future__ import annotations
@@ -52,14 +52,6 @@ def raw_prefix(tag: str) -> str | None:
         return OUTSIDE
     match = _PREFIXED.match(tag)
     return match.group(1) if match else None
-
-
-def scoring_tags(tags: list[str], scheme: str) -> list[str]:
-    """Tags as seqeval reads them: BILOU's ``L-``/``U-`` become IOBES's ``E-``/``S-`` (seqeval's
-    default mode does not know them and would merge ``U-PER U-PER`` into one entity)."""
-    if scheme != "BILOU":
-        return tags
-    return [f"{_TO_IOBES[p]}{tag[1:]}" if (p := raw_prefix(tag)) in _TO_IOBES else tag for tag in tags]
 
 
 def _family(prefix: str) -> str | None:
@@ -175,13 +167,6 @@ def repair_transitions(sentences: list[Sentence], scheme: str, refuse: bool = Fa
     return repairs
 
 
-def describe_scheme(scheme: str | None, source_scheme: str | None = None) -> str:
-    """The scheme as the summary names it: ``IOB1 read as IOB2``, ``BILOU, scored as IOBES``, ``IOB2``."""
-    if source_scheme and source_scheme != scheme:
-        return f"{source_scheme} read as {scheme}"
-    return f"{scheme}, scored as IOBES" if scheme == "BILOU" else str(scheme)
-
-
 @dataclass
 class LabelSchema:
     """The label vocabulary, ``id ↔ tag``, and the tagging scheme it follows."""
@@ -206,9 +191,6 @@ class LabelSchema:
     def strict_scheme(self) -> str | None:
         """seqeval's scheme for strict entity rules (``--scheme-f1``): BILOU is scored as IOBES."""
         return {"IOB2": "IOB2", "IOBES": "IOBES", "BILOU": "IOBES"}.get(self.scheme)
-
-    def describe(self) -> str:
-        return describe_scheme(self.scheme, self.source_scheme)
 
     @property
     def entity_types(self) -> list[str]:

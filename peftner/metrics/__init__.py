@@ -16,6 +16,19 @@ def load_seqeval():
     return evaluate.load(str(METRIC_MODULE))
 
 
+_BILOU_AS_IOBES = {"L": "E", "U": "S"}  # BILOU's last / unit tags are IOBES's end / single tags
+
+
+def seqeval_tags(tags: list[str], scheme: str | None) -> list[str]:
+    """Tags as seqeval reads them: BILOU's ``L-``/``U-`` become IOBES's ``E-``/``S-`` (seqeval's
+    default mode does not know them and would merge ``U-PER U-PER`` into one entity); other schemes
+    unchanged."""
+    if scheme != "BILOU":
+        return tags
+    return [_BILOU_AS_IOBES[t[0]] + t[1:] if len(t) > 2 and t[0] in _BILOU_AS_IOBES and t[1] in "-_" else t
+            for t in tags]
+
+
 def score(predictions: list[list[str]], references: list[list[str]], metric: str = "entity_f1",
           f1_scheme: str | None = None, tag_scheme: str | None = None) -> dict:
     """Return ``{"f1", "precision", "recall", "accuracy", "per_type", "metric"}``.
@@ -27,7 +40,6 @@ def score(predictions: list[list[str]], references: list[list[str]], metric: str
     "BILOU" (or ``f1_scheme`` "BILOU"): the tags are mapped to IOBES first, which both of seqeval's
     modes read (its default mode does not know ``L-``/``U-``).
     """
-    from peftner.data.labels import scoring_tags
     if metric == "token_accuracy":
         total = sum(len(r) for r in references)
         correct = sum(p == g for ps, rs in zip(predictions, references) for p, g in zip(ps, rs))
@@ -35,8 +47,8 @@ def score(predictions: list[list[str]], references: list[list[str]], metric: str
         return {"metric": metric, "f1": accuracy, "precision": accuracy, "recall": accuracy,
                 "accuracy": accuracy, "per_type": {}}
     if "BILOU" in (tag_scheme, f1_scheme):
-        predictions = [scoring_tags(p, "BILOU") for p in predictions]
-        references = [scoring_tags(r, "BILOU") for r in references]
+        predictions = [seqeval_tags(p, "BILOU") for p in predictions]
+        references = [seqeval_tags(r, "BILOU") for r in references]
         f1_scheme = "IOBES" if f1_scheme else None
     kwargs = {"mode": "strict", "scheme": f1_scheme} if f1_scheme else {}
     result = load_seqeval().compute(predictions=predictions, references=references, **kwargs)

@@ -100,7 +100,8 @@ def predict(args) -> int:
 
 def _check_conll_representable(items):
     """CoNLL output is token<TAB>tag lines: refuse a word it cannot hold (before any model loads)."""
-    from peftner.reuse.text import conll_cell_problem, tokenize
+    from peftner.data.readers import conll_cell_problem
+    from peftner.reuse.text import tokenize
 
     for i, item in enumerate(items, start=1):
         for j, word in enumerate(tokenize(item)[0] if isinstance(item, str) else item, start=1):

@@ -16,13 +16,12 @@ convention (e.g. CoNLL files).
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
 
 from peftner.data.labels import OUTSIDE, split_tag
-from peftner.data.readers import (ASCII_BLANKS, conll_cell_problem, conll_sentences, decode_lines,
+from peftner.data.readers import (ASCII_BLANKS, conll_sentences, decode_lines,
                                    parse_json_line, read_bytes, token_problem)
 from peftner.errors import DataError, PeftnerError
 
