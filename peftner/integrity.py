@@ -146,6 +146,42 @@ def check_writable_file(path) -> None:
         raise PeftnerError(f"{path}: file is not writable")
 
 
+def _relation(output: Path, source: Path) -> str | None:
+    """How ``output`` and ``source`` overlap: "same", "source inside", "output inside", or None."""
+    output, source = output.resolve(), source.resolve()
+    if output == source:
+        return "same"
+    try:
+        if output.exists() and os.path.samefile(output, source):  # a hard link or bind mount
+            return "same"
+    except OSError:
+        pass
+    if output in source.parents:
+        return "source inside"
+    if source in output.parents:
+        return "output inside"
+    return None
+
+
+def refuse_clobber(output, inputs: dict, way_out: str) -> None:
+    """Refuse an output path that is, holds, or lies inside one of ``inputs`` (``{"--input": path}``,
+    existing paths only): no output may overwrite what the same command reads. ``None`` and ``-``
+    (standard streams) are skipped."""
+    if output in (None, "-"):
+        return
+    output = Path(output)
+    for flag, source in inputs.items():
+        if source in (None, "-", "") or not Path(source).exists():
+            continue
+        relation = _relation(output, Path(source))
+        if relation == "same":
+            raise PeftnerError(f"{flag} {source} is also the output {output}, which would overwrite it; {way_out}")
+        if relation == "source inside":
+            raise PeftnerError(f"{flag} {source} lies inside the output {output}, which is replaced; {way_out}")
+        if relation == "output inside":
+            raise PeftnerError(f"the output {output} lies inside {flag} {source}, which it would change; {way_out}")
+
+
 def previous_copy(directory: Path) -> Path:
     return Path(directory).with_name(Path(directory).name + ".previous")
 

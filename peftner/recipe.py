@@ -21,21 +21,55 @@ from dataclasses import dataclass
 from typing import Any
 
 from peftner.config import TrainConfig, config_to_dict, default_model, parse_args
-from peftner.errors import PeftnerError
+from peftner.errors import INTERRUPTED_STATUS, PeftnerError, interrupt_on_sigterm, interrupted_line
 from peftner.methods import Method, count_parameters, get_method
-from peftner.report import RunMetrics, format_summary
+from peftner.report import RunMetrics, describe_scheme, format_summary
 
 logger = logging.getLogger("peftner")
 PREDICTIONS_FILE = "test_predictions.conll"  # token, gold tag, predicted tag of every test word
 
 
-def _check_output_dir(path: Path):
+OUTPUT_FILES = ("metrics.json", PREDICTIONS_FILE)  # besides the adapter/ and checkpoints/ folders
+
+
+def _check_output_dir(path: Path, cfg: TrainConfig | None = None):
+    """Before any work: the output directory is writable, what the run will write there is peftner's
+    to replace, and no input of the run lies where an output goes (the run would overwrite it)."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as err:
         raise PeftnerError(f"{path}: output directory is not writable ({err.strerror or err})") from None
+    for name in ("checkpoints", "adapter"):
+        if (path / name).exists() and not (path / name).is_dir():
+            raise PeftnerError(f"{path / name}: is a file, but the run writes its {name} folder there; move it "
+                               "or choose another --output-dir")
+    for name in OUTPUT_FILES:
+        if (path / name).is_dir():
+            raise PeftnerError(f"{path / name}: is a directory, but the run writes its {name} there; move it or "
+                               "choose another --output-dir")
+    _check_adapter_folder(path / "adapter")
+    if cfg is None:
+        return
+    from peftner.integrity import refuse_clobber
+
+    inputs = {"--train-file": cfg.train_file, "--validation-file": cfg.validation_file,
+              "--test-file": cfg.test_file, "--init-adapter": cfg.init_adapter}
+    for output in [path / "adapter", *(path / name for name in OUTPUT_FILES)]:
+        refuse_clobber(output, inputs, "copy it elsewhere first, or choose another --output-dir")
+
+
+def _check_adapter_folder(adapter: Path):
+    """OUTPUT_DIR/adapter is replaced by every run: refuse when it holds files peftner did not write
+    (no peftner.json, and no copy set aside by an interrupted save of peftner's)."""
+    from peftner.integrity import previous_copy
+    from peftner.reuse.artifact import METADATA_FILE
+
+    if adapter.is_dir() and any(adapter.iterdir()) and not (adapter / METADATA_FILE).is_file() \
+            and not previous_copy(adapter).exists():
+        raise PeftnerError(f"{adapter}: holds files peftner did not write (no {METADATA_FILE}), and the run "
+                           "replaces this folder; move them or choose another --output-dir")
 
 
 @dataclass
@@ -75,6 +109,7 @@ class Built:
     test_set: Any
     trainable: int
     total: int
+    head: str = "new"  # what became of a head the model had: peftner.models.loading.load_token_classifier
 
 
 def check_architecture(run: Run) -> None:
@@ -104,6 +139,7 @@ def check_architecture(run: Run) -> None:
 def load_data(run: Run) -> Data:
     """Stage 1: read and check the three splits; the schema gives the head its labels."""
     from peftner.data import load_corpus
+    from peftner.models.loading import resolved_model_name
     from peftner.reuse import prepare_init_adapter
     from peftner.training.loop import Scorer
 
@@ -114,9 +150,12 @@ def load_data(run: Run) -> Data:
                          refuse_invalid_transitions=cfg.refuse_invalid_transitions,
                          allow_unseen_tags=cfg.allow_unseen_tags, tag_scheme=cfg.tag_scheme)
     schema = init.extend_schema(corpus.schema) if init else corpus.schema  # old label ids kept
-    f1_scheme = schema.scheme if (cfg.scheme_f1 and schema.scheme in ("IOB2", "IOBES")) else None
-    model_name = cfg.model or (init.base_model if init else None) or default_model()
-    run.data = Data(corpus, schema, init, model_name, Scorer(schema.id2label, schema.metric, f1_scheme))
+    if cfg.scheme_f1 and schema.strict_scheme is None:
+        raise PeftnerError("--scheme-f1 scores entities by their tag scheme's rules, but these tags follow no "
+                           "scheme (scored by token accuracy); drop --scheme-f1")
+    f1_scheme = schema.strict_scheme if cfg.scheme_f1 else None
+    model_name = resolved_model_name(cfg.model or (init.base_model if init else None) or default_model())
+    run.data = Data(corpus, schema, init, model_name, Scorer(schema.id2label, schema.metric, f1_scheme, schema.scheme))
     return run.data
 
 
@@ -137,14 +176,15 @@ def build_model(run: Run) -> Built:
     if "quantization_config" in load_kwargs and accelerator.device.type == "cuda":
         # Quantized weights cannot be moved after loading: place them on this process's GPU.
         load_kwargs.setdefault("device_map", {"": accelerator.device})
-    model = load_token_classifier(data.model_name, data.schema.id2label, cfg.trust_remote_code,
-                                  **never_quantize_head(load_kwargs, run.facts))
+    model, head = load_token_classifier(data.model_name, data.schema.id2label, cfg.trust_remote_code, with_head=True,
+                                        **never_quantize_head(load_kwargs, run.facts))
     if cfg.bidirectional and make_bidirectional(model) == 0:
         raise PeftnerError(f"--bidirectional: this {model.config.model_type} model has no causal attention to lift")
     model = method.apply(model, method_config)
     max_length = window_length(tokenizer, model, cfg.max_length)  # what Tagger recomputes on reload
     if data.init:
         data.init.load_into(model, len(data.schema.labels))
+        head = f"from --init-adapter {cfg.init_adapter}"
     trainable, total = count_parameters(model)
 
     def encode(sentences):
@@ -154,12 +194,14 @@ def build_model(run: Run) -> Built:
     corpus, schema = data.corpus, data.schema
     built = run.built = Built(model, tokenizer, encode(corpus.train),
                   EvalSet(encode(corpus.validation), [s.tags for s in corpus.validation]),
-                  EvalSet(encode(corpus.test), [s.tags for s in corpus.test]), trainable, total)
+                  EvalSet(encode(corpus.test), [s.tags for s in corpus.test]), trainable, total, head)
     accelerator.print(f"{corpus.name}: {len(corpus.train)} train / {len(corpus.validation)} dev / "
-                      f"{len(corpus.test)} test sentences, {len(schema.labels)} tags ({schema.scheme}), "
+                      f"{len(corpus.test)} test sentences, {len(schema.labels)} tags ({describe_scheme(schema.scheme, schema.source_scheme)}), "
                       f"{len(built.train_features)} training windows of at most {max_length} subwords")
     accelerator.print(f"method {method.name}: {trainable:,} trainable of {total:,} parameters "
                       f"({100 * trainable / total:.3f}%)")
+    if head != "new":
+        accelerator.print(f"classification head of {data.model_name}: {head}")
     return built
 
 
@@ -202,12 +244,12 @@ def save_run(run: Run, model, result, test: tuple[dict, list[list[str]]]) -> Run
         method=method.name, model=data.model_name,
         dataset=corpus.name if corpus.name != "files" else cfg.train_file,
         seed=cfg.seed, epochs=result.history[-1]["epoch"] if result.history else cfg.epochs,
-        metric=data.schema.metric, scheme=data.schema.scheme,
+        metric=data.schema.metric, scheme=data.schema.scheme, source_scheme=data.schema.source_scheme,
         test_f1=float(test_scores["f1"]), test_precision=float(test_scores["precision"]),
         test_recall=float(test_scores["recall"]), test_accuracy=float(test_scores["accuracy"]),
         per_type=test_scores["per_type"], best_dev_f1=float(result.best_dev_f1),
         best_epoch=result.best_epoch, history=result.history,
-        trainable_params=int(built.trainable), total_params=int(built.total),
+        head=built.head, trainable_params=int(built.trainable), total_params=int(built.total),
         trainable_percent=100.0 * built.trainable / built.total,
         adapter_bytes=weights_bytes(adapter_dir), backbone_bytes=int(backbone_bytes(unwrapped)),
         train_seconds=float(result.train_seconds), train_tokens=int(result.train_tokens),
@@ -244,7 +286,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
 
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    _check_output_dir(Path(cfg.output_dir))
+    _check_output_dir(Path(cfg.output_dir), cfg)
     tracking = Tracking.from_config(cfg, method.name, method_config)  # --report-to checked before any work
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu,
                               gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -290,6 +332,7 @@ def main(method_name: str, argv: list[str] | None = None, prog: str | None = Non
     ``prog`` is how the run was started, for the recorded command (default: the script's name)."""
     argv = sys.argv[1:] if argv is None else argv
     cfg = None
+    interrupt_on_sigterm()
     try:
         method = get_method(method_name)
         cfg, method_config = parse_args(method, argv)
@@ -304,6 +347,23 @@ def main(method_name: str, argv: list[str] | None = None, prog: str | None = Non
         line = err if isinstance(err, PeftnerError) else _os_error_line(err, cfg)
         print(f"peftner: error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM, in training, a dev evaluation or the save
+        if cfg is not None:
+            from peftner.integrity import restore_previous
+
+            restore_previous(Path(cfg.output_dir) / "adapter")
+        print(interrupted_line(err, _resume_advice(cfg)), file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED_STATUS) from None
+
+
+def _resume_advice(cfg) -> str:
+    from peftner.training.checkpoint import complete_checkpoints
+
+    if cfg is None or not cfg.keep_checkpoints:
+        return ""
+    kept = complete_checkpoints(Path(cfg.output_dir) / "checkpoints")
+    return f"the last checkpoint is {kept[-1]}: rerun with --resume to continue" if kept else \
+        "no checkpoint had been written yet"
 
 
 def _os_error_line(err: OSError, cfg) -> str:

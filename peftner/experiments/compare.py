@@ -13,11 +13,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from peftner.errors import PeftnerError
+from peftner.errors import PeftnerError, interrupt_on_sigterm
 from peftner.methods import METHODS, get_method
 from peftner.experiments import search
 from peftner.experiments import storage as shared
-from peftner.experiments.matrix import SEED_BASE, Matrix, finish, parse_train_sizes, plan_runs, run_matrix
+from peftner.experiments.matrix import SEED_BASE, Matrix, extra_flags, finish, parse_train_sizes, plan_runs, run_matrix
 from peftner.experiments.outputs import write_outputs
 from peftner.experiments.results import RunRow, summarize
 from peftner.experiments.tables import print_rich_table
@@ -98,7 +98,10 @@ def compare(args, argv: list[str], prog: str = "peftner compare") -> dict:
             recipe_args += [f"--{flag.replace('_', '-')}", str(value)]
     if args.steps:  # equal budgets: the same optimizer steps for every size, 5 dev evaluations
         recipe_args += ["--max-steps", str(args.steps), "--eval-steps", str(max(1, args.steps // 5))]
-    recipe_args += shlex.split(args.extra)
+    searched = [f for m in methods for f in search.searched_flags(search.search_space(get_method(m)))] \
+        if args.tune else []
+    # Checked for every method before any run: a typo would otherwise fail every run of the matrix.
+    recipe_args += extra_flags(args.extra, methods, reserved=[*recipe_args[::2], *searched], given=recipe_args)
     name = args.name or "_".join(filter(None, [
         args.dataset or ("files" if args.train_file else "wnut16"),
         f"e{args.epochs}" if args.epochs else None,
@@ -111,7 +114,7 @@ def compare(args, argv: list[str], prog: str = "peftner compare") -> dict:
     storage = None
     if args.storage or args.tune:
         storage = shared.open_storage(args.storage or str(out / "study.journal"))
-        shared.interrupt_on_sigterm()
+        interrupt_on_sigterm()
     per_method = {m: list(recipe_args) for m in methods}
     progress = None
     if args.tune:  # the trials log to no tracker: only the matrix's runs do
@@ -168,11 +171,17 @@ def tune_methods(args, storage, out: Path, methods, recipe_args: list[str]):
 
 
 def cli(argv=None, results_dir: str = "results", prog: str = "peftner compare"):
+    from peftner.errors import INTERRUPTED_STATUS, interrupted_line
+
+    interrupt_on_sigterm()
     try:
         main(argv, results_dir, prog)
     except PeftnerError as err:
         print(f"peftner: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt as err:
+        print(interrupted_line(err), file=sys.stderr)
+        raise SystemExit(INTERRUPTED_STATUS) from None
 
 
 def compare_command(args) -> int:

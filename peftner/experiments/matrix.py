@@ -54,6 +54,40 @@ def parse_train_sizes(text: str | None) -> list[int | None]:
     return sizes
 
 
+# Flags every run of a matrix gets from the matrix itself: given again in --extra, they would win
+# (the recipe's parser keeps the last) and every seed would train the same run into one folder.
+MATRIX_FLAGS = ("--seed", "--output-dir", "--max-train-samples", "--run-name")
+
+
+def extra_flags(text: str, methods, reserved=(), given: list[str] | None = None) -> list[str]:
+    """``--extra``'s recipe flags, checked for every method before any run or trial starts.
+
+    A flag the recipe does not know (a typo) or a bad value is refused now, not as a failure of every
+    run; so is a flag in ``reserved`` (set by the matrix or the search for every run: the --extra copy
+    would silently override it or be overridden). ``given``: the recipe flags the command adds itself.
+    """
+    import shlex
+
+    from peftner.config import parse_args
+    from peftner.methods import get_method
+
+    try:
+        argv = shlex.split(text)
+    except ValueError as err:
+        raise PeftnerError(f"--extra {text!r}: {err}") from None
+    named = [a.split("=", 1)[0] for a in argv if a.startswith("--")]
+    clash = next((flag for flag in named if flag in (*MATRIX_FLAGS, *reserved)), None)
+    if clash:
+        raise PeftnerError(f"--extra sets {clash}, which this command sets for every run itself; drop it from "
+                           "--extra")
+    for method in methods:
+        try:
+            parse_args(get_method(method), [*(given or []), *argv])
+        except PeftnerError as err:
+            raise PeftnerError(f"--extra (recipe flags of {method}): {err}") from None
+    return argv
+
+
 def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list[str],
             method: str | None = None) -> RunMetrics:
     """Train one run in a subprocess, ``LAUNCHER -m peftner.cli train METHOD`` (``method``, default the

@@ -67,10 +67,11 @@ class Scorer:
     id2label: dict
     metric: str
     f1_scheme: str | None = None  # see peftner.metrics.score
+    scheme: str | None = None  # the labels' scheme: BILOU tags are scored as IOBES
 
     def __call__(self, ids: list[list[int]], gold: list[list[str]]) -> tuple[dict, list[list[str]]]:
         predicted = [[self.id2label[i] for i in row] for row in ids]
-        return score(predicted, gold, metric=self.metric, f1_scheme=self.f1_scheme), predicted
+        return score(predicted, gold, metric=self.metric, f1_scheme=self.f1_scheme, tag_scheme=self.scheme), predicted
 
 
 @dataclass
@@ -218,7 +219,8 @@ def _prepare(model, accelerator, train_features: list[dict], dev_set: EvalSet, s
         model, optimizer, train_loader, dev_loader, scheduler)
     checkpoints = Checkpointer(accelerator, Path(cfg.output_dir) / "checkpoints", cfg.checkpoint_every,
                                cfg.keep_checkpoints, run_fingerprint(cfg, identity, train_features,
-                                                                     dev_set.features, dev_set.gold))
+                                                                     dev_set.features, dev_set.gold,
+                                                                     accelerator.num_processes))
     allocation = RankAllocation.of(accelerator.unwrap_model(model), total_steps)
     checkpoints.extra = allocation  # its statistics and rank patterns travel with the checkpoints
     return _Run(accelerator, cfg, model, compiled(model) if cfg.compile else model, optimizer, scheduler,
