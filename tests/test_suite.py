@@ -91,6 +91,19 @@ def test_bad_plans_are_one_line_errors(tmp_path, text, message):
         load_plan(plan)
 
 
+def test_a_bad_flag_in_the_plan_stops_before_any_run(tmp_path, capsys):
+    from peftner.cli import main
+
+    plan = write_plan(tmp_path / "plan.yaml", "entries:\n  - backbone: x\n    datasets: [wnut16]\n"
+                                               "    methods: [{fast: 'lora --learnig-rate 0.1'}]\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["suite", str(plan), "--results-dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("peftner: error: x/wnut16 fast:") and "--learnig-rate" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out" / "x").exists()
+
+
 def test_the_committed_plan_loads():
     from conftest import REPO
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from peftner.errors import PeftnerError
 from peftner.experiments import storage as shared
-from peftner.experiments.matrix import Matrix, run_matrix
+from peftner.experiments.matrix import MATRIX_FLAGS, Matrix, run_matrix
 from peftner.experiments.results import MethodSummary, RunRow, row_of, summarize
 from peftner.experiments.tables import f1_cell, format_bytes
 from peftner.methods import METHODS
@@ -156,6 +156,26 @@ def _labels(methods, where: str) -> dict[str, tuple[str, list[str]]]:
             raise PeftnerError(f"{where}: method {label!r} listed twice")
         labels[str(label)] = (words[0], words[1:])
     return labels
+
+
+def check_flags(cells: list[Cell]) -> None:
+    """Every run's recipe flags parse for its method before anything runs: a typo in the plan is one line
+    naming the cell and the label, not a failure of every run."""
+    from peftner.config import parse_args
+    from peftner.methods import get_method
+
+    for cell in cells:
+        for label, (method, flags) in cell.labels.items():
+            argv = [*(["--model", cell.model] if cell.model else []), *cell.data_flags, *cell.extra, *flags]
+            # the suite trains whole splits, so --max-train-samples is the plan's to set
+            clash = next((a for a in argv if a.split("=", 1)[0] in set(MATRIX_FLAGS) - {"--max-train-samples"}), None)
+            if clash:
+                raise PeftnerError(f"{cell.name} {label}: the plan sets {clash.split('=', 1)[0]}, which the suite "
+                                   "sets for every run itself")
+            try:
+                parse_args(get_method(method), argv)
+            except PeftnerError as err:
+                raise PeftnerError(f"{cell.name} {label}: {err}") from None
 
 
 def cell_matrix(cell: Cell, out: Path, launcher: list[str]) -> Matrix:
@@ -379,6 +399,7 @@ def suite(args, argv: list[str], prog: str = "peftner suite") -> list[Path]:
     out = Path(args.results_dir)
     command = f"{prog} " + " ".join(shlex.quote(a) for a in argv)
     if not args.report_only:
+        check_flags(run_cells)
         out.mkdir(parents=True, exist_ok=True)
         storage = shared.open_storage(args.storage or str(out / "study.journal"))
         shared.interrupt_on_sigterm()
