@@ -280,6 +280,14 @@ def serving(name: str = "result.json") -> str | None:
     return "\n".join(lines)
 
 
+def bad_input_table() -> str:
+    """docs/reliability.md's table of bad inputs, generated from the cases of tests/test_bad_inputs.py."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import test_bad_inputs
+
+    return test_bad_inputs.doc_table()
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
@@ -301,6 +309,7 @@ def sections() -> list[tuple[Path, str, str | None]]:
         (ROOT / "docs" / "methods.md", "peft-coverage", peft_coverage()),
         (ROOT / "docs" / "benchmarks.md", "serving", serving()),
         (ROOT / "docs" / "benchmarks.md", "serving-trained", serving("trained.json")),
+        (ROOT / "docs" / "reliability.md", "bad-input-table", bad_input_table()),
     ]
 
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from peftner.methods.base import Method
-from peftner.methods.lora import (LoraMethodConfig, bitsandbytes_config, lora_apply, lora_as_saved, lora_for_model,
-                                  lora_initialize, prepare_kbit_model)
+from peftner.methods.lora import LoraMethodConfig, lora_apply, lora_as_saved, lora_for_model, lora_initialize
+from peftner.models.loading import bitsandbytes_config, prepare_kbit_model
 
 
 @dataclass

@@ -7,8 +7,8 @@ from typing import ClassVar
 
 from peftner.errors import require
 from peftner.methods.base import Method
-from peftner.methods.lora import (LoraMethodConfig, bitsandbytes_config, lora_apply, lora_as_saved, lora_for_model,
-                                  lora_initialize, prepare_kbit_model)
+from peftner.methods.lora import LoraMethodConfig, lora_apply, lora_as_saved, lora_for_model, lora_initialize
+from peftner.models.loading import bitsandbytes_config, prepare_kbit_model
 
 COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 

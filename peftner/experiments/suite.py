@@ -1,0 +1,418 @@
+"""The suite: backbone × corpus × method × seed, each method with its recipe defaults, through the run queue.
+
+A plan (YAML; the committed one is ``benchmarks/suite.yaml``) lists entries, each a backbone (a name
+and its ``--model``), the corpora (``--dataset`` names), the methods and the seeds::
+
+    seeds: 3
+    extra: --keep-checkpoints 0            # flags of every run
+    entries:
+      - backbone: minilm                   # no model: the embedded default
+        datasets: [wnut16]
+        methods: [full, lora, ia3]
+      - backbone: smollm2-135m
+        model: ../backbones/smollm2-135m   # relative to the plan file
+        datasets: [wnut16]
+        methods: [lora, {lora_bidirectional: lora --bidirectional}]   # a label: a method and its flags
+        seeds: 1
+
+Each (backbone, corpus) cell is one run matrix under ``RESULTS/<backbone>/<dataset>/`` that every
+worker sharing the storage splits (:mod:`peftner.experiments.matrix`): start the same command N
+times; a restart resumes where it stopped. The report — ``summary.csv`` (one row per backbone,
+corpus and method), ``summary.json``, a table per corpus, each method's mean gap to full fine-tuning
+and mean rank across corpora, and a parameters-vs-F1 plot per backbone — is written from whatever
+runs have finished, so partial results can be committed and the report regenerated later
+(``--report-only``).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import shlex
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from peftner.errors import PeftnerError
+from peftner.experiments import storage as shared
+from peftner.experiments.matrix import MATRIX_FLAGS, Matrix, run_matrix
+from peftner.experiments.results import MethodSummary, RunRow, row_of, summarize
+from peftner.experiments.tables import f1_cell, format_bytes
+from peftner.methods import METHODS
+from peftner.report import RunMetrics, library_versions, machine_description
+
+# summary.csv: the issue's columns first, then what the tables also show
+SUMMARY_COLUMNS = ("backbone", "dataset", "method", "seeds", "test_f1_mean", "test_f1_std", "trainable_params",
+                   "trainable_percent", "adapter_bytes", "peak_memory_mb", "train_tokens_per_second",
+                   "best_dev_f1_mean", "vs_full_points", "metric", "model", "model_note")
+PEFT_SHARE = 1.0  # "parameter-efficient" in the quality target: at most 1 % of the parameters train
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One backbone on one corpus: a run matrix of labels (method + flags) × seeds."""
+
+    backbone: str
+    model: str | None
+    dataset: str
+    data_flags: list[str]  # --dataset NAME, or the files of a corpus given by flags
+    labels: dict[str, tuple[str, list[str]]]  # label -> (method, its extra flags)
+    seeds: int
+    extra: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.backbone}/{self.dataset}"
+
+
+def load_plan(path: Path) -> list[Cell]:
+    """The cells of a plan file, every value checked (one line naming the file, entry and key)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise PeftnerError(f"{path}: cannot be read ({err.strerror or err})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise PeftnerError(f"{path}{f':{mark.line + 1}' if mark else ''}: invalid YAML") from None
+    if not isinstance(data, dict) or not isinstance(data.get("entries"), list) or not data["entries"]:
+        raise PeftnerError(f"{path}: expected a mapping with a non-empty list 'entries'")
+    unknown = set(data) - {"seeds", "extra", "entries"}
+    if unknown:
+        raise PeftnerError(f"{path}: unknown key {sorted(unknown)[0]!r} (expected seeds, extra, entries)")
+    seeds = _count(data.get("seeds", 3), f"{path}: seeds")
+    extra = shlex.split(str(data.get("extra") or ""))
+    cells, seen = [], set()
+    for number, entry in enumerate(data["entries"], start=1):
+        where = f"{path}: entry {number}"
+        if not isinstance(entry, dict):
+            raise PeftnerError(f"{where}: expected a mapping (backbone, model, datasets, methods, seeds, extra)")
+        unknown = set(entry) - {"backbone", "model", "datasets", "methods", "seeds", "extra"}
+        if unknown:
+            raise PeftnerError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        backbone = entry.get("backbone")
+        if not isinstance(backbone, str) or not backbone.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise PeftnerError(f"{where}: backbone must be a name of letters, digits, '-', '_' or '.', got {backbone!r}")
+        model = entry.get("model")
+        if model is not None:
+            model = str(model)
+            if model.startswith((".", "/")):  # a local directory: relative to the plan file
+                model = str((path.parent / model).resolve())
+        datasets = _datasets(entry.get("datasets"), where)
+        labels = _labels(entry.get("methods"), where)
+        entry_seeds = _count(entry.get("seeds", seeds), f"{where}: seeds")
+        entry_extra = [*extra, *shlex.split(str(entry.get("extra") or ""))]
+        for dataset, data_flags in datasets.items():
+            if (backbone, dataset) in seen:
+                raise PeftnerError(f"{where}: {backbone} on {dataset} is planned twice")
+            seen.add((backbone, dataset))
+            cells.append(Cell(backbone, model, dataset, data_flags, labels, entry_seeds, entry_extra))
+    return cells
+
+
+def _datasets(datasets, where: str) -> dict[str, list[str]]:
+    """``datasets``: ``--dataset`` names, or ``{name: "--train-file A --validation-file B --test-file C"}``."""
+    if not isinstance(datasets, list) or not datasets:
+        raise PeftnerError(f"{where}: datasets must be a non-empty list of dataset names")
+    result = {}
+    for item in datasets:
+        if isinstance(item, str) and item:
+            result[item] = ["--dataset", item]
+        elif isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item.values())), str):
+            (name, flags), = item.items()
+            result[str(name)] = shlex.split(flags)
+        else:
+            raise PeftnerError(f"{where}: a dataset is a name or {{name: '--train-file ... --test-file ...'}}, "
+                               f"got {item!r}")
+    return result
+
+
+def _count(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PeftnerError(f"{where} must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _labels(methods, where: str) -> dict[str, tuple[str, list[str]]]:
+    """``methods``: names, or ``{label: "method --flags"}`` mappings."""
+    if not isinstance(methods, list) or not methods:
+        raise PeftnerError(f"{where}: methods must be a non-empty list")
+    labels = {}
+    for item in methods:
+        if isinstance(item, str):
+            label, spec = item, item
+        elif isinstance(item, dict) and len(item) == 1:
+            (label, spec), = item.items()
+        else:
+            raise PeftnerError(f"{where}: a method is a name or {{label: 'method --flags'}}, got {item!r}")
+        words = shlex.split(str(spec))
+        if not words or words[0] not in METHODS:
+            raise PeftnerError(f"{where}: {label}: unknown method {words[0] if words else ''!r}; choose from "
+                               f"{', '.join(METHODS)}")
+        if label in labels:
+            raise PeftnerError(f"{where}: method {label!r} listed twice")
+        labels[str(label)] = (words[0], words[1:])
+    return labels
+
+
+def check_flags(cells: list[Cell]) -> None:
+    """Every run's recipe flags parse for its method before anything runs: a typo in the plan is one line
+    naming the cell and the label, not a failure of every run."""
+    from peftner.config import parse_args
+    from peftner.methods import get_method
+
+    for cell in cells:
+        for label, (method, flags) in cell.labels.items():
+            argv = [*(["--model", cell.model] if cell.model else []), *cell.data_flags, *cell.extra, *flags]
+            # the suite trains whole splits, so --max-train-samples is the plan's to set
+            clash = next((a for a in argv if a.split("=", 1)[0] in set(MATRIX_FLAGS) - {"--max-train-samples"}), None)
+            if clash:
+                raise PeftnerError(f"{cell.name} {label}: the plan sets {clash.split('=', 1)[0]}, which the suite "
+                                   "sets for every run itself")
+            try:
+                parse_args(get_method(method), argv)
+            except PeftnerError as err:
+                raise PeftnerError(f"{cell.name} {label}: {err}") from None
+
+
+def cell_matrix(cell: Cell, out: Path, launcher: list[str]) -> Matrix:
+    base = [*(["--model", cell.model] if cell.model else []), *cell.data_flags, *cell.extra]
+    return Matrix(out / cell.backbone / cell.dataset, list(cell.labels), cell.seeds, [None],
+                  {label: [*base, *flags] for label, (_, flags) in cell.labels.items()}, launcher,
+                  trains={label: method for label, (method, _) in cell.labels.items()})
+
+
+def run_suite(cells: list[Cell], out: Path, workers: shared.Workers, launcher: list[str]) -> None:
+    """This worker's share of every cell, in plan order (each cell a queue all workers take from)."""
+    for number, cell in enumerate(cells, start=1):
+        print(f"[suite {number}/{len(cells)}] {cell.name}: {len(cell.labels)} methods x {cell.seeds} seeds",
+              flush=True)
+        run_matrix(cell_matrix(cell, out, launcher), workers, queue=f"suite-{cell.backbone}-{cell.dataset}")
+
+
+@dataclass
+class SuiteRow:
+    """A line of summary.csv: one method on one backbone and corpus, over its seeds."""
+
+    backbone: str
+    dataset: str
+    summary: MethodSummary
+    model: str
+    model_note: str  # where the weights came from (a dequantized 4-bit checkpoint says so)
+
+    def as_csv(self) -> dict:
+        s = self.summary
+        values = {**dataclasses.asdict(s), "backbone": self.backbone, "dataset": self.dataset,
+                  "seeds": s.runs, "train_tokens_per_second": s.train_tokens_per_second_mean,
+                  "peak_memory_mb": s.peak_memory_mb_mean, "model": self.model, "model_note": self.model_note}
+        return {k: values[k] for k in SUMMARY_COLUMNS}
+
+
+def collect(cells: list[Cell], out: Path) -> list[SuiteRow]:
+    """The summary of every cell from the runs that have finished (labels in plan order)."""
+    rows = []
+    for cell in cells:
+        runs: list[RunRow] = []
+        notes = {}
+        for label in cell.labels:
+            for seed_dir in sorted((out / cell.backbone / cell.dataset / "runs" / label / "size-all").glob("seed-*")):
+                path = seed_dir / "metrics.json"
+                if path.exists():
+                    metrics = RunMetrics.read(path)
+                    runs.append(row_of(label, int(metrics.seed), None, metrics))
+                    notes.setdefault(label, (metrics.model or "", model_note(metrics)))
+        for summary in summarize(runs):
+            model, note = notes[summary.method]
+            rows.append(SuiteRow(cell.backbone, cell.dataset, summary, model, note))
+    return rows
+
+
+def model_note(metrics: RunMetrics) -> str:
+    """What the run's metrics say about the backbone's weights (provenance of a converted checkpoint)."""
+    provenance = metrics.extra.get("model_provenance") or {}
+    if isinstance(provenance, dict) and provenance:
+        return str(provenance.get("note") or provenance.get("source") or "")
+    return ""
+
+
+def cross_corpus(rows: list[SuiteRow]) -> list[dict]:
+    """Per backbone and method: mean gap to full fine-tuning (F1 points) and mean rank over its corpora."""
+    by_cell: dict[tuple[str, str], list[SuiteRow]] = {}
+    for row in rows:
+        by_cell.setdefault((row.backbone, row.dataset), []).append(row)
+    gaps: dict[tuple[str, str], list[float]] = {}
+    ranks: dict[tuple[str, str], list[int]] = {}
+    for (backbone, _), cell_rows in by_cell.items():
+        ordered = sorted(cell_rows, key=lambda r: -r.summary.test_f1_mean)
+        for rank, row in enumerate(ordered, start=1):
+            ranks.setdefault((backbone, row.summary.method), []).append(rank)
+            if row.summary.vs_full_points is not None:
+                gaps.setdefault((backbone, row.summary.method), []).append(row.summary.vs_full_points)
+    result = []
+    for (backbone, method), method_ranks in ranks.items():
+        share = next(r.summary.trainable_percent for r in rows if r.backbone == backbone and r.summary.method == method)
+        gap = gaps.get((backbone, method))
+        result.append({"backbone": backbone, "method": method, "corpora": len(method_ranks),
+                       "trainable_percent": share, "mean_rank": statistics.fmean(method_ranks),
+                       "mean_gap_to_full": statistics.fmean(gap) if gap else None})
+    return sorted(result, key=lambda r: (r["backbone"], r["mean_rank"]))
+
+
+def quality_target(rows: list[SuiteRow]) -> list[dict]:
+    """Per backbone and corpus: the best method at ≤ 1 % trainable parameters against full fine-tuning."""
+    by_cell: dict[tuple[str, str], list[SuiteRow]] = {}
+    for row in rows:
+        by_cell.setdefault((row.backbone, row.dataset), []).append(row)
+    result = []
+    for (backbone, dataset), cell_rows in by_cell.items():
+        full = next((r.summary for r in cell_rows if r.summary.method == "full"), None)
+        efficient = [r.summary for r in cell_rows if r.summary.trainable_percent <= PEFT_SHARE]
+        if full is None or not efficient:
+            continue
+        best = max(efficient, key=lambda s: s.test_f1_mean)
+        gap = 100 * (best.test_f1_mean - full.test_f1_mean)
+        result.append({"backbone": backbone, "dataset": dataset, "best_method": best.method,
+                       "best_f1": best.test_f1_mean, "full_f1": full.test_f1_mean, "gap_points": gap,
+                       "met": gap >= -0.5, "seeds": min(best.runs, full.runs)})
+    return result
+
+
+def tables_markdown(rows: list[SuiteRow]) -> str:
+    """One table per backbone and corpus, then the cross-corpus summary and the quality target."""
+    lines = []
+    cells = list(dict.fromkeys((r.backbone, r.dataset) for r in rows))
+    for backbone, dataset in cells:
+        lines += [f"#### {backbone} on {dataset}", "",
+                  "| method | seeds | trainable params | % of total | adapter on disk | test F1 (mean ± std) | "
+                  "vs full (F1 points) | train tokens/s | peak memory |", "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+        for r in (r for r in rows if (r.backbone, r.dataset) == (backbone, dataset)):
+            s = r.summary
+            vs = "reference" if s.method == "full" else "n/a" if s.vs_full_points is None else f"{s.vs_full_points:+.2f}"
+            lines.append(f"| {s.method} | {s.runs} | {s.trainable_params:,} | {s.trainable_percent:.3f}% | "
+                         f"{format_bytes(s.adapter_bytes)} | {f1_cell(s)} | {vs} | "
+                         f"{s.train_tokens_per_second_mean:,.0f} | {s.peak_memory_mb_mean:,.0f} MB |")
+        notes = {r.model_note for r in rows if (r.backbone, r.dataset) == (backbone, dataset) and r.model_note}
+        lines += ([""] + [f"Backbone: {note}" for note in sorted(notes)] if notes else []) + [""]
+    summary = cross_corpus(rows)
+    if summary:
+        lines += ["#### Across corpora", "",
+                  "| backbone | method | corpora | % trainable | mean rank | mean gap to full (F1 points) |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for s in summary:
+            gap = "reference" if s["method"] == "full" else "n/a" if s["mean_gap_to_full"] is None \
+                else f"{s['mean_gap_to_full']:+.2f}"
+            lines.append(f"| {s['backbone']} | {s['method']} | {s['corpora']} | {s['trainable_percent']:.3f}% | "
+                         f"{s['mean_rank']:.2f} | {gap} |")
+        lines.append("")
+    target = quality_target(rows)
+    if target:
+        lines += ["#### Quality target: the best method at ≤ 1 % trainable within 0.5 F1 points of full", "",
+                  "| backbone | corpus | best ≤ 1 % method | its test F1 | full | gap (F1 points) | met | seeds |",
+                  "|---|---|---|---:|---:|---:|---|---:|"]
+        for t in target:
+            lines.append(f"| {t['backbone']} | {t['dataset']} | {t['best_method']} | {t['best_f1']:.4f} | "
+                         f"{t['full_f1']:.4f} | {t['gap_points']:+.2f} | {'yes' if t['met'] else 'no'} | {t['seeds']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_per_backbone(rows: list[SuiteRow], out: Path) -> list[Path]:
+    """``f1_vs_params_<backbone>.png``: every method on every corpus of the backbone (one colour per corpus)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for backbone in dict.fromkeys(r.backbone for r in rows):
+        mine = [r for r in rows if r.backbone == backbone]
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for dataset in dict.fromkeys(r.dataset for r in mine):
+            points = sorted((r.summary for r in mine if r.dataset == dataset), key=lambda s: s.trainable_params)
+            ax.errorbar([s.trainable_params for s in points], [s.test_f1_mean for s in points],
+                        yerr=[s.test_f1_std for s in points], fmt="o-", capsize=3, alpha=0.8, label=dataset)
+            for s in points:
+                ax.annotate(s.method, (s.trainable_params, s.test_f1_mean), xytext=(4, 4),
+                            textcoords="offset points", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("trainable parameters (log scale)")
+        ax.set_ylabel("test F1 (mean ± std over seeds)")
+        ax.set_title(f"{backbone}: F1 vs trainable parameters, per corpus")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out / f"f1_vs_params_{backbone}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write_report(cells: list[Cell], out: Path, command: str) -> list[Path]:
+    """summary.csv, summary.json, tables.md and the plots, from the finished runs."""
+    rows = collect(cells, out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "summary.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(r.as_csv() for r in rows)
+    planned = sum(len(c.labels) * c.seeds for c in cells)
+    finished = sum(r.summary.runs for r in rows)
+    info = {"command": command, "machine": machine_description(), "versions": library_versions(),
+            "planned_runs": planned, "finished_runs": finished,
+            "rows": [{**r.as_csv(), "test_f1_by_seed": r.summary.test_f1_by_seed} for r in rows],
+            "across_corpora": cross_corpus(rows), "quality_target": quality_target(rows)}
+    (out / "summary.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    (out / "tables.md").write_text(f"Command: `{command}` ({finished} of {planned} planned runs finished)\n\n"
+                                   f"Machine: {info['machine']}\n\n" + tables_markdown(rows), encoding="utf-8")
+    return [out / "summary.csv", out / "summary.json", out / "tables.md", *plot_per_backbone(rows, out)]
+
+
+def suite_arguments(parser, results_dir: str = "results/suite"):
+    parser.add_argument("plan", help="the suite's YAML plan (benchmarks/suite.yaml)")
+    parser.add_argument("--results-dir", default=results_dir, help=f"where the runs and the report go (default: {results_dir})")
+    parser.add_argument("--storage", default=None,
+                        help="Optuna storage shared by the workers (default: study.journal in the results folder)")
+    parser.add_argument("--launcher", default=shlex.quote(sys.executable),
+                        help="how to start a run (it gets '-m peftner.cli train METHOD ...')")
+    parser.add_argument("--only", default=None, help="comma-separated backbone or backbone/dataset cells to run")
+    parser.add_argument("--report-only", action="store_true", help="run nothing: rewrite the report from the runs")
+    parser.add_argument("--stale-after", type=float, default=shared.STALE_AFTER,
+                        help="seconds without a heartbeat after which another host's running run is retried")
+
+
+def suite(args, argv: list[str], prog: str = "peftner suite") -> list[Path]:
+    cells = load_plan(Path(args.plan))
+    if args.only:
+        wanted = {w.strip() for w in args.only.split(",") if w.strip()}
+        chosen = [c for c in cells if c.backbone in wanted or c.name in wanted]
+        known = {c.backbone for c in cells} | {c.name for c in cells}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise PeftnerError(f"--only: {unknown[0]!r} is no backbone or backbone/dataset of {args.plan}")
+        run_cells = chosen
+    else:
+        run_cells = cells
+    out = Path(args.results_dir)
+    command = f"{prog} " + " ".join(shlex.quote(a) for a in argv)
+    if not args.report_only:
+        check_flags(run_cells)
+        out.mkdir(parents=True, exist_ok=True)
+        storage = shared.open_storage(args.storage or str(out / "study.journal"))
+        shared.interrupt_on_sigterm()
+        run_suite(run_cells, out, shared.Workers(storage, args.stale_after, shared.ProgressLine()),
+                  shlex.split(args.launcher))
+    written = write_report(cells, out, command)
+    print("wrote " + ", ".join(str(p) for p in written), flush=True)
+    return written
+
+
+def suite_command(args) -> int:
+    suite(args, sys.argv[2:] if sys.argv[1:2] == ["suite"] else [])
+    return 0
+
+
+__all__ = ["Cell", "load_plan", "run_suite", "suite", "write_report"]
