@@ -86,3 +86,13 @@ def test_what_cannot_apply_is_one_line(method, argv, message, capsys):
         main(method, argv)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_dora_on_a_cpu_int8_backbone_is_one_line(tiny_model, memorisable_files, tmp_path, capsys):
+    """bitsandbytes' CPU int8 layers lose their scales when DoRA reads the weights: refused, not a traceback."""
+    from conftest import memorise_argv
+
+    with pytest.raises(SystemExit) as exit_info:
+        main("int8_lora", memorise_argv(memorisable_files, tiny_model, tmp_path / "run", "--use-dora", "--cpu"))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "int8_lora --use-dora: on CPU" in err and err.count("\n") == 1, err

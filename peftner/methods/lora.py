@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from peftner.errors import PeftnerError
 from peftner.methods.base import Method, MethodConfig, head_module_names, resolved
 from peftner.methods.space import Bundle, Choice, LogUniform
 from peftner.methods.targets import lora_targets
@@ -97,6 +98,10 @@ def lora_apply(name: str, prepare=None):
         if prepare is not None:
             model = prepare(model)
         config = resolved(LORA, model, config)
+        if config.use_dora and getattr(model, "is_loaded_in_8bit", False) and model.device.type == "cpu":
+            raise PeftnerError(f"{name} --use-dora: on CPU, bitsandbytes' 8-bit layers lose their scales once DoRA "
+                               "has read the weights, and the first step fails; use qlora or lora with --use-dora "
+                               "(or run on a GPU)")
         init = config.init_lora_weights
         later = init in ("corda", "lora_ga")  # needs the data pass first
         original = snapshot_weights(model) if rewrites_base(init) and not later else None
