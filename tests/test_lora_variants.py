@@ -97,3 +97,27 @@ def test_dora_on_a_cpu_int8_backbone_is_one_line(tiny_model, memorisable_files, 
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]  # past the load bars
     assert exit_info.value.code == 2 and len(errors) == 1, errors
     assert errors[0].startswith("peftner: error: int8_lora --use-dora: on CPU")
+
+
+@pytest.mark.parametrize("init", ["eva", "pissa_niter_4", "lora_ga"])
+def test_resume_after_an_initialisation_reproduces_the_run(init, tiny_model, memorisable_files, tmp_path):
+    """The data pass (or the randomised SVD) runs again on --resume, before the checkpoint is restored,
+    and gives the same start: the resumed run scores and saves what the uninterrupted one did."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from conftest import memorise_argv
+
+    flags = ["--epochs", 2, "--learning-rate", "3e-2", "--init-lora-weights", init, "--checkpoint-every", 1,
+             "--keep-checkpoints", 20]
+    out = tmp_path / "run"
+    first = main("lora", memorise_argv(memorisable_files, tiny_model, out, *flags))
+    saved = load_file(out / "adapter" / "adapter_model.safetensors")
+    for late in sorted((out / "checkpoints").iterdir())[2:]:  # back into the first epoch
+        shutil.rmtree(late)
+    resumed = main("lora", memorise_argv(memorisable_files, tiny_model, out, *flags, "--resume"))
+    assert {k: resumed[k] for k in ("history", "test_accuracy", "trainable_params")} == \
+           {k: first[k] for k in ("history", "test_accuracy", "trainable_params")}
+    again = load_file(out / "adapter" / "adapter_model.safetensors")
+    assert again.keys() == saved.keys() and all(torch.equal(again[k], saved[k]) for k in saved)
