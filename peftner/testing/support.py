@@ -8,11 +8,13 @@ architecture (:mod:`peftner.testing.tiny`), and ``benchmarks/models_doc.py`` ren
 
 from __future__ import annotations
 
-from peftner.methods import METHODS as REGISTRY
+from peftner.methods import FILE_METHODS
 
 ARCHITECTURES = ("bert", "deberta-v2", "distilbert", "modernbert", "t5", "gpt2", "llama", "qwen2", "mistral", "gemma")
-# Every registered method but the config-file route ``peft`` (its cells depend on the file; tests/test_methods_peft.py)
-METHODS = tuple(name for name in REGISTRY if name != "peft")
+# Every hand-written method but the config-file route ``peft`` (its cells depend on the file;
+# tests/test_methods_peft.py). The PEFT-type rows (vera, loha, ...) are checked on a tiny BERT and a tiny
+# Llama by tests/test_peft_coverage.py.
+METHODS = tuple(m.name for m in FILE_METHODS if m.name != "peft")
 
 # (architecture, method) -> fragment of the one-line refusal, and why the method cannot apply.
 REFUSALS = {
