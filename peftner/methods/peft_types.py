@@ -78,6 +78,8 @@ class Row:
     targets: str = "linear"
     fixed: dict = field(default_factory=dict)  # PEFT config arguments that are not knobs
     single_task: bool = False  # POLY: one task, task id 0 on every forward
+    # limits of numeric knobs (peftner.validation); unset: integers at least 1, numbers at least 0
+    limits: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -105,7 +107,8 @@ ROWS: tuple[Row, ...] = (
                             "trained frequencies per layer (unset: 1000, or the layer's size if smaller)"),
          "scaling": 150.0}, {"n_frequency": Choice((None, 100, 500, 2000))}, lr_range=(1e-3, 1e-1)),
     Row("FROD", "FRoD: shared random bases with sparse trained coefficients", 5e-3, {"sparse_rate": 0.01},
-        {"sparse_rate": Choice((0.005, 0.01, 0.05))}, lr_range=(1e-3, 5e-2), fixed={"progressbar": False}),
+        {"sparse_rate": Choice((0.005, 0.01, 0.05))}, lr_range=(1e-3, 5e-2), fixed={"progressbar": False},
+        limits={"sparse_rate": {"above": 0, "max": 1}}),
     Row("GLORA", "GLoRA: generalised LoRA (scales, shifts and low-rank terms)", 1e-3, {"r": 8}, {"r": _RANKS}),
     Row("GRALORA", "GraLoRA: granular (block-wise) low-rank updates", 1e-3, {"r": 32, "alpha": 64},
         {"r": Choice((16, 32, 64))}),
@@ -124,7 +127,7 @@ ROWS: tuple[Row, ...] = (
         {"r": Fit(int, at_most(64, lambda i, o: i), "shard size (unset: 64, or the input width if smaller)")},
         {"r": Choice((None, 16, 32))}),
     Row("OFT", "OFT: block-diagonal orthogonal rotations of the weights", 1e-3, {"oft_block_size": 32, "r": 0},
-        {"oft_block_size": Choice((8, 16, 32))}),
+        {"oft_block_size": Choice((8, 16, 32))}, limits={"r": {"min": 0}}),
     Row("OSF", "OSF: orthogonal subspace fine-tuning of every linear layer", 1e-4, {}, {},
         lr_range=(1e-5, 1e-3)),
     Row("PEANUT", "PEANuT: a small non-linear network of each weight", 1e-3, {"r": 32}, {"r": Choice((8, 16, 32))}),
@@ -151,7 +154,7 @@ ROWS: tuple[Row, ...] = (
                   "sparsity as a LoRA rank: r·(in+out) weights per layer (unset: 32, or fewer where a layer is small)")},
         {"r": Choice((None, 8, 16))}),
     Row("SUPERTUNING", "SuperTuning: a sparse selection of each weight trained", 1e-3, {"sparsity": 0.99},
-        {"sparsity": Choice((0.95, 0.99, 0.999))}),
+        {"sparsity": Choice((0.95, 0.99, 0.999))}, limits={"sparsity": {"min": 0, "below": 1}}),
     Row("TINYLORA", "TinyLoRA: LoRA through a tiny trained vector and fixed projections", 5e-3, {"r": 2, "u": 64},
         {"u": Choice((16, 64, 256))}, lr_range=(1e-3, 5e-2)),
     Row("UNILORA", "Uni-LoRA: every layer's LoRA from one shared trained vector", 5e-3, {"r": 4, "theta_d_length": 256},
@@ -334,10 +337,12 @@ def _targets_field(row: Row) -> list:
 def config_class(row: Row) -> type:
     fields = _targets_field(row)
     for key, default in row.knobs.items():
+        kind = default.type if isinstance(default, Fit) else type(default)
+        limits = row.limits.get(key, {"min": 1} if kind is int else {"min": 0} if kind is float else {})
         if isinstance(default, Fit):
-            fields.append((key, default.type | None, field(default=None, metadata={"help": default.help})))
+            fields.append((key, kind | None, field(default=None, metadata={"help": default.help, **limits})))
         else:
-            fields.append((key, type(default), field(default=default, metadata={"help": _help(row.peft_type, key)})))
+            fields.append((key, kind, field(default=default, metadata={"help": _help(row.peft_type, key), **limits})))
     space = {"learning_rate": LogUniform(*row.lr_range), **row.space}
     camel = "".join(part.title() for part in row.name.split("_"))
     cls = dataclasses.make_dataclass(f"{camel}MethodConfig", fields, bases=(MethodConfig,), namespace={
