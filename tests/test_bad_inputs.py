@@ -172,6 +172,18 @@ def _output_file(name: str, directory: bool):
     return setup
 
 
+def _busy_output(d, monkeypatch, fx):
+    """Another run holds OUTPUT_DIR (its lock, as a running peftner holds it)."""
+    import fcntl
+
+    (d / "out").mkdir()
+    handle = open(d / "out" / ".peftner.lock", "w")
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    handle.write("pid 4242 on elsewhere")
+    handle.flush()
+    monkeypatch.setattr(sys.modules[__name__], "HELD", handle, raising=False)  # held until the case ends
+
+
 def _base_copy(d, monkeypatch, fx):
     shutil.copytree(fx["model"], d / "base")
 
@@ -578,6 +590,9 @@ CASES = [
     Case("output-data-in-adapter", "a data file inside `OUTPUT_DIR/adapter`",
          ["--train-file", "{d}/out/adapter/train.conll"], "--train-file {d}/out/adapter/train.conll lies inside the output {d}/out/adapter, which is replaced; copy it elsewhere first, or choose another --output-dir",
          setup=lambda d, mp, fx: (_run_copy(d, mp, fx), shutil.copy(fx["train"], d / "out" / "adapter" / "train.conll"))),
+    Case("output-busy", "`--output-dir` another run is writing into at the same time", [],
+         "{d}/out: another run is writing into this folder (pid 4242 on elsewhere); wait for it to end, or choose "
+         "another --output-dir", setup=_busy_output),
     # ------------------------------------------------------------------ checkpoints
     Case("resume-other-world-size", "`--resume` of a checkpoint written by 2 processes, with 1", ["--resume"], "{d}/out/checkpoints/step-00000003: written by a run of 2 process(es), this one has 1: the steps per epoch and the schedule would differ; resume with 2 process(es) (accelerate launch --num_processes 2 ...), or drop --resume to start over",
          setup=_checkpoint({"world_size": 2}), model_loads=True),
