@@ -184,6 +184,15 @@ def _busy_output(d, monkeypatch, fx):
     monkeypatch.setattr(sys.modules[__name__], "HELD", handle, raising=False)  # held until the case ends
 
 
+def _cached_run(d, monkeypatch, fx):
+    """A finished run of the matrix below, made with another learning rate."""
+    run = d / "res" / "files_e1" / "runs" / "lora" / "size-all" / "seed-42"
+    run.mkdir(parents=True)
+    metrics = json.loads((fx["adapter"].parent / "metrics.json").read_text())
+    metrics["config"]["learning_rate"] = 0.25
+    (run / "metrics.json").write_text(json.dumps(metrics))
+
+
 def _base_copy(d, monkeypatch, fx):
     shutil.copytree(fx["model"], d / "base")
 
@@ -703,6 +712,20 @@ CASES = [
     Case("compare-extra-steps", "`peftner compare --steps 10 --extra '--max-steps 5'`",
          ["compare", "--methods", "lora", "--results-dir", "{d}/res", "--steps", "10", "--extra", "--max-steps 5"],
          "--extra sets --max-steps, which this command sets for every run itself; drop it from --extra", "compare"),
+    Case("compare-cached-other-settings", "`peftner compare` over a finished run made with other settings",
+         ["compare", "--methods", "lora", "--seeds", "1", "--epochs", "1", "--model", "{model}", "--train-file",
+          "{train}", "--validation-file", "{train}", "--test-file", "{train}", "--results-dir", "{d}/res", "--extra",
+          "--learning-rate 0.5"],
+         "{d}/res/files_e1/runs/lora/size-all/seed-42/metrics.json: this finished run had other settings "
+         "(learning_rate: 0.25 -> 0.5); give the new settings another --results-dir (or --name), or delete that run "
+         "folder to run it again", "compare", setup=_cached_run),
+    Case("compare-cached-unreadable", "`peftner compare` over a finished run whose metrics.json is not JSON",
+         ["compare", "--methods", "lora", "--seeds", "1", "--epochs", "1", "--model", "{model}", "--train-file",
+          "{train}", "--validation-file", "{train}", "--test-file", "{train}", "--results-dir", "{d}/res"],
+         "{d}/res/files_e1/runs/lora/size-all/seed-42/metrics.json: unreadable (Expecting value: line 1 column 1 "
+         "(char 0)); delete that run folder to run it again", "compare",
+         setup=lambda d, mp, fx: (d / "res/files_e1/runs/lora/size-all/seed-42").mkdir(parents=True) or
+         (d / "res/files_e1/runs/lora/size-all/seed-42/metrics.json").write_text("")),
     Case("compare-unknown-method", "`peftner compare --methods lora,lorra`",
          ["compare", "--methods", "lora,lorra", "--results-dir", "{d}/res"], "unknown method 'lorra'; choose from full, head, bitfit, lora, adapter, prompt, ptuning_v2, ia3, int8_lora, qlora, peft", "compare"),
 ]
@@ -733,7 +756,7 @@ def fixtures(tmp_path_factory, tiny_model):
 def _fill(text: str, d: Path, fx: dict) -> str:
     return (text.replace("{d}", str(d)).replace("{adapter}", str(fx["adapter"]))
             .replace("{nan_key}", fx["nan_key"]).replace("{head_key}", fx["head_key"])
-            .replace("{model}", str(fx["model"])))
+            .replace("{model}", str(fx["model"])).replace("{train}", str(fx["train"])))
 
 
 def snapshot(d: Path) -> dict:
