@@ -35,7 +35,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from peftner.errors import PeftnerError
+from peftner.errors import PeftnerError, interrupt_on_sigterm
 from peftner.experiments import storage as shared
 from peftner.experiments.matrix import MATRIX_FLAGS, Matrix, run_matrix
 from peftner.experiments.results import MethodSummary, RunRow, row_of, summarize
@@ -402,7 +402,7 @@ def suite(args, argv: list[str], prog: str = "peftner suite") -> list[Path]:
         check_flags(run_cells)
         out.mkdir(parents=True, exist_ok=True)
         storage = shared.open_storage(args.storage or str(out / "study.journal"))
-        shared.interrupt_on_sigterm()
+        interrupt_on_sigterm()
         run_suite(run_cells, out, shared.Workers(storage, args.stale_after, shared.ProgressLine()),
                   shlex.split(args.launcher))
     written = write_report(cells, out, command)
