@@ -55,6 +55,14 @@ entries:
     assert "#### tiny on mem-a" in tables and "#### Across corpora" in tables and "(6 of 6 planned runs" in tables
     assert (out / "f1_vs_params_tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    from peftner.experiments.suite import adopt_runs
+
+    # another suite reusing this one's runs: the same settings are copied, other settings are not
+    for epochs, reused in (("1", 3), ("2", 0)):
+        again = write_plan(tmp_path / f"again{epochs}.yaml", plan.read_text().replace("--epochs 1", f"--epochs {epochs}")
+                           .replace("methods:", f"reuse: {{mem-a: {out / 'tiny' / 'mem-a'}}}\n    methods:"))
+        assert len(adopt_runs(load_plan(again)[0], tmp_path / f"reused{epochs}")) == reused
+
     stamp = head_fast.stat().st_mtime_ns
     assert main(["suite", str(plan), "--results-dir", str(out)]) == 0  # everything done: nothing reruns
     assert head_fast.stat().st_mtime_ns == stamp

@@ -61,6 +61,7 @@ class Cell:
     labels: dict[str, tuple[str, list[str]]]  # label -> (method, its extra flags)
     seeds: int
     extra: list[str] = field(default_factory=list)
+    reuse: Path | None = None  # a matrix folder whose runs of the same flags count as this cell's
 
     @property
     def name(self) -> str:
@@ -90,7 +91,7 @@ def load_plan(path: Path) -> list[Cell]:
         where = f"{path}: entry {number}"
         if not isinstance(entry, dict):
             raise PeftnerError(f"{where}: expected a mapping (backbone, model, datasets, methods, seeds, extra)")
-        unknown = set(entry) - {"backbone", "model", "datasets", "methods", "seeds", "extra"}
+        unknown = set(entry) - {"backbone", "model", "datasets", "methods", "seeds", "extra", "reuse"}
         if unknown:
             raise PeftnerError(f"{where}: unknown key {sorted(unknown)[0]!r}")
         backbone = entry.get("backbone")
@@ -105,12 +106,30 @@ def load_plan(path: Path) -> list[Cell]:
         labels = _labels(entry.get("methods"), where)
         entry_seeds = _count(entry.get("seeds", seeds), f"{where}: seeds")
         entry_extra = [*extra, *shlex.split(str(entry.get("extra") or ""))]
+        reuse = _reuse(entry.get("reuse"), path, where)
         for dataset, data_flags in datasets.items():
             if (backbone, dataset) in seen:
                 raise PeftnerError(f"{where}: {backbone} on {dataset} is planned twice")
             seen.add((backbone, dataset))
-            cells.append(Cell(backbone, model, dataset, data_flags, labels, entry_seeds, entry_extra))
+            cells.append(Cell(backbone, model, dataset, data_flags, labels, entry_seeds, entry_extra,
+                              reuse.get(dataset)))
+    unused = {d for d in reuse} - {d for d in datasets}
+    if unused:
+        raise PeftnerError(f"{where}: reuse names {sorted(unused)[0]!r}, which is not among its datasets")
     return cells
+
+
+def _reuse(reuse, path: Path, where: str) -> dict[str, Path]:
+    """``reuse: {dataset: folder}``: a run matrix (compare's results folder) made with the same flags."""
+    if reuse is None:
+        return {}
+    if not isinstance(reuse, dict) or not all(isinstance(v, str) for v in reuse.values()):
+        raise PeftnerError(f"{where}: reuse must map a dataset to a results folder of peftner compare")
+    folders = {str(k): (path.parent / v).resolve() for k, v in reuse.items()}
+    missing = next((f for f in folders.values() if not (f / "runs").is_dir()), None)
+    if missing:
+        raise PeftnerError(f"{where}: reuse: {missing} has no runs/ folder (not a peftner compare result)")
+    return folders
 
 
 def _datasets(datasets, where: str) -> dict[str, list[str]]:
@@ -190,7 +209,53 @@ def run_suite(cells: list[Cell], out: Path, workers: shared.Workers, launcher: l
     for number, cell in enumerate(cells, start=1):
         print(f"[suite {number}/{len(cells)}] {cell.name}: {len(cell.labels)} methods x {cell.seeds} seeds",
               flush=True)
+        adopt_runs(cell, out)
         run_matrix(cell_matrix(cell, out, launcher), workers, queue=f"suite-{cell.backbone}-{cell.dataset}")
+
+
+# Settings that do not change what a run computes: a reused run may differ in these only.
+BOOKKEEPING = {"seed", "output_dir", "run_name", "keep_checkpoints", "checkpoint_every", "threads", "num_workers",
+               "report_to", "experiment", "logging_dir", "resume", "config"}
+
+
+def adopt_runs(cell: Cell, out: Path) -> list[Path]:
+    """Copy the ``reuse`` folder's finished runs of this cell (same method and the same settings as
+    this cell would train, but the seed and bookkeeping: checked) into the cell, so they are not
+    trained again; a run with other settings is left alone and trained anew."""
+    import shutil
+
+    from peftner.config import config_to_dict, default_model, parse_args
+    from peftner.experiments.matrix import SEED_BASE
+    from peftner.methods import get_method
+    from peftner.models.facts import inspect_model
+
+    if cell.reuse is None:
+        return []
+    copied = []
+    facts = inspect_model(cell.model or default_model())  # runs record their configs resolved on the model
+    for label, (method, flags) in cell.labels.items():
+        argv = [*(["--model", cell.model] if cell.model else []), *cell.data_flags, *cell.extra, *flags]
+        cfg, method_cfg = parse_args(get_method(method), argv)
+        method_cfg = get_method(method).resolve(method_cfg, facts)
+        wanted = {k: v for k, v in config_to_dict(cfg).items() if k not in BOOKKEEPING}
+        for seed in range(SEED_BASE, SEED_BASE + cell.seeds):
+            source = cell.reuse / "runs" / label / "size-all" / f"seed-{seed}" / "metrics.json"
+            target = out / cell.backbone / cell.dataset / "runs" / label / "size-all" / f"seed-{seed}" / "metrics.json"
+            if target.exists() or not source.exists():
+                continue
+            metrics = RunMetrics.read(source)
+            had = {k: v for k, v in (metrics["config"] or {}).items() if k not in BOOKKEEPING}
+            same = metrics.method == method and {k: had.get(k) for k in wanted} == wanted and \
+                (metrics["method_config"] or {}) == config_to_dict(method_cfg)
+            if same:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(source, target)
+                copied.append(target)
+            else:
+                print(f"    not reused (other settings): {source}", flush=True)
+    if copied:
+        print(f"    reused {len(copied)} finished runs of {cell.reuse}", flush=True)
+    return copied
 
 
 @dataclass
