@@ -41,7 +41,7 @@ from peftner.experiments.matrix import MATRIX_FLAGS, Matrix, run_matrix
 from peftner.experiments.results import MethodSummary, RunRow, row_of, summarize
 from peftner.experiments.tables import f1_cell, format_bytes
 from peftner.methods import METHODS
-from peftner.report import RunMetrics, library_versions, machine_description
+from peftner.report import RunMetrics, library_versions, machine_description, model_label
 
 # summary.csv: the columns first, then what the tables also show
 SUMMARY_COLUMNS = ("backbone", "dataset", "method", "seeds", "test_f1_mean", "test_f1_std", "trainable_params",
@@ -267,6 +267,7 @@ class SuiteRow:
     summary: MethodSummary
     model: str
     model_note: str  # where the weights came from (a dequantized 4-bit checkpoint says so)
+    machine: str  # where its runs ran (recorded by each run)
 
     def as_csv(self) -> dict:
         s = self.summary
@@ -288,10 +289,10 @@ def collect(cells: list[Cell], out: Path) -> list[SuiteRow]:
                 if path.exists():
                     metrics = RunMetrics.read(path)
                     runs.append(row_of(label, int(metrics.seed), None, metrics))
-                    notes.setdefault(label, (metrics.model or "", model_note(metrics)))
+                    notes.setdefault(label, (model_label(metrics.model or ""), model_note(metrics), metrics.machine))
         for summary in summarize(runs):
-            model, note = notes[summary.method]
-            rows.append(SuiteRow(cell.backbone, cell.dataset, summary, model, note))
+            model, note, machine = notes[summary.method]
+            rows.append(SuiteRow(cell.backbone, cell.dataset, summary, model, note, machine or "unknown"))
     return rows
 
 
@@ -426,13 +427,15 @@ def write_report(cells: list[Cell], out: Path, command: str) -> list[Path]:
         writer.writerows(r.as_csv() for r in rows)
     planned = sum(len(c.labels) * c.seeds for c in cells)
     finished = sum(r.summary.runs for r in rows)
-    info = {"command": command, "machine": machine_description(), "versions": library_versions(),
+    machines = sorted({r.machine for r in rows}) or [machine_description()]
+    info = {"command": command, "machine": "; ".join(machines), "versions": library_versions(),
             "planned_runs": planned, "finished_runs": finished,
             "rows": [{**r.as_csv(), "test_f1_by_seed": r.summary.test_f1_by_seed} for r in rows],
             "across_corpora": cross_corpus(rows), "quality_target": quality_target(rows)}
     (out / "summary.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     (out / "tables.md").write_text(f"Command: `{command}` ({finished} of {planned} planned runs finished)\n\n"
-                                   f"Machine: {info['machine']}\n\n" + tables_markdown(rows), encoding="utf-8")
+                                   f"Machine (where the runs ran): {info['machine']}\n\n" + tables_markdown(rows),
+                                   encoding="utf-8")
     return [out / "summary.csv", out / "summary.json", out / "tables.md", *plot_per_backbone(rows, out)]
 
 
@@ -463,6 +466,9 @@ def suite(args, argv: list[str], prog: str = "peftner suite") -> list[Path]:
         run_cells = cells
     out = Path(args.results_dir)
     command = f"{prog} " + " ".join(shlex.quote(a) for a in argv)
+    previous = out / "summary.json"
+    if args.report_only and previous.exists():  # the report names the command that ran the runs
+        command = json.loads(previous.read_text(encoding="utf-8")).get("command", command)
     if not args.report_only:
         check_flags(run_cells)
         out.mkdir(parents=True, exist_ok=True)
