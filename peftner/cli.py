@@ -32,6 +32,8 @@ COMMANDS: list[Command] = [
             "peftner.experiments.compare:compare_arguments", "peftner.experiments.compare:compare_command"),
     Command("tune", "search a method's hyperparameters on dev with Optuna, then test the winner over seeds",
             "peftner.experiments.tune:tune_arguments", "peftner.experiments.tune:tune_command"),
+    Command("suite", "run a plan of backbones x corpora x methods x seeds and write its summary (benchmarks/suite.yaml)",
+            "peftner.experiments.suite:suite_arguments", "peftner.experiments.suite:suite_command"),
     Command("predict", "tag texts with a trained adapter (JSON Lines or CoNLL output)",
             "peftner.reuse.commands:predict_arguments", "peftner.reuse.commands:predict"),
     Command("export", "write a plain transformers model (adapter merged into its base)",

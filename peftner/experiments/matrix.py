@@ -94,7 +94,8 @@ CACHE_VOLATILE = {"output_dir", "resume", "checkpoint_every", "keep_checkpoints"
                   "report_to", "experiment", "run_name", "logging_dir"}
 
 
-def check_cached(spec: RunSpec, run_dir: Path, metrics: RunMetrics, recipe_args: list[str]) -> None:
+def check_cached(spec: RunSpec, run_dir: Path, metrics: RunMetrics, recipe_args: list[str],
+                 method_name: str | None = None) -> None:
     """A finished run is reused only if it ran with the settings this matrix asks for: a folder named
     after the matrix's options does not capture ``--extra`` (a learning rate, say), so another
     comparison could otherwise report old runs as its own. Method settings are compared resolved for
@@ -105,15 +106,15 @@ def check_cached(spec: RunSpec, run_dir: Path, metrics: RunMetrics, recipe_args:
     from peftner.models.facts import inspect_model
 
     size = ["--max-train-samples", str(spec.train_size)] if spec.train_size is not None else []
-    method = get_method(spec.method)
+    method = get_method(method_name or spec.method)
     cfg, method_cfg = parse_args(method, ["--seed", str(spec.seed), "--output-dir", str(run_dir), *recipe_args, *size])
     if method.for_model is not None:  # the run recorded its settings with the architecture's defaults filled in
         try:
             method_cfg = method.resolve(method_cfg, inspect_model(cfg.model or default_model(), cfg.trust_remote_code))
         except PeftnerError:
             pass  # the model cannot be inspected here: its method settings are compared as given
-    recorded = {**(metrics.config or {}), **{f"{spec.method}.{k}": v for k, v in (metrics.method_config or {}).items()}}
-    wanted = {**config_to_dict(cfg), **{f"{spec.method}.{k}": v for k, v in config_to_dict(method_cfg).items()}}
+    recorded = {**(metrics.config or {}), **{f"{method.name}.{k}": v for k, v in (metrics.method_config or {}).items()}}
+    wanted = {**config_to_dict(cfg), **{f"{method.name}.{k}": v for k, v in config_to_dict(method_cfg).items()}}
     diffs = [f"{k}: {recorded[k]!r} -> {v!r}" for k, v in wanted.items()
              if k in recorded and k not in CACHE_VOLATILE and v is not None and recorded[k] != v]
     if diffs:
@@ -122,19 +123,20 @@ def check_cached(spec: RunSpec, run_dir: Path, metrics: RunMetrics, recipe_args:
                            "run it again")
 
 
-def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list[str]) -> RunMetrics:
-    """Train one run in a subprocess, ``LAUNCHER -m peftner.cli train METHOD`` (skipped when its
-    metrics.json exists); returns its metrics.
+def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list[str],
+            method: str | None = None) -> RunMetrics:
+    """Train one run in a subprocess, ``LAUNCHER -m peftner.cli train METHOD`` (``method``, default the
+    spec's; skipped when its metrics.json exists); returns its metrics.
 
     The wall time of the subprocess is added to metrics.json as ``wall_seconds`` (``extra``).
     """
     metrics_path = run_dir / "metrics.json"
     if metrics_path.exists():
         metrics = RunMetrics.read(metrics_path)
-        check_cached(spec, run_dir, metrics, recipe_args)
+        check_cached(spec, run_dir, metrics, recipe_args, method)
         metrics.extra.setdefault("wall_seconds", None)
         return metrics
-    command = [*launcher, "-m", "peftner.cli", "train", spec.method, "--seed", str(spec.seed),
+    command = [*launcher, "-m", "peftner.cli", "train", method or spec.method, "--seed", str(spec.seed),
                "--output-dir", str(run_dir), *recipe_args]
     if spec.train_size is not None:
         command += ["--max-train-samples", str(spec.train_size)]
@@ -162,8 +164,9 @@ class Matrix:
     methods: list[str]
     seeds: int
     sizes: list[int | None]
-    recipe_args: dict[str, list[str]]  # method -> its recipe flags
+    recipe_args: dict[str, list[str]]  # method (or label) -> its recipe flags
     launcher: list[str] = field(default_factory=lambda: [sys.executable])
+    trains: dict[str, str] = field(default_factory=dict)  # label -> the method it trains (default: itself)
 
     @property
     def specs(self) -> dict[str, RunSpec]:
@@ -186,13 +189,14 @@ def run_matrix(matrix: Matrix, workers: shared.Workers | None = None, queue: str
             except (OSError, ValueError, TypeError) as err:
                 raise PeftnerError(f"{cached}: unreadable ({str(err).splitlines()[0]}); delete that run folder to run "
                                    "it again") from None
-            check_cached(spec, cached.parent, metrics, matrix.recipe_args[spec.method])
+            check_cached(spec, cached.parent, metrics, matrix.recipe_args[spec.method], matrix.trains.get(spec.method))
 
     def work(key: str) -> float:
         spec = specs[key]
         flags = matrix.recipe_args[spec.method]
         run_name = ["--run-name", key.replace("/", "_")] if "--report-to" in flags else []  # trackers' run name
-        return run_one(spec, out / "runs" / key, [*flags, *run_name], matrix.launcher).test_f1
+        return run_one(spec, out / "runs" / key, [*flags, *run_name], matrix.launcher,
+                       matrix.trains.get(spec.method)).test_f1
 
     if workers is None:
         started = time.perf_counter()
