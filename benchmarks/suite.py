@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from peftner.errors import PeftnerError
+from peftner.errors import INTERRUPTED_STATUS, PeftnerError, interrupted_line
 from peftner.experiments.suite import suite, suite_arguments
 
 if __name__ == "__main__":
@@ -21,6 +21,6 @@ if __name__ == "__main__":
     except PeftnerError as err:
         print(f"peftner: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print("peftner: interrupted (the suite resumes where it stopped)", file=sys.stderr)
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as err:
+        print(interrupted_line(err, "rerun the same command to resume"), file=sys.stderr)
+        raise SystemExit(INTERRUPTED_STATUS) from None

@@ -292,6 +292,43 @@ def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
+def suite_tables(link_prefix: str = "../") -> str | None:
+    """docs/benchmarks.md: the suite's tables (benchmarks/results/suite/tables.md) and its plots."""
+    folder = RESULTS / "suite"
+    if not (folder / "tables.md").exists():
+        return None
+    plots = sorted(folder.glob("f1_vs_params_*.png"))
+    images = "\n\n".join(f"![{p.stem}]({link_prefix}benchmarks/results/suite/{p.name})" for p in plots)
+    return (folder / "tables.md").read_text(encoding="utf-8").strip() + ("\n\n" + images if images else "")
+
+
+def which_method() -> str | None:
+    """README: per backbone, the parameter-efficient method (≤ 1 % trainable) whose defaults have the best
+    mean rank across the suite's corpora, its mean gap to full fine-tuning, and how much of the plan ran."""
+    path = RESULTS / "suite" / "summary.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    lines = [f"Generated from `benchmarks/results/suite/summary.json` ({data['finished_runs']} of "
+             f"{data['planned_runs']} planned runs finished; command `{data['command']}`, machine: "
+             f"{data['machine']}). Lower rank is better; the gap is mean test F1 minus full fine-tuning's, in F1 "
+             "points, over the corpora where both ran.", "",
+             "| backbone | best method at ≤ 1 % trainable | corpora | mean rank | mean gap to full | runner-up |",
+             "|---|---|---:|---:|---:|---|"]
+    rows = data["across_corpora"]
+    for backbone in dict.fromkeys(r["backbone"] for r in rows):
+        efficient = sorted((r for r in rows if r["backbone"] == backbone and r.get("setting", "defaults") == "defaults"
+                            and r["trainable_percent"] <= 1.0),
+                           key=lambda r: r["mean_rank"])
+        if not efficient:
+            continue
+        best, second = efficient[0], (efficient[1]["method"] if len(efficient) > 1 else "—")
+        gap = "no full run" if best["mean_gap_to_full"] is None else f"{best['mean_gap_to_full']:+.2f}"
+        lines.append(f"| {backbone} | {best['method']} | {best['corpora']} | {best['mean_rank']:.2f} | {gap} | "
+                     f"{second} |")
+    return "\n".join(lines)
+
+
 def sections() -> list[tuple[Path, str, str | None]]:
     return [
         (ROOT / "docs" / "methods.md", "method-defaults", method_defaults()),
@@ -301,6 +338,8 @@ def sections() -> list[tuple[Path, str, str | None]]:
         (ROOT / "docs" / "data.md", "wnut16-split", describe("wnut16")),
         (ROOT / "docs" / "training.md", "trainer-baseline", trainer_baseline()),
         (ROOT / "docs" / "benchmarks.md", "compare-table", compare_table()),
+        (ROOT / "docs" / "benchmarks.md", "suite", suite_tables()),
+        (ROOT / "README.md", "which-method", which_method()),
         (ROOT / "docs" / "benchmarks.md", "data-efficiency", data_efficiency()),
         (ROOT / "docs" / "benchmarks.md", "throughput", throughput()),
         (ROOT / "docs" / "benchmarks.md", "tuned", tuned_results()),
