@@ -32,6 +32,9 @@ CASES = {
     "head": ("head", ["--learning-rate", "1e-1"]),
     "bitfit": ("bitfit", ["--learning-rate", "5e-2"]),
     "lora": ("lora", ["--learning-rate", "3e-2"]),
+    # base-rewriting initialisations, saved as a plain LoRA delta (pissa_niter_4's SVD is randomised)
+    "lora_pissa_niter_4": ("lora", ["--learning-rate", "3e-2", "--init-lora-weights", "pissa_niter_4"]),
+    "lora_olora": ("lora", ["--learning-rate", "3e-2", "--init-lora-weights", "olora"]),
     "adapter": ("adapter", ["--learning-rate", "2e-2"]),
     "prompt": ("prompt", ["--learning-rate", "5e-2", "--num-virtual-tokens", "4"]),
     "ptuning_v2": ("ptuning_v2", ["--learning-rate", "3e-2"]),
