@@ -50,10 +50,18 @@ from the model's `model_type` (`peftner/models/layouts.py`). This page is genera
   the `head` / `bitfit` methods. ModernBERT's `head` block (dense, GELU, LayerNorm over the
   encoder output) is pre-trained in masked-LM checkpoints but random when a checkpoint lacks it,
   so it trains and is saved with every method: two reloads of an adapter are always the same model.
+* **Model types transformers has no token classifier for** (Gemma 3's `gemma3_text` in transformers
+  5.24: `AutoModelForTokenClassification` refuses it) get peftner's: the bare `AutoModel` under the
+  model's own prefix, dropout and a linear `score` head (`peftner/models/heads.py`, the same layout as
+  transformers' `GenericForTokenClassification`), registered with `AutoModelForTokenClassification`
+  when peftner loads such a model. A causal-LM checkpoint loads into it (its `lm_head` is left out),
+  every method applies, `Tagger` / `peftner predict` reload it and a merged export names the class
+  (`Gemma3TextForTokenClassification`); plain transformers loads that export after
+  `peftner.models.heads.ensure_token_classifier(config)`.
 * **Refusals instead of silent degradation.** BitFit on a backbone without biases (ModernBERT, T5,
-  LLaMA, Mistral, Gemma) would train only the head: refused. IA3/LoRA targets that match nothing: refused, with the
+  LLaMA, Mistral, Gemma, Gemma 3) would train only the head: refused. IA3/LoRA targets that match nothing: refused, with the
   model's linear-layer names. Every refusal happens before any data is read.
-* **Decoders** (GPT-2, LLaMA, Qwen2, Mistral, Gemma, ... through `AutoModelForTokenClassification`):
+* **Decoders** (GPT-2, LLaMA, Qwen2, Mistral, Gemma, Gemma 3, ... through `AutoModelForTokenClassification`):
   a tokenizer without a padding token pads with its end-of-text token (padded positions are masked
   and unlabelled), padding goes on the right (a causal model's real positions keep their context),
   and byte-level BPE tokenizers get `add_prefix_space` so each word of `is_split_into_words` input
@@ -75,11 +83,13 @@ def _facts():
     from transformers import AutoModelForTokenClassification
 
     from peftner.models.facts import facts_of
+    from peftner.models.heads import ensure_token_classifier
     from peftner.testing.tiny import SPECS, build_config
 
     facts = {}
     for name in SPECS:
         config = build_config(SPECS[name], vocab_size=200_000, num_labels=3)  # meta: no memory
+        ensure_token_classifier(config)
         with torch.device("meta"):
             model = AutoModelForTokenClassification.from_config(config)
         facts[name] = (type(model).__name__, facts_of(model))

@@ -9,7 +9,7 @@ from conftest import memorise_argv
 from peftner.recipe import main
 from peftner.testing.tiny import build_checkpoint
 
-DECODERS = ("gpt2", "llama", "qwen2", "mistral", "gemma")
+DECODERS = ("gpt2", "llama", "qwen2", "mistral", "gemma", "gemma3")
 
 
 @pytest.fixture(scope="module")

@@ -98,13 +98,16 @@ def _add_prefix_space(pre_tokenizer) -> bool:
 
 def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = False, complete: bool = False,
                           **kwargs):
-    """``AutoModelForTokenClassification`` with a fresh head for ``id2label``; safetensors only.
+    """``AutoModelForTokenClassification`` with a fresh head for ``id2label``; safetensors only. A model type
+    transformers has no token classifier for gets peftner's (:mod:`peftner.models.heads`).
 
     Pickle checkpoints (``pytorch_model.bin``) are refused: unpickling can run arbitrary code.
     ``complete``: the directory is a trained token classifier, so every weight must come from it
     (transformers would fill missing ones, the head included, with fresh random values and only warn).
     """
     from transformers import AutoModelForTokenClassification
+
+    from peftner.models.heads import ensure_token_classifier_for
 
     label2id = {label: i for i, label in id2label.items()}
     check_model_path(name)
@@ -114,6 +117,7 @@ def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = F
         found = f" (found {', '.join(pickles[:3])})" if pickles else ""
         raise PeftnerError(f"{name}: no .safetensors weights{found}; peftner loads weights only from "
                            "safetensors, never from pickle files (convert them with a trusted tool first)")
+    ensure_token_classifier_for(name, trust_remote_code)  # model types with no head class in transformers
     try:
         model, info = AutoModelForTokenClassification.from_pretrained(
             name, num_labels=len(id2label), id2label=dict(id2label), label2id=label2id,

@@ -52,6 +52,11 @@ SPECS = {s.name: s for s in (
     TinySpec("mistral", "mistral", "causal_lm", "bpe", {"num_key_value_heads": 1, "sliding_window": 16},
              decoder=True),
     TinySpec("gemma", "gemma", "causal_lm", "bpe", {"num_key_value_heads": 1}, decoder=True),
+    # Gemma 3: no token-classification class in transformers (peftner.models.heads builds one); local
+    # sliding-window layers between global ones, as in gemma-3-270m
+    TinySpec("gemma3", "gemma3_text", "causal_lm", "bpe",
+             {"num_key_value_heads": 1, "sliding_window": 16, "sliding_window_pattern": 2},
+             decoder=True),
 )}
 
 
@@ -64,7 +69,7 @@ def build_config(spec: TinySpec, vocab_size: int, hidden: int = 64, layers: int 
     position_key = "n_positions" if spec.model_type == "gpt2" else "max_position_embeddings"
     values = {h: hidden, n: layers, a: heads, f: intermediate or 2 * hidden, position_key: max_positions,
               "vocab_size": vocab_size, **spec.config, **overrides}
-    if spec.model_type in ("llama", "qwen2", "mistral", "gemma"):
+    if spec.model_type in ("llama", "qwen2", "mistral", "gemma", "gemma3_text"):
         values.setdefault("head_dim", hidden // heads)
     if spec.model_type == "t5":
         values.setdefault("d_kv", hidden // heads)
