@@ -158,6 +158,7 @@ def save_run(model, built: Built, data: Data, result, test: tuple[dict, list[lis
     """Stage 5 (main process): the adapter directory, the test predictions, metrics.json and the summary."""
     from peftner.integrity import drop_previous, set_aside
     from peftner.models.loading import backbone_bytes, saved_base_config
+    from peftner.models.packaged import read_provenance
     from peftner.report import library_versions, machine_description, peak_memory_mb, weights_bytes
     from peftner.reuse import write_artifacts
     from peftner.reuse.partial import save_trained
@@ -178,7 +179,7 @@ def save_run(model, built: Built, data: Data, result, test: tuple[dict, list[lis
                        test_predicted)  # what test_f1 scored, word by word
     corpus = data.corpus
     metrics = RunMetrics(
-        method=method.name, model=data.model_name,
+        method=method.name, model=data.model_name, backbone=read_provenance(data.model_name),
         dataset=corpus.name if corpus.name != "files" else cfg.train_file,
         seed=cfg.seed, epochs=result.history[-1]["epoch"] if result.history else cfg.epochs,
         metric=data.schema.metric, scheme=data.schema.scheme,
