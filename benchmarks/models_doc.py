@@ -70,6 +70,11 @@ from the model's `model_type` (`peftner/models/layouts.py`). This page is genera
   (`create_causal_mask` then builds a bidirectional mask) and `is_causal = False` on every attention
   module (for kernels that take the flag instead of a mask). It is recorded in the adapter's
   `config.json` (`"is_causal": false`) and re-applied on reload by `Tagger` / `peftner predict`. Without it a decoder labels each token from its left context only.
+  `--bidirectional-from K` lifts the mask only from layer K (0-based) on: the layers below keep it
+  (Dukić & Šnajder 2024 found unmasking every layer rarely best). The model still builds its causal
+  mask; the attention of layers K.. gets the bidirectional padding mask instead (a forward pre-hook;
+  sliding-window layers among them see the whole sentence). K is saved in the adapter's
+  `config.json` (`"peftner_bidirectional_from": K`) and re-applied on reload.
 * **P-tuning v2** uses peftner's BERT-family attention layer where it applies and otherwise adds the
   prefix inside transformers' attention interface (any model whose attention calls
   `ALL_ATTENTION_FUNCTIONS`: DistilBERT, ModernBERT, GPT-2, LLaMA, Qwen2, ...): the keys and values

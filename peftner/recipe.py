@@ -77,9 +77,16 @@ def check_architecture(method: Method, method_config, cfg: TrainConfig):
         facts = inspect_model(model_name, cfg.trust_remote_code)
     except PeftnerError:
         return None, method_config  # an unreadable config: loading the model reports why
-    if cfg.bidirectional and not facts.decoder:
-        raise PeftnerError(f"--bidirectional: this {facts.model_type} model has no causal attention to lift "
+    flag = "--bidirectional" if cfg.bidirectional else "--bidirectional-from" if cfg.bidirectional_from else None
+    if flag and not facts.decoder:
+        raise PeftnerError(f"{flag}: this {facts.model_type} model has no causal attention to lift "
                            "(it already attends in both directions); the flag is for decoder LLMs")
+    if cfg.bidirectional and cfg.bidirectional_from:
+        raise PeftnerError("--bidirectional lifts the causal mask in every layer, --bidirectional-from K from layer K "
+                           "on: pass one of them")
+    if cfg.bidirectional_from and facts.num_layers and cfg.bidirectional_from >= facts.num_layers:
+        raise PeftnerError(f"--bidirectional-from must be below the model's {facts.num_layers} layers (0-based; "
+                           f"--bidirectional for every layer), got {cfg.bidirectional_from}")
     if method.for_model is not None:
         method_config = method.for_model(method_config, facts)
     return facts, method_config
@@ -120,7 +127,7 @@ def build_model(method: Method, method_config, cfg: TrainConfig, data: Data, acc
         load_kwargs.setdefault("device_map", {"": accelerator.device})
     model = load_token_classifier(data.model_name, data.schema.id2label, cfg.trust_remote_code,
                                   **never_quantize_head(load_kwargs, facts))
-    if cfg.bidirectional and make_bidirectional(model) == 0:
+    if (cfg.bidirectional or cfg.bidirectional_from) and make_bidirectional(model, cfg.bidirectional_from or 0) == 0:
         raise PeftnerError(f"--bidirectional: this {model.config.model_type} model has no causal attention to lift")
     model = method.apply(model, method_config)
     max_length = window_length(tokenizer, model, cfg.max_length)  # what Tagger recomputes on reload
