@@ -127,7 +127,8 @@ def measure(model_dir: Path, method_name: str, device, batch: int, seq_len: int,
 def main(argv=None):
     import torch
 
-    from peftner.report import library_versions, machine_description, write_json_atomic
+    from peftner.integrity import write_json_atomic
+    from peftner.report import library_versions, machine_description
     from peftner.testing.tiny import build_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

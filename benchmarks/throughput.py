@@ -40,7 +40,8 @@ from peftner.methods import get_method  # noqa: E402
 from peftner.models.loading import load_token_classifier, load_tokenizer  # noqa: E402
 from peftner.recipe import run  # noqa: E402
 from peftner.training.loop import build_optimizer, compiled  # noqa: E402
-from peftner.report import library_versions, machine_description, write_json_atomic  # noqa: E402
+from peftner.integrity import write_json_atomic
+from peftner.report import library_versions, machine_description  # noqa: E402
 
 RESULT = Path(__file__).parent / "results" / "throughput" / "result.json"
 

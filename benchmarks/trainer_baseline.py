@@ -21,7 +21,8 @@ from peftner.config import default_model, parse_args  # noqa: E402
 from peftner.data import load_corpus  # noqa: E402
 from peftner.methods import get_method  # noqa: E402
 from peftner.recipe import run  # noqa: E402
-from peftner.report import library_versions, machine_description, write_json_atomic  # noqa: E402
+from peftner.integrity import write_json_atomic
+from peftner.report import library_versions, machine_description  # noqa: E402
 
 
 def main(argv=None):

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 
-from peftner.data.builtin import datasets_doc, describe  # noqa: E402, datasets_doc
+from peftner.data.builtin import datasets_doc, describe  # noqa: E402
 from peftner.report import RunMetrics, format_summary, format_versions  # noqa: E402
 
 
@@ -262,8 +262,52 @@ def serving(name: str = "result.json") -> str | None:
     return "\n".join(lines)
 
 
+def bad_input_table() -> str:
+    """docs/reliability.md's table of bad inputs, generated from the cases of tests/test_bad_inputs.py."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import test_bad_inputs
+
+    return test_bad_inputs.doc_table()
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def suite_tables(link_prefix: str = "../") -> str | None:
+    """docs/benchmarks.md: the suite's tables (benchmarks/results/suite/tables.md) and its plots."""
+    folder = RESULTS / "suite"
+    if not (folder / "tables.md").exists():
+        return None
+    plots = sorted(folder.glob("f1_vs_params_*.png"))
+    images = "\n\n".join(f"![{p.stem}]({link_prefix}benchmarks/results/suite/{p.name})" for p in plots)
+    return (folder / "tables.md").read_text(encoding="utf-8").strip() + ("\n\n" + images if images else "")
+
+
+def which_method() -> str | None:
+    """README: per backbone, the parameter-efficient method (≤ 1 % trainable) with the best mean rank
+    across the suite's corpora, its mean gap to full fine-tuning, and how much of the plan has run."""
+    path = RESULTS / "suite" / "summary.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    lines = [f"Generated from `benchmarks/results/suite/summary.json` ({data['finished_runs']} of "
+             f"{data['planned_runs']} planned runs finished; command `{data['command']}`, machine: "
+             f"{data['machine']}). Lower rank is better; the gap is mean test F1 minus full fine-tuning's, in F1 "
+             "points, over the corpora where both ran.", "",
+             "| backbone | best method at ≤ 1 % trainable | corpora | mean rank | mean gap to full | runner-up |",
+             "|---|---|---:|---:|---:|---|"]
+    rows = data["across_corpora"]
+    for backbone in dict.fromkeys(r["backbone"] for r in rows):
+        efficient = sorted((r for r in rows if r["backbone"] == backbone and r["trainable_percent"] <= 1.0),
+                           key=lambda r: r["mean_rank"])
+        if not efficient:
+            continue
+        best, second = efficient[0], (efficient[1]["method"] if len(efficient) > 1 else "—")
+        gap = "no full run" if best["mean_gap_to_full"] is None else f"{best['mean_gap_to_full']:+.2f}"
+        lines.append(f"| {backbone} | {best['method']} | {best['corpora']} | {best['mean_rank']:.2f} | {gap} | "
+                     f"{second} |")
+    return "\n".join(lines)
 
 
 def sections() -> list[tuple[Path, str, str | None]]:
@@ -276,6 +320,8 @@ def sections() -> list[tuple[Path, str, str | None]]:
         (ROOT / "docs" / "data.md", "builtin-datasets", datasets_doc()),
         (ROOT / "docs" / "training.md", "trainer-baseline", trainer_baseline()),
         (ROOT / "docs" / "benchmarks.md", "compare-table", compare_table()),
+        (ROOT / "docs" / "benchmarks.md", "suite", suite_tables()),
+        (ROOT / "README.md", "which-method", which_method()),
         (ROOT / "docs" / "benchmarks.md", "data-efficiency", data_efficiency()),
         (ROOT / "docs" / "benchmarks.md", "throughput", throughput()),
         (ROOT / "docs" / "benchmarks.md", "tuned", tuned_results()),
@@ -283,6 +329,7 @@ def sections() -> list[tuple[Path, str, str | None]]:
         (ROOT / "docs" / "methods.md", "search-spaces", search_spaces()),
         (ROOT / "docs" / "benchmarks.md", "serving", serving()),
         (ROOT / "docs" / "benchmarks.md", "serving-trained", serving("trained.json")),
+        (ROOT / "docs" / "reliability.md", "bad-input-table", bad_input_table()),
     ]
 
 

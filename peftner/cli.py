@@ -13,7 +13,7 @@ import importlib
 import sys
 from dataclasses import dataclass
 
-from peftner.errors import OneLineParser, PeftnerError
+from peftner.errors import INTERRUPTED_STATUS, OneLineParser, PeftnerError, interrupt_on_sigterm, interrupted_line
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ COMMANDS: list[Command] = [
             "peftner.experiments.compare:compare_arguments", "peftner.experiments.compare:compare_command"),
     Command("tune", "search a method's hyperparameters on dev with Optuna, then test the winner over seeds",
             "peftner.experiments.tune:tune_arguments", "peftner.experiments.tune:tune_command"),
+    Command("suite", "run a plan of backbones x corpora x methods x seeds and write its summary (benchmarks/suite.yaml)",
+            "peftner.experiments.suite:suite_arguments", "peftner.experiments.suite:suite_command"),
     Command("predict", "tag texts with a trained adapter (JSON Lines or CoNLL output)",
             "peftner.reuse.commands:predict_arguments", "peftner.reuse.commands:predict"),
     Command("export", "write a plain transformers model (adapter merged into its base)",
@@ -61,15 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    interrupt_on_sigterm()
     try:
         args = build_parser().parse_args(argv)
         status = _resolve(args._run)(args)
     except PeftnerError as err:
         print(f"peftner: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM in `peftner tune` (its trial was handed back)
-        print(f"peftner: interrupted ({err or 'Ctrl-C'})", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM, in any command (a tune trial was handed back)
+        print(interrupted_line(err), file=sys.stderr)
+        return INTERRUPTED_STATUS
     except BrokenPipeError:  # `peftner predict ... | head`
         sys.stderr.close()
         return 0

@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from peftner.data.labels import TAG_SCHEMES
 from peftner.errors import OneLineParser, PeftnerError
 from peftner.methods import METHODS, Method
 from peftner.validation import check_fields, parse_bool, validated
@@ -64,7 +65,7 @@ class TrainConfig:
     scheme_f1: bool = field(default=False, metadata={
         "help": "score entities by the tag scheme's rules (seqeval strict mode, IOB2/IOBES) instead of conlleval's",
         "aliases": ("strict_metric",)})
-    tag_scheme: str = field(default="auto", metadata={"choices": ("auto", "none"), "help": "auto: detect IOB1/IOB2/IOBES (a mix of BIO and other tags is refused); none: score token accuracy whatever the tags"})
+    tag_scheme: str = field(default="auto", metadata={"choices": TAG_SCHEMES, "help": "auto: detect IOB1/IOB2/IOBES/BILOU from the training tags (a mix of schemes, or of BIO and other tags, is refused); IOB1, IOB2, IOBES, BILOU: the data's scheme, as given (wins over detection; a tag outside it is refused); none: score token accuracy whatever the tags"})
     allow_unseen_tags: bool = field(default=False, metadata={"help": "score dev/test tags unseen in training as 'O' instead of failing"})
     mixed_precision: str = field(default="no", metadata={"choices": ("no", "fp16", "bf16"), "help": "no, fp16 or bf16"})
     cpu: bool = field(default=False, metadata={"help": "force CPU even when a GPU is present"})
@@ -174,29 +175,41 @@ def _load_yaml(path: str) -> tuple[dict, dict]:
         return {}, {}
     if not isinstance(data, dict):
         raise PeftnerError(f"{path}: expected a mapping of option: value, got a {type(data).__name__}")
-    lines = {}  # key -> line of the key in the file
-    for node in (root, *[v for k, v in root.value if k.value == "method" and isinstance(v, yaml.MappingNode)]):
-        lines.update({k.value: k.start_mark.line + 1 for k, _ in node.value})
-    flat, origins = {}, {}
+    nodes = {"": root, "method": next((v for k, v in root.value if k.value == "method"
+                                       and isinstance(v, yaml.MappingNode)), None)}
+    lines = {}  # (section, key) -> line of the key in the file
+    for section, node in nodes.items():
+        for key_node, _ in node.value if node is not None else ():
+            line = key_node.start_mark.line + 1
+            if (section, key_node.value) in lines:  # YAML keeps the last of two equal keys without a word
+                raise PeftnerError(f"{path}:{line}: {key_node.value} is given twice (also on line "
+                                   f"{lines[section, key_node.value]}); keep one")
+            lines[section, key_node.value] = line
+    flat, origins, given_as = {}, {}, {}
 
-    def add(key, value):
+    def add(section, key, value):
         if not isinstance(key, str):
             raise PeftnerError(f"{path}: option names must be text, got {key!r}")
         name = key.replace("-", "_")
-        flat[name] = value
-        origins[name] = f"{path}:{lines.get(key, '?')}: {key}"
+        name = ALIASES.get(name, name)
+        line = lines.get((section, key), "?")
+        if name in flat:  # learning_rate and learning-rate, an old name and its new one, top level and method:
+            other_key, other_line = given_as[name]
+            raise PeftnerError(f"{path}:{line}: {key} sets the same option as {other_key} on line {other_line}; "
+                               "keep one")
+        flat[name], given_as[name] = value, (key, line)
+        origins[name] = f"{path}:{line}: {key}"
 
     for key, value in data.items():
         if key == "method" and isinstance(value, dict):
             for k, v in value.items():
-                add(k, v)
+                add("method", k, v)
         elif key == "method":
-            raise PeftnerError(f"{path}:{lines.get(key, '?')}: method must be a mapping of method options, "
+            raise PeftnerError(f"{path}:{lines.get(('', key), '?')}: method must be a mapping of method options, "
                                f"got {value!r}")
         else:
-            add(key, value)
-    return ({ALIASES.get(k, k): v for k, v in flat.items()},
-            {ALIASES.get(k, k): where for k, where in origins.items()})
+            add("", key, value)
+    return flat, origins
 
 
 # Old option names still accepted in YAML files (flags: see the fields' "aliases").

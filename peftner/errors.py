@@ -39,3 +39,25 @@ def require(ok: bool, option: str, requirement: str, value) -> None:
     """Raise ``--OPTION must be REQUIREMENT, got VALUE`` unless ``ok``: one wording for every option check."""
     if not ok:
         raise OptionError(f"--{option.replace('_', '-')} must be {requirement}, got {value!r}")
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (a scheduler or ``kill`` stopping a run) unwinds like Ctrl-C: the same clean-up runs
+    (a tuning worker hands its trial back, a half-written adapter is put back) and the same one line
+    ends the command. Only in the main thread, where Python delivers signals."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
+INTERRUPTED_STATUS = 130  # what shells report for a command ended by Ctrl-C (128 + SIGINT)
+
+
+def interrupted_line(err: KeyboardInterrupt, advice: str = "") -> str:
+    """The one line a command ends with when interrupted: ``peftner: interrupted (Ctrl-C)[; advice]``."""
+    return f"peftner: interrupted ({str(err) or 'Ctrl-C'})" + (f"; {advice}" if advice else "")

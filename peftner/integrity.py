@@ -98,6 +98,12 @@ def os_reason(err: OSError) -> str:
     return (err.strerror or str(err)).lower()
 
 
+def write_json_atomic(path, data: dict) -> None:
+    """``data`` as indented JSON at ``path``, through :func:`atomic_output` (never half a file)."""
+    with atomic_output(path) as handle:
+        handle.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
 def os_error_message(err: OSError, fallback: str = "") -> str:
     """``PATH: reason`` for an OS error, the form of every peftner error message."""
     where = err.filename or fallback
@@ -138,6 +144,42 @@ def check_writable_file(path) -> None:
         raise PeftnerError(f"{path}: directory {parent} is not writable")
     if path.exists() and not os.access(path, os.W_OK):
         raise PeftnerError(f"{path}: file is not writable")
+
+
+def _relation(output: Path, source: Path) -> str | None:
+    """How ``output`` and ``source`` overlap: "same", "source inside", "output inside", or None."""
+    output, source = output.resolve(), source.resolve()
+    if output == source:
+        return "same"
+    try:
+        if output.exists() and os.path.samefile(output, source):  # a hard link or bind mount
+            return "same"
+    except OSError:
+        pass
+    if output in source.parents:
+        return "source inside"
+    if source in output.parents:
+        return "output inside"
+    return None
+
+
+def refuse_clobber(output, inputs: dict, way_out: str) -> None:
+    """Refuse an output path that is, holds, or lies inside one of ``inputs`` (``{"--input": path}``,
+    existing paths only): no output may overwrite what the same command reads. ``None`` and ``-``
+    (standard streams) are skipped."""
+    if output in (None, "-"):
+        return
+    output = Path(output)
+    for flag, source in inputs.items():
+        if source in (None, "-", "") or not Path(source).exists():
+            continue
+        relation = _relation(output, Path(source))
+        if relation == "same":
+            raise PeftnerError(f"{flag} {source} is also the output {output}, which would overwrite it; {way_out}")
+        if relation == "source inside":
+            raise PeftnerError(f"{flag} {source} lies inside the output {output}, which is replaced; {way_out}")
+        if relation == "output inside":
+            raise PeftnerError(f"the output {output} lies inside {flag} {source}, which it would change; {way_out}")
 
 
 def previous_copy(directory: Path) -> Path:

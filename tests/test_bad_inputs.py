@@ -2,8 +2,8 @@
 
 Cases run in-process through the recipe ``main()`` / ``peftner`` ``main()`` with argv. Unless a case
 says otherwise, loading a model is made to fail the test, so the error provably comes before any
-model loads. docs/reliability.md shows this table (``python tests/test_bad_inputs.py`` rewrites
-it; ``test_reliability_doc_lists_every_case`` fails when it is stale).
+model loads. docs/reliability.md shows this table (``python benchmarks/update_docs.py`` or ``python
+tests/test_bad_inputs.py`` rewrites it; ``test_reliability_doc_lists_every_case`` fails when it is stale).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import memorisable_sentences, write_conll  # noqa: E402
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
+BEFORE: dict = {}  # the case directory's files before the case ran (see snapshot)
 BEGIN, END = "<!-- bad-input-table:begin -->", "<!-- bad-input-table:end -->"
 GOOD_CONLL = "alice\tB-PER\nlives\tO\nin\tO\nparis\tB-LOC\n\nbob\tB-PER\nmet\tO\ncarol\tB-PER\n"
 
@@ -110,6 +111,76 @@ def _truncate(directory):
     path.write_bytes(path.read_bytes()[:-100])
 
 
+def _edit_json(name: str, change):
+    """An edit of the JSON file ``name`` of an adapter directory (for _adapter_copy)."""
+    def edit(directory):
+        data = json.loads((directory / name).read_text())
+        change(data)
+        (directory / name).write_text(json.dumps(data))
+    return edit
+
+
+def _rename_label(old: str, new: str):
+    def change(config):
+        config["id2label"] = {k: (new if v == old else v) for k, v in config["id2label"].items()}
+        config["label2id"] = {(new if k == old else k): v for k, v in config["label2id"].items()}
+    return change
+
+
+def _checkpoint(fingerprint):
+    """OUTPUT_DIR/checkpoints/step-00000003 with a progress.json holding ``fingerprint``."""
+    def setup(d, monkeypatch, fx):
+        step = d / "out" / "checkpoints" / "step-00000003"
+        step.mkdir(parents=True)
+        (step / "progress.json").write_text(json.dumps({
+            "fingerprint": fingerprint, "position": {"epoch": 2, "batches_done": 0, "accumulators": [],
+                                                     "seconds_in_epoch": 0.0},
+            "result": {"best_dev_f1": 0.5, "best_epoch": 1, "history": [], "train_seconds": 1.0,
+                       "train_tokens": 10, "optimizer_steps": 3}}))
+    return setup
+
+
+def _journal(records: bytes):
+    def setup(d, monkeypatch, fx):
+        (d / "s.journal").write_bytes(records)
+    return setup
+
+
+def _study_with_flags(d, monkeypatch, fx):
+    """A journal whose study tune-lora has a complete trial searched with other recipe flags."""
+    import optuna
+
+    from peftner.experiments.storage import open_storage
+
+    study = optuna.create_study(storage=open_storage(str(d / "s.journal")), study_name="tune-lora",
+                                direction="maximize")
+    study.set_user_attr("budget_flags", "--epochs 9")
+    study.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={}))
+
+
+def _user_folder(name: str):
+    def setup(d, monkeypatch, fx):
+        (d / "out" / name).mkdir(parents=True)
+        (d / "out" / name / "notes.txt").write_text("mine")
+    return setup
+
+
+def _output_file(name: str, directory: bool):
+    def setup(d, monkeypatch, fx):
+        (d / "out").mkdir(exist_ok=True)
+        (d / "out" / name).mkdir() if directory else (d / "out" / name).write_text("x")
+    return setup
+
+
+def _base_copy(d, monkeypatch, fx):
+    shutil.copytree(fx["model"], d / "base")
+
+
+def _run_copy(d, monkeypatch, fx):
+    """OUTPUT_DIR = a copy of the trained run (adapter and test predictions included)."""
+    shutil.copytree(fx["adapter"].parent, d / "out")
+
+
 def _no_cuda(d, monkeypatch, fx):
     import torch
 
@@ -124,6 +195,7 @@ def _binary_stdin(d, monkeypatch, fx):
 
 ADAPTER = ["predict", "--adapter", "{adapter}"]
 PREDICT = [*ADAPTER, "--input", "{d}/in.txt"]
+PREDICT_COPY = ["predict", "--adapter", "{d}/adapter", "--input", "{d}/in.txt"]  # a copy changed by the case
 IN_TXT = {"in.txt": b"Alice lives in Paris\n"}
 DEEP = b'{"tokens": ' + b"[" * 100000 + b"]" * 100000 + b"}\n"
 
@@ -172,7 +244,7 @@ CASES = [
     Case("optimizer-kernel", "`--optimizer-kernel turbo`", ["--optimizer-kernel", "turbo"],
          "--optimizer-kernel must be one of auto, fused, foreach, got 'turbo'"),
     Case("tag-scheme", "`--tag-scheme bio`", ["--tag-scheme", "bio"],
-         "--tag-scheme must be one of auto, none, got 'bio'"),
+         "--tag-scheme must be one of auto, IOB1, IOB2, IOBES, BILOU, none, got 'bio'"),
     Case("bool-word", "`--strict maybe`", ["--strict", "maybe"],
          "argument --refuse-invalid-transitions/--strict: expected true/false, got 'maybe'"),
     Case("unknown-flag", "an unknown flag", ["--epoch", "3", "--lorra-r", "4"], "unrecognized arguments: --lorra-r 4"),
@@ -416,6 +488,208 @@ CASES = [
     Case("init-adapter-truncated", "`--init-adapter` with truncated weights", ["--init-adapter", "{d}/adapter"],
          "{d}/adapter/adapter_model.safetensors: truncated or corrupt safetensors file (Error while deserializing "
          "header: incomplete metadata, file not fully covered)", setup=_adapter_copy(_truncate)),
+    # ================================================================== round three (issue 23)
+    # ------------------------------------------------------------------ tag schemes
+    Case("scheme-lowercase", "`--tag-scheme iob2` (schemes are named in capitals)", ["--tag-scheme", "iob2"], "--tag-scheme must be one of auto, IOB1, IOB2, IOBES, BILOU, none, got 'iob2'"),
+    Case("scheme-f1-no-scheme", "`--scheme-f1` with `--tag-scheme none`", ["--scheme-f1", "--tag-scheme", "none"], "--scheme-f1 scores entities by their tag scheme's rules, but these tags follow no scheme (scored by token accuracy); drop --scheme-f1"),
+    Case("scheme-mixed-conll", "a file mixing IOBES (`S-`) and BILOU (`U-`) tags", data("c.conll"), "{d}/c.conll:4: tag 'U-LOC' is BILOU but {d}/c.conll:1 has 'S-PER' (IOBES): the file mixes tag schemes; convert it to one (peftner reads IOB1, IOB2, IOBES and BILOU)",
+         files={"c.conll": b"alice\tS-PER\nlives\tO\n\nparis\tU-LOC\nbob\tO\n"}),
+    Case("scheme-mixed-jsonl", "JSON Lines mixing BILOU (`L-`) and IOBES (`E-`) tags", data("c.jsonl"), "{d}/c.jsonl:2: tag 'E-PER' is IOBES but {d}/c.jsonl:1 has 'L-LOC' (BILOU): the file mixes tag schemes; convert it to one (peftner reads IOB1, IOB2, IOBES and BILOU)",
+         files={"c.jsonl": _jsonl({"tokens": ["new", "york"], "tags": ["B-LOC", "L-LOC"]},
+                                  {"tokens": ["bob", "smith"], "tags": ["B-PER", "E-PER"]})}),
+    Case("scheme-named-iob2", "`--tag-scheme IOB2` on data with an `S-` tag", [*data("c.conll"), "--tag-scheme", "IOB2"],
+         "{d}/c.conll:3: tag 'S-LOC' is outside IOB2 (--tag-scheme IOB2 allows O and B-, I-); fix the tag, or name the file's scheme (or drop --tag-scheme to detect it)", files={"c.conll": b"alice\tB-PER\nlives\tO\nparis\tS-LOC\n"}),
+    Case("scheme-named-bilou", "`--tag-scheme BILOU` on data with an `E-` tag", [*data("c.conll"), "--tag-scheme", "BILOU"],
+         "{d}/c.conll:2: tag 'E-LOC' is outside BILOU (--tag-scheme BILOU allows O and B-, I-, L-, U-); fix the tag, or name the file's scheme (or drop --tag-scheme to detect it)", files={"c.conll": b"new\tB-LOC\nyork\tE-LOC\nbob\tU-PER\n"}),
+    Case("scheme-named-iobes", "`--tag-scheme IOBES` on data with a `U-` tag", [*data("c.conll"), "--tag-scheme", "IOBES"],
+         "{d}/c.conll:3: tag 'U-PER' is outside IOBES (--tag-scheme IOBES allows O and B-, I-, E-, S-); fix the tag, or name the file's scheme (or drop --tag-scheme to detect it)", files={"c.conll": b"alice\tS-PER\nlives\tO\nbob\tU-PER\n"}),
+    Case("scheme-named-iob1", "`--tag-scheme IOB1` on data with an `L-` tag", [*data("c.conll"), "--tag-scheme", "IOB1"],
+         "{d}/c.conll:2: tag 'L-LOC' is outside IOB1 (--tag-scheme IOB1 allows O and B-, I-); fix the tag, or name the file's scheme (or drop --tag-scheme to detect it)", files={"c.conll": b"new\tI-LOC\nyork\tL-LOC\n"}),
+    Case("scheme-named-no-scheme-tag", "`--tag-scheme BILOU` with a `0` typed for `O`",
+         [*data("c.conll"), "--tag-scheme", "BILOU"], "{d}/c.conll:5: tag '0' is not a BIO/IOBES tag (O, B-X, I-X, E-X, S-X) but 80.0% of the training tags are; fix it, or pass --tag-scheme none to score every tag by token accuracy",
+         files={"c.conll": b"alice\tU-PER\nlives\tO\nin\tO\nparis\tU-LOC\nsoon\t0\n"}),
+    Case("scheme-dev-other", "a dev file in IOBES, training data in IOB2", ["--validation-file", "{d}/dev.conll"], "{d}/dev.conll:1: tag 'S-PER' is IOBES but the training data is IOB2: the files mix tag schemes; convert them to one",
+         files={"dev.conll": b"alice\tS-PER\nlives\tO\n"}),
+    Case("scheme-test-other", "a test file in BILOU, training data in IOB2", ["--test-file", "{d}/test.conll"], "{d}/test.conll:1: tag 'U-PER' is BILOU but the training data is IOB2: the files mix tag schemes; convert them to one",
+         files={"test.conll": b"bob\tU-PER\nmet\tO\n"}),
+    Case("scheme-lowercase-prefix", "a lower-case prefix `b-PER` among BIO tags", data("c.conll"), "{d}/c.conll:8: tag 'b-PER' is not a BIO/IOBES tag (O, B-X, I-X, E-X, S-X) but 85.7% of the training tags are; fix it, or pass --tag-scheme none to score every tag by token accuracy",
+         files={"c.conll": GOOD_CONLL.replace("carol\tB-PER", "carol\tb-PER").encode()}),
+    Case("scheme-prefix-without-type", "a tag `B-` without an entity type", data("c.conll"), "{d}/c.conll:8: tag 'B-' is not a BIO/IOBES tag (O, B-X, I-X, E-X, S-X) but 85.7% of the training tags are; fix it, or pass --tag-scheme none to score every tag by token accuracy",
+         files={"c.conll": GOOD_CONLL.replace("carol\tB-PER", "carol\tB-").encode()}),
+    Case("scheme-init-adapter", "`--init-adapter` trained on IOB2 tags, data in IOBES", [*data("c.conll"),
+                                                                                     "--init-adapter", "{adapter}"],
+         "--init-adapter {adapter}: its labels are IOB2 tags but this data is IOBES; convert the data to IOB2 (or pass --tag-scheme IOB2 if that is what it is)", files={"c.conll": b"alice\tS-PER\nlives\tO\nin\tO\nparis\tS-LOC\n"}),
+    # ------------------------------------------------------------------ document markers, odd tokens
+    Case("jsonl-docstart-token", "a `-DOCSTART-` token inside a JSON Lines sentence", data("c.jsonl"), "{d}/c.jsonl:1: token '-DOCSTART-' is the -DOCSTART- marker, which the run's CoNLL output (test_predictions.conll) cannot hold; fix the token",
+         files={"c.jsonl": _jsonl({"tokens": ["-DOCSTART-", "alice"], "tags": ["O", "B-PER"]})}),
+    Case("jsonl-docstart-only", "JSON Lines holding only `-DOCSTART-` records", data("c.jsonl"), "{d}/c.jsonl: no sentences found (only blank or -DOCSTART- lines)",
+         files={"c.jsonl": _jsonl({"tokens": ["-DOCSTART-"], "tags": ["O"]})}),
+    Case("jsonl-token-tab", "a JSON Lines token holding a tab", data("c.jsonl"), "{d}/c.jsonl:1: token 'a\\tb' holds a tab or line break, which the run's CoNLL output (test_predictions.conll) cannot hold; fix the token",
+         files={"c.jsonl": _jsonl({"tokens": ["a\tb", "c"], "tags": ["B-PER", "O"]})}),
+    Case("jsonl-token-newline", "a JSON Lines token holding a line break", data("c.jsonl"), "{d}/c.jsonl:1: token 'a\\nb' holds a tab or line break, which the run's CoNLL output (test_predictions.conll) cannot hold; fix the token",
+         files={"c.jsonl": _jsonl({"tokens": ["a\nb"], "tags": ["B-PER"]})}),
+    Case("jsonl-token-space-end", "a JSON Lines token ending in a space", data("c.jsonl"), "{d}/c.jsonl:1: token 'alice ' begins or ends with a space, which the run's CoNLL output (test_predictions.conll) cannot hold; fix the token",
+         files={"c.jsonl": _jsonl({"tokens": ["alice ", "lives"], "tags": ["B-PER", "O"]})}),
+    Case("jsonl-token-bom", "a JSON Lines token starting with U+FEFF", data("c.jsonl"), "{d}/c.jsonl:1: token '\\ufeffalice' begins with a byte-order mark (U+FEFF), which the run's CoNLL output (test_predictions.conll) cannot hold; fix the token",
+         files={"c.jsonl": _jsonl({"tokens": ["\ufeffalice"], "tags": ["B-PER"]})}),
+    Case("jsonl-tag-tab", "a JSON Lines tag holding a tab", data("c.jsonl"), "{d}/c.jsonl:1: tag 'B-\\tPER' holds a tab or line break, or begins or ends with a space; fix the tag",
+         files={"c.jsonl": _jsonl({"tokens": ["alice"], "tags": ["B-\tPER"]})}),
+    Case("jsonl-tag-space-end", "a JSON Lines tag ending in a space", data("c.jsonl"), "{d}/c.jsonl:1: tag 'B-PER ' holds a tab or line break, or begins or ends with a space; fix the tag",
+         files={"c.jsonl": _jsonl({"tokens": ["alice"], "tags": ["B-PER "]})}),
+    Case("jsonl-key-twice", "a JSON Lines record giving `\"tags\"` twice", data("c.jsonl"), "{d}/c.jsonl:1: invalid JSON: key 'tags' appears twice in one object",
+         files={"c.jsonl": b'{"tokens": ["alice"], "tags": ["B-PER"], "tags": ["O"]}\n'}),
+    Case("conll-joined-bom", "two CoNLL files joined with their byte-order marks", data("c.conll"), "{d}/c.conll:3: a byte-order mark (U+FEFF) starts this line: files joined with their marks? Remove it",
+         files={"c.conll": b"\xef\xbb\xbfalice\tB-PER\n\n\xef\xbb\xbf-DOCSTART- O\nbob\tB-PER\n"}),
+    Case("jsonl-joined-bom", "two JSON Lines files joined with their byte-order marks", data("c.jsonl"), "{d}/c.jsonl:2: a byte-order mark (U+FEFF) starts this line: files joined with their marks? Remove it",
+         files={"c.jsonl": b"\xef\xbb\xbf" + _jsonl({"tokens": ["a"], "tags": ["B-PER"]}) + b"\xef\xbb\xbf"
+                + _jsonl({"tokens": ["b"], "tags": ["O"]})}),
+    # ------------------------------------------------------------------ configs that would mean two things
+    Case("yaml-key-twice", "YAML giving one key twice", ["--config", "{d}/c.yaml"], "{d}/c.yaml:3: epochs is given twice (also on line 1); keep one",
+         files={"c.yaml": b"epochs: 1\nlearning_rate: 0.1\nepochs: 3\n"}),
+    Case("yaml-two-spellings", "YAML `learning_rate` and `learning-rate`", ["--config", "{d}/c.yaml"], "{d}/c.yaml:2: learning-rate sets the same option as learning_rate on line 1; keep one",
+         files={"c.yaml": b"learning_rate: 0.1\nlearning-rate: 0.2\n"}),
+    Case("yaml-old-and-new-name", "YAML `strict` and `refuse_invalid_transitions`", ["--config", "{d}/c.yaml"], "{d}/c.yaml:2: refuse_invalid_transitions sets the same option as strict on line 1; keep one",
+         files={"c.yaml": b"strict: true\nrefuse_invalid_transitions: false\n"}),
+    Case("yaml-top-and-method", "YAML `r` at the top level and under `method:`", ["--config", "{d}/c.yaml"], "{d}/c.yaml:3: r sets the same option as r on line 1; keep one",
+         files={"c.yaml": b"r: 4\nmethod:\n  r: 8\n"}),
+    Case("yaml-method-key-twice", "YAML `method:` giving one key twice", ["--config", "{d}/c.yaml"], "{d}/c.yaml:3: r is given twice (also on line 2); keep one",
+         files={"c.yaml": b"method:\n  r: 4\n  r: 8\n"}),
+    Case("yaml-unquoted-no", "YAML `mixed_precision: no` (YAML reads it as false)", ["--config", "{d}/c.yaml"], "{d}/c.yaml:1: mixed_precision must be a string, got False (YAML reads an unquoted no, off, yes or on as true/false: put the value in quotes)",
+         files={"c.yaml": b"mixed_precision: no\n"}),
+    Case("yaml-unquoted-on", "YAML `tag_scheme: off`", ["--config", "{d}/c.yaml"], "{d}/c.yaml:1: tag_scheme must be a string, got False (YAML reads an unquoted no, off, yes or on as true/false: put the value in quotes)",
+         files={"c.yaml": b"tag_scheme: off\n"}),
+    Case("yaml-two-documents", "YAML holding two documents", ["--config", "{d}/c.yaml"], "{d}/c.yaml:2: invalid YAML (but found another document)",
+         files={"c.yaml": b"epochs: 1\n---\nepochs: 2\n"}),
+    # ------------------------------------------------------------------ outputs never clobber inputs
+    Case("output-user-adapter", "`--output-dir` whose `adapter/` holds the user's files", [], "{d}/out/adapter: holds files peftner did not write (no peftner.json), and the run replaces this folder; move them or choose another --output-dir",
+         setup=_user_folder("adapter")),
+    Case("output-checkpoints-file", "`--output-dir` whose `checkpoints` is a file", [], "{d}/out/checkpoints: is a file, but the run writes its checkpoints folder there; move it or choose another --output-dir",
+         setup=_output_file("checkpoints", directory=False)),
+    Case("output-adapter-file", "`--output-dir` whose `adapter` is a file", [], "{d}/out/adapter: is a file, but the run writes its adapter folder there; move it or choose another --output-dir",
+         setup=_output_file("adapter", directory=False)),
+    Case("output-metrics-dir", "`--output-dir` whose `metrics.json` is a directory", [], "{d}/out/metrics.json: is a directory, but the run writes its metrics.json there; move it or choose another --output-dir",
+         setup=_output_file("metrics.json", directory=True)),
+    Case("output-predictions-dir", "`--output-dir` whose `test_predictions.conll` is a directory", [], "{d}/out/test_predictions.conll: is a directory, but the run writes its test_predictions.conll there; move it or choose another --output-dir",
+         setup=_output_file("test_predictions.conll", directory=True)),
+    Case("output-test-file", "`--test-file` that is the run's own `test_predictions.conll`",
+         ["--test-file", "{d}/out/test_predictions.conll"], "--test-file {d}/out/test_predictions.conll is also the output {d}/out/test_predictions.conll, which would overwrite it; copy it elsewhere first, or choose another --output-dir", setup=_run_copy),
+    Case("output-init-adapter", "`--init-adapter OUTPUT_DIR/adapter` (the run replaces it)",
+         ["--init-adapter", "{d}/out/adapter"], "--init-adapter {d}/out/adapter is also the output {d}/out/adapter, which would overwrite it; copy it elsewhere first, or choose another --output-dir", setup=_run_copy),
+    Case("output-data-in-adapter", "a data file inside `OUTPUT_DIR/adapter`",
+         ["--train-file", "{d}/out/adapter/train.conll"], "--train-file {d}/out/adapter/train.conll lies inside the output {d}/out/adapter, which is replaced; copy it elsewhere first, or choose another --output-dir",
+         setup=lambda d, mp, fx: (_run_copy(d, mp, fx), shutil.copy(fx["train"], d / "out" / "adapter" / "train.conll"))),
+    # ------------------------------------------------------------------ checkpoints
+    Case("resume-other-world-size", "`--resume` of a checkpoint written by 2 processes, with 1", ["--resume"], "{d}/out/checkpoints/step-00000003: written by a run of 2 process(es), this one has 1: the steps per epoch and the schedule would differ; resume with 2 process(es) (accelerate launch --num_processes 2 ...), or drop --resume to start over",
+         setup=_checkpoint({"world_size": 2}), model_loads=True),
+    Case("resume-fingerprint-not-object", "`--resume` of a checkpoint whose fingerprint is not an object",
+         ["--resume"], "{d}/out/checkpoints/step-00000003: unreadable checkpoint (fingerprint and result must be objects)", setup=_checkpoint([]), model_loads=True),
+    # ------------------------------------------------------------------ peftner predict: reader parity, clobbering
+    Case("predict-conll-empty-token", "CoNLL input with an empty token (`<TAB>O`), as training reads it",
+         [*ADAPTER, "--input", "{d}/in.conll"], "{d}/in.conll:2: empty token in the first column", "predict", {"in.conll": b"alice\tO\n\tO\n"}),
+    Case("predict-conll-columns", "CoNLL input with another column count", [*ADAPTER, "--input", "{d}/in.conll"], "{d}/in.conll:2: 3 columns, but line 1 has 2 (inconsistent column count)",
+         "predict", {"in.conll": b"alice\tO\nlives\tVBZ\tO\n"}),
+    Case("predict-conll-docstart-only", "CoNLL input of `-DOCSTART-` lines only", [*ADAPTER, "--input", "{d}/in.conll"],
+         "{d}/in.conll: no sentences found (only blank or -DOCSTART- lines)", "predict", {"in.conll": b"-DOCSTART- O\n\n"}),
+    Case("predict-jsonl-key-twice", "JSON Lines input giving `\"tokens\"` twice", [*ADAPTER, "--input", "{d}/in.jsonl"],
+         "{d}/in.jsonl:1: invalid JSON: key 'tokens' appears twice in one object", "predict", {"in.jsonl": b'{"tokens": ["a"], "tokens": ["b"]}\n'}),
+    Case("predict-jsonl-surrogate", "JSON Lines input with a lone surrogate", [*ADAPTER, "--input", "{d}/in.jsonl"],
+         "{d}/in.jsonl:1: token '\\udc00' holds a lone surrogate (not a character)", "predict", {"in.jsonl": b'{"tokens": ["\\udc00"]}\n'}),
+    Case("predict-joined-bom", "text input of two files joined with their byte-order marks", [*PREDICT], "{d}/in.txt:2: a byte-order mark (U+FEFF) starts this line: files joined with their marks? Remove it", "predict",
+         {"in.txt": b"\xef\xbb\xbfAlice\n\xef\xbb\xbfBob\n"}),
+    Case("predict-input-directory", "`--input` naming a directory", [*ADAPTER, "--input", "{d}"], "{d}: is a directory, expected a data file", "predict"),
+    Case("predict-output-is-input", "`--output` naming the `--input` file", [*PREDICT, "--output", "{d}/in.txt"], "--input {d}/in.txt is also the output {d}/in.txt, which would overwrite it; choose another --output",
+         "predict", IN_TXT),
+    Case("predict-output-in-adapter", "`--output` inside the `--adapter` directory",
+         [*ADAPTER, "--input", "{d}/in.txt", "--output", "{adapter}/config.json"], "the output {adapter}/config.json lies inside --adapter {adapter}, which it would change; choose another --output", "predict", IN_TXT),
+    Case("predict-conll-docstart-word", "`--output-format conll` with a word `-DOCSTART-`",
+         [*ADAPTER, "--input", "{d}/in.jsonl", "--output-format", "conll"], "--output-format conll: word 2 of input 1 ('-DOCSTART-') is the -DOCSTART- marker, which a CoNLL line cannot hold; use --output-format jsonl", "predict",
+         {"in.jsonl": _jsonl({"tokens": ["x", "-DOCSTART-"]})}),
+    Case("predict-conll-space-word", "`--output-format conll` with a word ending in a space",
+         [*ADAPTER, "--input", "{d}/in.jsonl", "--output-format", "conll"], "--output-format conll: word 1 of input 1 ('x ') begins or ends with a space, which a CoNLL line cannot hold; use --output-format jsonl", "predict",
+         {"in.jsonl": _jsonl({"tokens": ["x "]})}),
+    Case("predict-base-missing", "`--base-model` naming a directory that does not exist",
+         [*PREDICT, "--base-model", "{d}/gone"], "{d}/gone: model directory not found", "predict", IN_TXT),
+    # ------------------------------------------------------------------ artifacts whose redundant facts disagree
+    Case("artifact-label2id", "config.json whose `label2id` disagrees with `id2label`", [*PREDICT_COPY], "{d}/adapter/config.json: label2id disagrees with id2label ('O': 2); the label maps must match (was config.json edited?)", "predict",
+         IN_TXT, _adapter_copy(_edit_json("config.json", lambda c: c["label2id"].update({"O": 2})))),
+    Case("artifact-label-twice", "config.json giving one tag two ids", [*PREDICT_COPY], "{d}/adapter/config.json: id2label gives the tag 'O' two ids; each tag needs one", "predict", IN_TXT,
+         _adapter_copy(_edit_json("config.json", lambda c: c.update(id2label={"0": "O", "1": "O", "2": "B-PER"},
+                                                                     label2id=None)))),
+    Case("artifact-id-keys", "config.json whose `id2label` keys are not integers", [*PREDICT_COPY], "{d}/adapter/config.json: id2label keys must be integers", "predict",
+         IN_TXT, _adapter_copy(_edit_json("config.json", lambda c: c.update(id2label={"a": "O", "b": "B-PER"})))),
+    Case("artifact-id-gap", "config.json whose `id2label` skips an id", [*PREDICT_COPY], "{d}/adapter/config.json: id2label must map 0..N-1 to tags", "predict", IN_TXT,
+         _adapter_copy(_edit_json("config.json", lambda c: c.update(id2label={"0": "O", "2": "B-PER"})))),
+    Case("artifact-newer-format", "peftner.json of a newer format", [*PREDICT_COPY], "{d}/adapter/peftner.json: written by a newer peftner (format 99, this one reads 1); upgrade peftner", "predict", IN_TXT,
+         _adapter_copy(_edit_json("peftner.json", lambda m: m.update(format_version=99)))),
+    Case("artifact-not-peft", "peftner.json saying `is_peft: false` next to adapter_config.json", [*PREDICT_COPY],
+         "{d}/adapter: peftner.json says the directory holds no PEFT adapter but it has adapter_config.json; the files come from different runs", "predict", IN_TXT, _adapter_copy(_edit_json("peftner.json", lambda m: m.update(is_peft=False)))),
+    Case("artifact-scheme", "peftner.json saying IOB2 while config.json has an `S-` label", [*PREDICT_COPY], "{d}/adapter: peftner.json says the tags are IOB2 but config.json has the label 'S-PER'; the files come from different runs",
+         "predict", IN_TXT, _adapter_copy(_edit_json("config.json", _rename_label("B-PER", "S-PER")))),
+    Case("artifact-metadata-json", "peftner.json that is not JSON", [*PREDICT_COPY], "{d}/adapter/peftner.json: could not read JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))", "predict", IN_TXT,
+         _adapter_copy(lambda a: (a / "peftner.json").write_text("{oops"))),
+    Case("artifact-relative-base", "an adapter whose base was recorded as a relative path missing here",
+         [*PREDICT_COPY], "{d}/adapter: the base model was recorded as ./gone/model, a path relative to the folder training ran in, and is not found from the working directory; pass it explicitly (--base-model)", "predict", IN_TXT,
+         _adapter_copy(_edit_json("peftner.json", lambda m: m.update(base_model="./gone/model",
+                                                                     base_model_embedded=False)))),
+    Case("artifact-absolute-base", "an adapter whose recorded absolute base path is missing here", [*PREDICT_COPY],
+         "{d}/adapter: the base model /nonexistent/model recorded at training time does not exist on this machine; pass it explicitly (--base-model)", "predict", IN_TXT, _adapter_copy(_edit_json("peftner.json", lambda m: m.update(
+             base_model="/nonexistent/model", base_model_embedded=False)))),
+    # ------------------------------------------------------------------ peftner export
+    Case("export-over-adapter", "`peftner export --output` naming the adapter",
+         ["export", "--adapter", "{d}/adapter", "--output", "{d}/adapter", "--merge"], "--adapter {d}/adapter is also the output {d}/adapter, which would overwrite it; choose another --output", "export",
+         setup=_adapter_copy(lambda a: None)),
+    Case("export-into-adapter", "`peftner export --output` inside the adapter",
+         ["export", "--adapter", "{d}/adapter", "--output", "{d}/adapter/merged", "--merge"], "the output {d}/adapter/merged lies inside --adapter {d}/adapter, which it would change; choose another --output", "export",
+         setup=_adapter_copy(lambda a: None)),
+    Case("export-over-base", "`peftner export --output` naming the base model (with `--overwrite`)",
+         ["export", "--adapter", "{adapter}", "--output", "{d}/base", "--merge", "--base-model", "{d}/base",
+          "--overwrite"], "--base-model {d}/base is also the output {d}/base, which would overwrite it; choose another --output", "export", setup=_base_copy),
+    Case("export-without-merge", "`peftner export` of a PEFT adapter without `--merge`",
+         ["export", "--adapter", "{adapter}", "--output", "{d}/merged"], "{adapter}: a PEFT adapter becomes a plain model only by merging it into its base: pass --merge", "export"),
+    Case("export-not-empty", "`peftner export --output` naming a non-empty folder",
+         ["export", "--adapter", "{adapter}", "--output", "{d}", "--merge"], "{d}: directory exists and is not empty (choose a new --output)", "export", IN_TXT),
+    # ------------------------------------------------------------------ peftner tune / compare: flags up front, storages
+    Case("tune-extra-typo", "`peftner tune --extra` with a misspelt recipe flag",
+         ["tune", "lora", "--results-dir", "{d}/res", "--extra", "--lerning-rate 0.1"], "--extra (recipe flags of lora): unrecognized arguments: --lerning-rate 0.1", "tune"),
+    Case("tune-extra-value", "`peftner tune --extra` with a bad value", ["tune", "lora", "--results-dir", "{d}/res",
+                                                                       "--extra", "--batch-size 0"], "--extra (recipe flags of lora): --batch-size must be at least 1, got 0", "tune"),
+    Case("tune-extra-quote", "`peftner tune --extra` with an unbalanced quote",
+         ["tune", "lora", "--results-dir", "{d}/res", "--extra", "--model 'x"], "--extra \"--model 'x\": No closing quotation", "tune"),
+    Case("tune-extra-searched", "`peftner tune --extra` setting a flag the search varies",
+         ["tune", "lora", "--results-dir", "{d}/res", "--extra", "--learning-rate 0.1"], "--extra sets --learning-rate, which this command sets for every run itself; drop it from --extra", "tune"),
+    Case("tune-extra-seed", "`peftner tune --extra --seed`", ["tune", "lora", "--results-dir", "{d}/res", "--extra",
+                                                             "--seed 5"], "--extra sets --seed, which this command sets for every run itself; drop it from --extra", "tune"),
+    Case("tune-extra-output-dir", "`peftner tune --extra --output-dir`",
+         ["tune", "lora", "--results-dir", "{d}/res", "--extra", "--output-dir {d}/x"], "--extra sets --output-dir, which this command sets for every run itself; drop it from --extra", "tune"),
+    Case("tune-extra-budget", "`peftner tune --budget-epochs 2 --extra '--epochs 3'`",
+         ["tune", "lora", "--results-dir", "{d}/res", "--budget-epochs", "2", "--extra", "--epochs 3"], "--extra sets --epochs, which this command sets for every run itself; drop it from --extra", "tune"),
+    Case("tune-extra-missing-model", "`peftner tune --extra '--model DIR'` naming no directory",
+         ["tune", "lora", "--results-dir", "{d}/res", "--extra", "--model {d}/gone"], "--extra (recipe flags of lora): {d}/gone: model directory not found", "tune"),
+    Case("tune-journal-damaged", "`peftner tune --storage` journal damaged before its end",
+         ["tune", "lora", "--results-dir", "{d}/res", "--storage", "{d}/s.journal"], "{d}/s.journal:2: damaged journal record (not JSON); restore the journal from a copy, or move it aside to start a new study", "tune",
+         setup=_journal(b'{"op_code":0,"worker_id":"w","study_name":"x","directions":[2]}\ngarbage\n'
+                        b'{"op_code":0,"worker_id":"w","study_name":"y","directions":[2]}\n')),
+    Case("tune-journal-foreign", "`peftner tune --storage` naming JSON Lines that are not a journal",
+         ["tune", "lora", "--results-dir", "{d}/res", "--storage", "{d}/s.journal", "--status"], "--storage {d}/s.journal: not an Optuna journal (a record lacks the key 'op_code'); move it aside or name another --storage", "tune",
+         setup=_journal(b'{"tokens": ["a"], "tags": ["O"]}\n')),
+    Case("tune-storage-directory", "`peftner tune --storage` naming a directory",
+         ["tune", "lora", "--results-dir", "{d}/res", "--storage", "{d}"], "--storage {d}: is a directory, expected a journal file (or sqlite:///FILE.db)", "tune"),
+    Case("tune-storage-scheme", "`peftner tune --storage` with an unknown URL scheme",
+         ["tune", "lora", "--results-dir", "{d}/res", "--storage", "redis://host/0"], "--storage redis://host/0: unknown scheme 'redis' (use sqlite:///FILE, an RDB URL or a journal file path)", "tune"),
+    Case("tune-status-no-study", "`peftner tune --status` before any search",
+         ["tune", "lora", "--results-dir", "{d}/res", "--status"], "no study named tune-lora in this storage yet (start one with peftner tune)", "tune"),
+    Case("tune-other-flags", "`peftner tune` continuing a study searched with other recipe flags",
+         ["tune", "lora", "--results-dir", "{d}/res", "--storage", "{d}/s.journal", "--budget-epochs", "1"], "study tune-lora was searched with the recipe flags '--epochs 9' and this command gives '--epochs 1': their trials would not compare; give the same --extra and budget, or another --storage (or --results-dir)",
+         "tune", setup=_study_with_flags),
+    Case("compare-extra-other-method", "`peftner compare --extra` with a flag one of the methods lacks",
+         ["compare", "--methods", "lora,full", "--results-dir", "{d}/res", "--extra", "--lora-alpha 8"], "--extra (recipe flags of full): unrecognized arguments: --lora-alpha 8", "compare"),
+    Case("compare-extra-seed", "`peftner compare --extra --seed`",
+         ["compare", "--methods", "lora", "--results-dir", "{d}/res", "--extra", "--seed 1"], "--extra sets --seed, which this command sets for every run itself; drop it from --extra", "compare"),
+    Case("compare-extra-steps", "`peftner compare --steps 10 --extra '--max-steps 5'`",
+         ["compare", "--methods", "lora", "--results-dir", "{d}/res", "--steps", "10", "--extra", "--max-steps 5"],
+         "--extra sets --max-steps, which this command sets for every run itself; drop it from --extra", "compare"),
+    Case("compare-unknown-method", "`peftner compare --methods lora,lorra`",
+         ["compare", "--methods", "lora,lorra", "--results-dir", "{d}/res"], "unknown method 'lorra'; choose from full, head, bitfit, lora, adapter, prompt, ptuning_v2, ia3, int8_lora, qlora, peft", "compare"),
 ]
 
 
@@ -447,18 +721,29 @@ def _fill(text: str, d: Path, fx: dict) -> str:
             .replace("{model}", str(fx["model"])))
 
 
+def snapshot(d: Path) -> dict:
+    """Every file under ``d`` with its bytes: a refused command must leave them all as they were."""
+    def read(path):
+        with open(path, "rb") as handle:  # not Path.read_bytes, which a case may make fail
+            return handle.read()
+    return {p.relative_to(d): read(p) for p in sorted(d.rglob("*")) if p.is_file() and
+            not p.name.startswith(".write-test-")}
+
+
 def run_case(case: Case, d: Path, fx: dict, monkeypatch, capsys) -> tuple[int, str, str]:
-    from peftner import cli, modeling
+    from peftner import cli
+    from peftner.models import loading
     from peftner.recipe import main
 
     for name, content in case.files.items():
         (d / name).write_bytes(content)
     if case.setup:
         case.setup(d, monkeypatch, fx)
+    monkeypatch.setattr(sys.modules[__name__], "BEFORE", snapshot(d), raising=False)
     if not case.model_loads:
         def no_model(*args, **kwargs):
             raise AssertionError("the model was loaded before the error")
-        monkeypatch.setattr(modeling, "load_token_classifier", no_model)
+        monkeypatch.setattr(loading, "load_token_classifier", no_model)
     argv = [_fill(a, d, fx) for a in case.argv]
     with pytest.raises(SystemExit) as exit_info:
         if case.command == "train":
@@ -479,13 +764,16 @@ def test_bad_input(case, fixtures, tmp_path, monkeypatch, capsys):
     errors = [line for line in err.splitlines() if line.startswith("peftner: error:")]
     assert errors == [f"peftner: error: {_fill(case.message, tmp_path, fixtures)}"], err
     assert err.strip().splitlines()[-1] == errors[0]
-    assert not (tmp_path / "out" / "metrics.json").exists() and not (tmp_path / "out" / "adapter").exists()
+    # nothing lost or changed: every file the case had is still there, unchanged, and no run output appeared
+    after = snapshot(tmp_path)
+    assert {k: v for k, v in after.items() if k in BEFORE} == BEFORE
+    assert not any(k.parts[:2] in (("out", "metrics.json"), ("out", "adapter")) for k in set(after) - set(BEFORE))
     assert not out.strip() or case.command == "train"  # predict/export: no partial output
 
 
-def test_the_table_has_at_least_70_distinct_cases():
-    assert len(CASES) >= 70 and len({c.id for c in CASES}) == len(CASES)
-    assert len({c.message for c in CASES}) >= 70  # not one message 70 times
+def test_the_table_has_at_least_200_distinct_cases():
+    assert len(CASES) >= 200 and len({c.id for c in CASES}) == len(CASES)
+    assert len({c.message for c in CASES}) >= 190  # not one message 200 times
 
 
 def test_every_numeric_setting_declares_its_limits():

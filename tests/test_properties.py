@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from conftest import words_from_features
 
 from peftner.data.alignment import encode_sentences
-from peftner.data.readers import read_conll, read_jsonl
+from peftner.data.readers import conll_cell_problem, read_conll, read_jsonl
 from peftner.errors import PeftnerError
-from peftner.reuse.text import conll_cell_problem, read_inputs
+from peftner.reuse.text import read_inputs, write_tagged_conll
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -93,13 +93,24 @@ def test_arbitrary_bytes_read_or_fail_with_one_line(tmp_path, raw):
 
 @FAST
 @given(sentences_of(any_token), line_ending, bom)
-def test_jsonl_round_trips_any_unicode_token(tmp_path, sentences, eol, mark):
+def test_jsonl_round_trips_any_token_a_conll_file_holds_and_refuses_the_rest(tmp_path, sentences, eol, mark):
+    """JSON Lines data reads exactly, and so does the CoNLL file of its test predictions (a run
+    writes one): a token that file could not hold back is refused at its line instead."""
     path = tmp_path / "data.jsonl"
     lines = [json.dumps({"tokens": [t for t, _ in s], "tags": [g for _, g in s]}, ensure_ascii=False)
              for s in sentences]
     path.write_bytes(mark + eol.join(lines).encode("utf-8"))
+    bad = next((i for i, s in enumerate(sentences, start=1) for t, _ in s if conll_cell_problem(t)), None)
+    if bad is not None:
+        with pytest.raises(PeftnerError) as err:
+            read_jsonl(path)
+        assert one_line_error(err.value).startswith(f"{path}:{bad}: token ")
+        return
     read = read_jsonl(path)
     assert [list(zip(s.tokens, s.tags)) for s in read] == [list(s) for s in sentences]
+    written = tmp_path / "predictions.conll"
+    write_tagged_conll(written, [s.tokens for s in read], [s.tags for s in read])
+    assert [(s.tokens, s.tags) for s in read_conll(written)] == [(s.tokens, s.tags) for s in read]
 
 
 @FAST
@@ -108,8 +119,16 @@ def test_jsonl_round_trips_any_unicode_token(tmp_path, sentences, eol, mark):
 def test_predict_text_input_is_the_same_for_every_line_ending(tmp_path, texts, eol, mark):
     path = tmp_path / "input.txt"
     path.write_bytes(mark + eol.join(texts).encode("utf-8"))
+    joined = next((i for i, t in enumerate(texts, start=1) if t.startswith("\ufeff")), None)
+    if joined is not None:  # a byte-order mark starting a line: files joined with their marks
+        with pytest.raises(PeftnerError) as err:
+            read_inputs(str(path))
+        assert one_line_error(err.value).startswith(f"{path}:{joined}: a byte-order mark")
+        return
     items, fmt = read_inputs(str(path))
-    assert fmt == "text" and items == [t for t in texts if t.strip()]
+    # one item per line, blank ones included (one output record per input line); a final line break
+    # ends the last line rather than starting an empty one
+    assert fmt == "text" and items == (texts[:-1] if texts and texts[-1] == "" else texts)
 
 
 @FAST

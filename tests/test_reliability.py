@@ -293,7 +293,7 @@ def test_code_paths_never_unpickle_untrusted_files():
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, f"{path}: {call}"
         assert "pickle.load" not in text and "trust_remote_code=True" not in text, path
-    assert "use_safetensors=True" in sources[ROOT / "peftner" / "modeling.py"]
+    assert "use_safetensors=True" in sources[ROOT / "peftner" / "models" / "loading.py"]
     assert "safe_serialization=True" in sources[ROOT / "peftner" / "training" / "checkpoint.py"]
 
 
@@ -329,3 +329,265 @@ def test_recipe_subprocess_exits_2_with_one_line_and_no_traceback(tmp_path, tiny
     _, stderr = trusting.communicate(timeout=240)
     assert trusting.returncode == 0, stderr[-2000:]
     assert marker.exists()
+
+
+
+# ------------------------------------------------------------------------ round three (issue 23)
+
+# Runs one peftner command in a child process whose function ``MODULE:ATTRIBUTE`` sends the process
+# a real signal when it is called: Ctrl-C (SIGINT) or SIGTERM arrives while the command is inside it.
+SIGNAL_CHILD = """
+import importlib, os, signal, sys, time
+module, attribute, name = sys.argv[1].split(":") + [sys.argv[2]]
+owner = importlib.import_module(module)
+*path, last = attribute.split(".")
+for part in path:
+    owner = getattr(owner, part)
+def interrupted(*args, **kwargs):
+    os.kill(os.getpid(), getattr(signal, name))
+    time.sleep(30)
+    raise AssertionError("the signal did not arrive")
+setattr(owner, last, interrupted)
+if sys.argv[3] == "recipe":  # recipes/lora_ner.py, as a user runs it
+    import runpy
+    sys.argv = [sys.argv[4], *sys.argv[5:]]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+else:
+    from peftner.cli import main
+    sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_model, memorisable_files):
+    out = tmp_path_factory.mktemp("signals") / "run"
+    main("lora", memorise_argv(memorisable_files, tiny_model, out, "--epochs", 1, "--keep-checkpoints", 0))
+    return out
+
+
+def test_ctrl_c_and_sigterm_end_every_command_in_one_line(trained_run, tiny_model, memorisable_files, tmp_path):
+    """Every command (recipes, predict, export, tune, compare, push): a real SIGINT or SIGTERM while it
+    works (a recipe: during its dev evaluation) ends it with exit status 130 and one line, no traceback."""
+    (tmp_path / "in.txt").write_text("Alice lives in Paris\n")
+    run = memorise_argv(memorisable_files, tiny_model, tmp_path / "train", "--epochs", 1)
+    data = " ".join(run[:8])  # --model and the three data files
+    adapter = str(trained_run / "adapter")
+    cases = {
+        "recipe script": ("peftner.training.loop:evaluate_split", "SIGINT",
+                          ["recipe", str(ROOT / "recipes" / "lora_ner.py"), *run]),
+        "train": ("peftner.training.loop:evaluate_split", "SIGTERM",
+                  ["train", "lora", *run[:8], "--output-dir", str(tmp_path / "t2"), "--batch-size", "8"]),
+        "predict": ("peftner.reuse.tagger:Tagger.predict", "SIGINT",
+                    ["predict", "--adapter", adapter, "--input", str(tmp_path / "in.txt")]),
+        "export": ("peftner.reuse.export:export_model", "SIGINT",
+                   ["export", "--adapter", adapter, "--output", str(tmp_path / "merged"), "--merge"]),
+        "tune": ("peftner.experiments.search:run_trial", "SIGINT",
+                 ["tune", "lora", "--n-trials", "1", "--seeds", "0", "--budget-epochs", "1",
+                  "--results-dir", str(tmp_path / "tuned"), "--extra", data]),
+        "compare": ("peftner.experiments.matrix:run_one", "SIGTERM",
+                    ["compare", "--methods", "lora", "--seeds", "1", "--epochs", "1", "--results-dir",
+                     str(tmp_path / "cmp"), "--extra", data]),
+        "push": ("peftner.reuse.hub:push", "SIGINT", ["push", "--adapter", adapter, "--repo-id", "me/x"]),
+    }
+    children = {name: subprocess.Popen([sys.executable, "-c", SIGNAL_CHILD, target, signal_name, *argv],
+                                       cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
+                for name, (target, signal_name, argv) in cases.items()}
+    for name, child in children.items():
+        _, stderr = child.communicate(timeout=300)
+        signal_name = cases[name][1]
+        assert child.returncode == 130, (name, stderr[-2000:])
+        assert "Traceback" not in stderr and "AssertionError" not in stderr, (name, stderr[-2000:])
+        last = stderr.strip().splitlines()[-1]
+        expected = "peftner: interrupted (Ctrl-C)" if signal_name == "SIGINT" else "peftner: interrupted (signal SIGTERM)"
+        assert last.startswith(expected), (name, last)
+    assert not (tmp_path / "merged").exists() and not (tmp_path / "train" / "metrics.json").exists()
+    # the tune worker handed its trial back: it waits in the study for the next worker
+    from peftner.experiments.storage import open_storage, read_study
+
+    trials = read_study(open_storage(str(tmp_path / "tuned" / "study.journal")), "tune-lora").trials
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"] and trials[0].user_attrs["interrupted"]
+
+
+def test_tune_and_compare_subprocesses_exit_2_with_one_line(tmp_path, memorisable_files):
+    """The real `peftner` entry point of tune and compare: bad input ends in one line, before any trial or run."""
+    journal = tmp_path / "torn.journal"
+    journal.write_bytes(b'{"op_code":0,"worker_id":"w","study_name":"x","directions":[2]}\nnot json\n'
+                        b'{"op_code":0,"worker_id":"w","study_name":"y","directions":[2]}\n')
+    cases = {
+        "typo": (["tune", "lora", "--results-dir", "r1", "--extra", "--lerning-rate 0.1"],
+                 "--extra (recipe flags of lora): unrecognized arguments: --lerning-rate 0.1"),
+        "journal": (["tune", "lora", "--results-dir", "r2", "--storage", str(journal)],
+                    f"{journal}:2: damaged journal record (not JSON); restore the journal from a copy, or move it "
+                    "aside to start a new study"),
+        "compare": (["compare", "--methods", "lora,full", "--results-dir", "r3", "--extra", "--lora-alpha 8"],
+                    "--extra (recipe flags of full): unrecognized arguments: --lora-alpha 8"),
+        "compare seed": (["compare", "--results-dir", "r4", "--extra", "--seed 3"],
+                         "--extra sets --seed, which this command sets for every run itself; drop it from --extra"),
+    }
+    children = {name: subprocess.Popen([sys.executable, "-m", "peftner.cli", *argv], cwd=tmp_path,
+                                       env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for name, (argv, _) in cases.items()}
+    for name, child in children.items():
+        _, stderr = child.communicate(timeout=240)
+        assert child.returncode == 2 and "Traceback" not in stderr, (name, stderr[-2000:])
+        assert stderr.strip().splitlines()[-1] == f"peftner: error: {cases[name][1]}", (name, stderr)
+    assert not any((tmp_path / r).exists() for r in ("r1", "r3", "r4"))  # refused before any folder was made
+
+
+def _bilou(tags: list[str]) -> list[str]:
+    return ["U-" + t[2:] if t.startswith("B-") else t for t in tags]
+
+
+@pytest.mark.parametrize("scheme_f1", [False, True])
+def test_bilou_data_is_scored_as_bilou(tmp_path, tiny_model, scheme_f1):
+    """BILOU tags are scored as the IOBES tags they are (never passed to seqeval raw), with and without
+    --scheme-f1; the score is the one the run's own predictions give when scored as BILOU."""
+    from seqeval.metrics import f1_score
+    from seqeval.scheme import IOBES
+
+    from peftner.metrics import seqeval_tags
+    from peftner.data.readers import read_conll
+
+    path = write_conll(tmp_path / "bilou.conll", [(w, _bilou(t)) for w, t in memorisable_sentences(24)])
+    metrics = main("lora", memorise_argv(three(path), tiny_model, tmp_path / "o", "--epochs", 2,
+                                         "--learning-rate", "5e-2", *(["--scheme-f1"] if scheme_f1 else [])))
+    assert metrics["scheme"] == "BILOU" and metrics["source_scheme"] == "BILOU"
+    # token, gold, predicted: the reader's tag is the last column, the prediction
+    predicted = [s.tags for s in read_conll(tmp_path / "o" / "test_predictions.conll")]
+    gold = [s.tags for s in read_conll(path)]
+    assert any(t.startswith("U-") for p in predicted for t in p)  # the model predicts BILOU tags
+    expected = f1_score([seqeval_tags(g, "BILOU") for g in gold], [seqeval_tags(p, "BILOU") for p in predicted],
+                        **({"mode": "strict", "scheme": IOBES} if scheme_f1 else {}))
+    assert metrics["test_f1"] == pytest.approx(expected)
+
+
+def test_adjacent_one_token_entities_count_as_two():
+    from peftner.metrics import score
+
+    gold = [["U-PER", "U-PER", "O", "B-LOC", "L-LOC"]]
+    assert score(gold, gold, tag_scheme="BILOU")["per_type"]["PER"]["number"] == 2
+    assert score(gold, gold, f1_scheme="BILOU")["f1"] == 1.0
+    assert score([["U-PER", "O", "O", "B-LOC", "L-LOC"]], gold, tag_scheme="BILOU")["recall"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("tags,scheme,labels_scheme", [
+    (["I-PER", "I-PER", "O", "I-LOC"], "IOB1", "IOB2"),
+    (["B-PER", "I-PER", "O", "B-LOC"], "IOB2", "IOB2"),
+    (["S-PER", "O", "B-LOC", "E-LOC"], "IOBES", "IOBES"),
+    (["U-PER", "O", "B-LOC", "L-LOC"], "BILOU", "BILOU"),
+])
+def test_each_scheme_is_read_as_what_it_is_and_named(tags, scheme, labels_scheme, monkeypatch):
+    import peftner.data.corpus as corpus_module
+    from peftner.data.readers import Sentence
+
+    def splits(dataset, files):
+        return "files", {k: [Sentence(["a", "b", "c", "d"], list(tags)), Sentence(["e", "f", "g", "h"], list(tags))]
+                         for k in ("train", "validation", "test")}
+
+    monkeypatch.setattr(corpus_module, "_load_splits", splits)
+    corpus = corpus_module.load_corpus("x")
+    named = corpus_module.load_corpus("x", tag_scheme="IOBES" if scheme == "IOB2" else scheme)  # --tag-scheme wins
+    assert (corpus.schema.source_scheme, corpus.schema.scheme) == (scheme, labels_scheme)
+    assert named.schema.source_scheme == ("IOBES" if scheme == "IOB2" else scheme)
+
+
+def test_rerun_without_resume_keeps_the_users_files_in_checkpoints(memorisable_files, tiny_model, tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoints" / "notes").mkdir(parents=True)
+    (out / "checkpoints" / "notes" / "mine.txt").write_text("keep me")
+    (out / "checkpoints" / "todo.txt").write_text("keep me too")
+    for _ in range(2):
+        main("lora", memorise_argv(memorisable_files, tiny_model, out, "--epochs", 1, "--checkpoint-every", 1))
+    assert (out / "checkpoints" / "notes" / "mine.txt").read_text() == "keep me"
+    assert (out / "checkpoints" / "todo.txt").read_text() == "keep me too"
+    kept = complete_checkpoints(out / "checkpoints")
+    assert [p.name for p in kept] == ["step-00000002", "step-00000003"]
+    assert json.loads((kept[-1] / PROGRESS).read_text())["fingerprint"]["world_size"] == 1
+
+
+def test_head_of_a_fine_tuned_classifier_is_kept_by_name_or_reinitialised(memorisable_files, tiny_model, tmp_path):
+    """Starting from a token classifier for other labels (a public NER model): its label layer is
+    re-initialised, reported in the summary and metrics.json; with the same labels in another order its
+    rows follow the names."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from peftner.models.loading import load_token_classifier
+
+    ner = tmp_path / "ner"
+    labels = ["O", "B-PER", "B-LOC"]
+    source = AutoModelForTokenClassification.from_pretrained(
+        tiny_model, num_labels=3, id2label=dict(enumerate(labels)), label2id={k: i for i, k in enumerate(labels)})
+    source.save_pretrained(ner)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(ner)
+    mine = ["O", "B-LOC", "B-PER"]
+    model, how = load_token_classifier(str(ner), dict(enumerate(mine)), with_head=True)
+    assert how == "kept, rows reordered by label name"
+    assert torch.equal(model.classifier.weight, source.classifier.weight[[0, 2, 1]])
+    assert model.config.id2label == dict(enumerate(mine))
+
+    other = write_conll(tmp_path / "other.conll", [(w, [t.replace("PER", "ORG") for t in g])
+                                                   for w, g in memorisable_sentences(24)])
+    metrics = main("lora", memorise_argv(three(other), ner, tmp_path / "o", "--epochs", 1))
+    assert metrics["head"] == "re-initialised (the model's 3 labels O, B-PER, B-LOC are not this data's)"
+    same = main("lora", memorise_argv(memorisable_files, ner, tmp_path / "same", "--epochs", 1))
+    assert same["head"] == "kept, rows reordered by label name"
+
+
+def test_adapter_trained_with_a_relative_model_path_loads_from_anywhere(memorisable_files, tiny_model, tmp_path,
+                                                                        monkeypatch, capsys):
+    from peftner.cli import main as cli
+
+    workdir = tmp_path / "work"
+    shutil.copytree(tiny_model, workdir / "models" / "tiny")
+    monkeypatch.chdir(workdir)
+    main("lora", memorise_argv(memorisable_files, "models/tiny", workdir / "run", "--epochs", 1))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    (elsewhere / "in.txt").write_text("Alice lives in Paris\n")
+    capsys.readouterr()
+    assert cli(["predict", "--adapter", str(workdir / "run" / "adapter"), "--input", "in.txt"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokens"] == ["Alice", "lives", "in", "Paris"]
+
+
+def test_a_torn_journal_is_repaired_and_read(tmp_path, capsys):
+    """A worker killed mid-write: --status still reads the study (warning), the next search moves the
+    cut-off bytes aside (nothing lost) instead of appending behind them, and workers still running read on."""
+    import optuna
+
+    from peftner.experiments.storage import open_storage
+
+    path = tmp_path / "s.journal"
+    study = optuna.create_study(storage=open_storage(str(path)), study_name="x")
+    study.optimize(lambda t: t.suggest_float("a", 0, 1), n_trials=2)
+    torn = b'{"op_code":5,"worker_id":"dead","trial_id":'
+    with open(path, "ab") as handle:
+        handle.write(torn)
+    assert len(optuna.load_study(storage=open_storage(str(path), repair=False), study_name="x").trials) == 2
+    assert "its last record was cut off by a crash" in capsys.readouterr().err
+    study.optimize(lambda t: t.suggest_float("a", 0, 1), n_trials=1)  # a worker still running appends behind it
+    again = optuna.load_study(storage=open_storage(str(path)), study_name="x")
+    again.optimize(lambda t: t.suggest_float("a", 0, 1), n_trials=1)
+    assert len(optuna.load_study(storage=open_storage(str(path)), study_name="x").trials) == 4
+    assert [p.read_bytes() for p in tmp_path.glob("s.journal.torn-*")] in ([], [torn])
+
+
+def test_a_data_error_stops_the_search_and_a_rerun_runs_trials(tmp_path, tiny_model, memorisable_files, capsys):
+    """A set-up that fails every trial stops the search at once with one line; failed trials are not
+    counted, so the same command with the data fixed runs its trials."""
+    from peftner.cli import main as cli
+
+    bad = tmp_path / "bad.conll"
+    bad.write_text(memorisable_files["train"].read_text().replace("B-LOC", "S-LOC", 1) + "x\tU-PER\n")
+    argv = ["tune", "lora", "--n-trials", "1", "--seeds", "0", "--budget-epochs", "1", "--results-dir",
+            str(tmp_path / "res"), "--extra"]
+    data = f"--model {tiny_model} --train-file {{}} --validation-file {{}} --test-file {{}} --batch-size 8"
+    with pytest.raises(SystemExit) as exit_info:
+        cli([*argv, data.format(bad, bad, bad)])
+    assert exit_info.value.code == 2
+    assert "tune-lora: trial 0 failed (" in capsys.readouterr().err
+    good = memorisable_files["train"]  # other recipe flags than the failed trial's: allowed, nothing was searched
+    assert cli([*argv, data.format(good, good, good)]) == 0
+    status = capsys.readouterr()
+    assert "1/1 trials: 1 complete, 0 pruned, 0 running, 0 left; 1 failed (not counted)" in status.err + status.out

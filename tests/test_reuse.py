@@ -289,9 +289,10 @@ def _cli_json(capsys, *argv):
 def test_predict_cli_on_text_conll_and_jsonl(adapters, tagger, tmp_path, capsys, monkeypatch):
     expected = [p.to_dict() for p in tagger.predict(TEXTS)]
     text_file = tmp_path / "in.txt"
-    text_file.write_text("\n".join(TEXTS) + "\n\n")
+    text_file.write_text("\n".join(TEXTS) + "\n\n")  # the blank last line is an input too
     got = _cli_json(capsys, "predict", "--adapter", adapters["per_loc"], "--input", text_file)
-    assert got == json.loads(json.dumps(expected))
+    assert got[:-1] == json.loads(json.dumps(expected)) and len(got) == len(TEXTS) + 1
+    assert got[-1] == {"tokens": [], "tags": [], "scores": [], "entities": [], "text": "", "offsets": []}
     assert got[0]["entities"][0]["start_char"] == 0 and got[0]["text"] == TEXTS[0]
 
     conll = tmp_path / "in.conll"  # gold tags in a second column are ignored

@@ -1,47 +1,119 @@
-"""The suite (peftner/experiments/suite.py): cells of methods x seeds through the run queue, one
-summary.csv with the issue's columns, resumed without rerunning finished runs."""
-
-from __future__ import annotations
+"""The suite (backbone x corpus x method x seed) on a tiny model: its summary, cross-corpus tables,
+resuming, and one-line refusals of bad plans."""
 
 import csv
-import sys
+import json
 
 import pytest
 
+from conftest import subprocess_env
 from peftner.errors import PeftnerError
-from peftner.experiments import suite
+from peftner.experiments.suite import SUMMARY_COLUMNS, load_plan
 
 
-def test_suite_writes_summary_csv_and_resumes(tiny_model, memorisable_files, tmp_path):
-    files = ("--train-file", str(memorisable_files["train"]), "--validation-file", str(memorisable_files["validation"]),
-             "--test-file", str(memorisable_files["test"]))
-    plan = [suite.Cell("tiny-bert", str(tiny_model), "memorise", ("lora",), 1, flags=files),
-            suite.Cell("tiny-bert", str(tiny_model), "memorise", ("lora",), 1, "r2", (*files, "--r", "2"))]
+def write_plan(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_suite_runs_reports_and_resumes(tmp_path, tiny_model, memorisable_files, monkeypatch):
+    from peftner.cli import main
+
+    monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])  # the runs use this checkout's peftner
+    files = " ".join(f"--{k}-file {v}" for k, v in memorisable_files.items())
+    plan = write_plan(tmp_path / "plan.yaml", f"""
+seeds: 1
+extra: --epochs 1 --batch-size 8 --keep-checkpoints 0 --threads 1
+entries:
+  - backbone: tiny
+    model: {tiny_model}
+    datasets: [{{mem-a: "{files}"}}, {{mem-b: "{files}"}}]
+    methods: [full, head, {{head_fast: "head --learning-rate 0.05"}}]
+""")
     out = tmp_path / "suite"
-    extra = ["--epochs", "1", "--batch-size", "8", "--keep-checkpoints", "0"]
-    rows = suite.run_suite(plan, out, extra=extra, launcher=[sys.executable])
-    with open(out / "summary.csv", encoding="utf-8") as handle:
-        table = list(csv.DictReader(handle))
-    assert list(table[0]) == list(suite.SUMMARY_COLUMNS)
-    assert [(r["backbone"], r["dataset"], r["method"], r["seeds"]) for r in table] == [
-        ("tiny-bert", "memorise", "lora", "42"), ("tiny-bert", "memorise", "lora (r2)", "42")]
-    assert int(table[1]["trainable_params"]) < int(table[0]["trainable_params"])  # the variant's flags applied
-    assert (out / "tiny-bert_memorise" / "table.md").is_file() and (out / "tiny-bert_memorise_r2" / "runs.csv").is_file()
-    metrics = out / "tiny-bert_memorise" / "runs" / "lora" / "size-all" / "seed-42" / "metrics.json"
-    before = metrics.stat().st_mtime_ns
-    assert suite.run_suite(plan, out, extra=extra, launcher=[sys.executable]) == rows  # resumed: nothing reruns
-    assert metrics.stat().st_mtime_ns == before
+    assert main(["suite", str(plan), "--results-dir", str(out)]) == 0
+    with open(out / "summary.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == SUMMARY_COLUMNS
+    assert [(r["dataset"], r["method"]) for r in rows] == [
+        ("mem-a", "full"), ("mem-a", "head"), ("mem-a", "head_fast"),
+        ("mem-b", "full"), ("mem-b", "head"), ("mem-b", "head_fast")]
+    assert all(r["backbone"] == "tiny" and r["seeds"] == "1" for r in rows)
+    head_fast = out / "tiny" / "mem-a" / "runs" / "head_fast" / "size-all" / "seed-42" / "metrics.json"
+    metrics = json.loads(head_fast.read_text())
+    assert metrics["method"] == "head" and metrics["config"]["learning_rate"] == 0.05  # a label: method + flags
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["planned_runs"] == summary["finished_runs"] == 6
+    ranks = {r["method"]: r for r in summary["across_corpora"]}
+    assert ranks["full"]["corpora"] == 2 and ranks["full"]["mean_gap_to_full"] is None
+    assert ranks["head"]["mean_gap_to_full"] == pytest.approx(
+        100 * (float(rows[1]["test_f1_mean"]) - float(rows[0]["test_f1_mean"])
+               + float(rows[4]["test_f1_mean"]) - float(rows[3]["test_f1_mean"])) / 2)
+    assert sorted(r["mean_rank"] for r in summary["across_corpora"]) == pytest.approx(
+        sorted(sum(rank) / 2 for rank in _ranks(rows)))
+    tables = (out / "tables.md").read_text()
+    assert "#### tiny on mem-a" in tables and "#### Across corpora" in tables and "(6 of 6 planned runs" in tables
+    assert (out / "f1_vs_params_tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    from peftner.experiments.suite import adopt_runs
+
+    # another suite reusing this one's runs: the same settings are copied, other settings are not
+    for epochs, reused in (("1", 3), ("2", 0)):
+        again = write_plan(tmp_path / f"again{epochs}.yaml", plan.read_text().replace("--epochs 1", f"--epochs {epochs}")
+                           .replace("methods:", f"reuse: {{mem-a: {out / 'tiny' / 'mem-a'}}}\n    methods:"))
+        assert len(adopt_runs(load_plan(again)[0], tmp_path / f"reused{epochs}")) == reused
+
+    stamp = head_fast.stat().st_mtime_ns
+    assert main(["suite", str(plan), "--results-dir", str(out)]) == 0  # everything done: nothing reruns
+    assert head_fast.stat().st_mtime_ns == stamp
+    head_fast.unlink()
+    assert main(["suite", str(plan), "--results-dir", str(out), "--report-only"]) == 0  # a partial report
+    assert json.loads((out / "summary.json").read_text())["finished_runs"] == 5
 
 
-def test_default_plan_and_its_filters(tmp_path, capsys):
-    plan = suite.default_plan(tmp_path)
-    encoders = [c for c in plan if c.backbone in ("all-MiniLM-L6-v2", "multilingual-e5-small")]
-    assert len(encoders) == 2 * len(suite.CORPORA) and all(c.seeds == 3 and len(c.methods) == 7 for c in encoders)
-    assert {c.folder for c in plan if c.backbone not in ("all-MiniLM-L6-v2", "multilingual-e5-small")} == {
-        "smollm2-135m_wnut16", "smollm2-135m_wnut16_bidirectional", "gemma-3-270m_wnut16"}
-    suite.main(["--dry-run", "--only", "gemma-3-270m", "--backbones", str(tmp_path)])
-    assert capsys.readouterr().out.strip() == "gemma-3-270m_wnut16: lora, qlora x 1 seed(s)"
-    with pytest.raises(PeftnerError, match="--only: unknown bert; choose from"):
-        suite.main(["--dry-run", "--only", "bert"])
-    with pytest.raises(PeftnerError, match="smollm2-135m: not built; run python benchmarks/real_backbones.py build"):
-        suite.main(["--only", "smollm2-135m", "--backbones", str(tmp_path)])
+def _ranks(rows):
+    """Each method's ranks by test F1 on the two corpora (the expected mean rank's inputs)."""
+    by = {}
+    for dataset in ("mem-a", "mem-b"):
+        ordered = sorted((r for r in rows if r["dataset"] == dataset), key=lambda r: -float(r["test_f1_mean"]))
+        for rank, r in enumerate(ordered, start=1):
+            by.setdefault(r["method"], []).append(rank)
+    return list(by.values())
+
+
+@pytest.mark.parametrize("text, message", [
+    ("entries: []", "non-empty list 'entries'"),
+    ("entries:\n  - backbone: x\n    datasets: [wnut16]\n    methods: [lorra]", "entry 1: lorra: unknown method 'lorra'"),
+    ("entries:\n  - backbone: x\n    datasets: [wnut16]\n    methods: [lora]\n    seeds: 0", "entry 1: seeds must be a whole number"),
+    ("entries:\n  - backbone: x\n    datasets: [wnut16]\n    methods: [lora]\n    epochs: 3", "entry 1: unknown key 'epochs'"),
+    ("entries:\n  - backbone: x y\n    datasets: [wnut16]\n    methods: [lora]", "backbone must be a name"),
+    ("entries:\n  - {backbone: x, datasets: [wnut16], methods: [lora]}\n  - {backbone: x, datasets: [wnut16], methods: [full]}",
+     "entry 2: x on wnut16 is planned twice"),
+    ("entries:\n  - backbone: x\n    datasets: wnut16\n    methods: [lora]", "datasets must be a non-empty list"),
+    ("entries:\n  - backbone: x\n    datasets: [wnut16]\n    methods: [lora, lora]", "method 'lora' listed twice"),
+    ("entries: [\n", "invalid YAML"),
+])
+def test_bad_plans_are_one_line_errors(tmp_path, text, message):
+    plan = write_plan(tmp_path / "plan.yaml", text)
+    with pytest.raises(PeftnerError, match=message.replace("(", r"\(")):
+        load_plan(plan)
+
+
+def test_a_bad_flag_in_the_plan_stops_before_any_run(tmp_path, capsys):
+    from peftner.cli import main
+
+    plan = write_plan(tmp_path / "plan.yaml", "entries:\n  - backbone: x\n    datasets: [wnut16]\n"
+                                               "    methods: [{fast: 'lora --learnig-rate 0.1'}]\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["suite", str(plan), "--results-dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("peftner: error: x/wnut16 fast:") and "--learnig-rate" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out" / "x").exists()
+
+
+def test_the_committed_plan_loads():
+    from conftest import REPO
+
+    cells = load_plan(REPO / "benchmarks" / "suite.yaml")
+    assert {c.backbone for c in cells} >= {"minilm"} and all(c.labels for c in cells)

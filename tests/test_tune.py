@@ -259,7 +259,7 @@ def test_one_line_for_the_whole_sweep(tmp_path):
             study.add_trial(optuna.trial.create_trial(value=v))
         study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED))
     line = search.sweep_status(storage, ["lora", "full", "adapter"], n_trials=4)
-    assert line == ("[sweep of 3 methods] 5/12 trials: 3 complete, 2 pruned, 0 failed, 0 running, 7 left "
+    assert line == ("[sweep of 3 methods] 5/12 trials: 3 complete, 2 pruned, 0 running, 7 left "
                     "| best dev F1: lora 0.5000, full 0.4500")
     out = tmp_path / "progress.txt"
     with open(out, "w") as stream:  # not a terminal: one line per update, repeats dropped
@@ -306,7 +306,7 @@ def test_sigterm_hands_the_trial_back_with_one_line(tmp_path, tiny_model, memori
     worker.send_signal(signal.SIGTERM)
     _, err = worker.communicate(timeout=60)
     assert worker.returncode == 130, err
-    assert "Traceback" not in err and err.strip().splitlines()[-1] == "peftner: interrupted (signal 15)", err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "peftner: interrupted (signal SIGTERM)", err
     study = sweep.load_study(sweep.open_storage(str(storage)), "tune-lora")
     states = [t.state.name for t in study.trials]
     interrupted = [t for t in study.trials if t.state.name == "FAIL"]
@@ -379,6 +379,6 @@ def test_status_counts_against_the_trials_the_study_was_run_with(tmp_path, capsy
     study.set_user_attr("command", "peftner tune lora --n-trials 3 --seeds 3")
     argv = ["tune", "lora", "--storage", str(tmp_path / "study.journal"), "--results-dir", str(tmp_path), "--status"]
     assert main(argv) == 0
-    assert "3/3 trials: 3 complete, 0 pruned, 0 failed, 0 running, 0 left" in capsys.readouterr().out
+    assert "3/3 trials: 3 complete, 0 pruned, 0 running, 0 left" in capsys.readouterr().out
     assert main([*argv, "--n-trials", "5"]) == 0  # asked for more: 2 left
     assert "3/5 trials" in capsys.readouterr().out and (tmp_path / "trials_lora.csv").exists()

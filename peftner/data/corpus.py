@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 
 from peftner.data.builtin import BUILTIN_DATASETS, load_builtin
-from peftner.data.labels import LabelSchema, check_mixed_scheme, detect_scheme, repair_transitions
+from peftner.data.labels import LabelSchema, check_mixed_scheme, check_scheme, detect_scheme, repair_transitions
 from peftner.data.readers import Sentence, load_hub_split, read_file
 from peftner.errors import PeftnerError
 
@@ -48,26 +48,28 @@ def load_corpus(dataset: str = "wnut16", train_file: str | None = None,
     ``max_train_samples`` keeps a seeded random subset of the training sentences (nested for
     growing sizes with the same seed, which the data-efficiency benchmark relies on); the label set
     still comes from the whole training split. ``tag_scheme="none"`` scores token accuracy whatever
-    the tags look like; ``"auto"`` detects the scheme and refuses a mix of BIO and other tags.
+    the tags look like; ``"auto"`` detects the scheme and refuses a mix of BIO and other tags, or of
+    two schemes; ``"IOB1"``, ``"IOB2"``, ``"IOBES"`` or ``"BILOU"`` is taken as given (a tag outside
+    it is refused at its line). Dev and test tags must follow the training data's scheme.
     """
     name, splits = _load_splits(dataset, {"train": train_file, "validation": validation_file,
                                           "test": test_file})
     full_train = train = splits["train"]
     if max_train_samples is not None and max_train_samples < len(train):
-        if max_train_samples < 1:
-            raise PeftnerError(f"--max-train-samples must be at least 1, got {max_train_samples}")
         order = list(range(len(train)))
         random.Random(seed).shuffle(order)
         train = [train[i] for i in sorted(order[:max_train_samples])]
     # Scheme and label set come from the whole training split, so a subset keeps the same head.
-    if tag_scheme == "auto":
+    if tag_scheme != "none":
         check_mixed_scheme(full_train)
     scheme = detect_scheme(full_train) if tag_scheme == "auto" else tag_scheme
+    for split in SPLITS:
+        check_scheme(splits[split] if split != "train" else full_train, scheme, named=tag_scheme != "auto")
     repaired = sum(repair_transitions(splits[s], scheme, refuse=refuse_invalid_transitions) for s in SPLITS)
     if repaired:
         logger.warning("repaired %d invalid BIO transitions (I- without a preceding entity -> B-); "
                        "pass --refuse-invalid-transitions to refuse such files instead", repaired)
-    schema = LabelSchema.from_sentences(full_train, "IOB2" if scheme == "IOB1" else scheme)
+    schema = LabelSchema.from_sentences(full_train, "IOB2" if scheme == "IOB1" else scheme, scheme)
     mapped = sum(schema.check_known(splits[s], allow_unseen=allow_unseen_tags)
                  for s in ("validation", "test"))
     if mapped:

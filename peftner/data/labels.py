@@ -1,13 +1,18 @@
 """Label schema: the tag set, its tagging scheme, and repair of invalid BIO transitions.
 
-The schema comes from the training data alone. Supported schemes are IOB1, IOB2, IOBES and
+The schema comes from the training data alone. Supported schemes are IOB1, IOB2, IOBES, BILOU and
 ``none`` (any tag set that is not BIO-style, e.g. part-of-speech tags); ``none`` switches the
-metric from entity F1 to token accuracy.
+metric from entity F1 to token accuracy. The scheme is detected from the training tags, or named
+with ``--tag-scheme``, which then wins; a file whose tags follow two schemes (``S-`` and ``U-``,
+say) is refused at the line where the second one appears, and so are dev/test tags outside the
+training data's scheme.
 
 Invalid-transition policy (documented in docs/data.md): in IOB2 data an ``I-X`` that does not
 continue an ``X`` entity is repaired to ``B-X`` and counted in a warning; ``refuse=True`` (``--refuse-invalid-transitions``) refuses
 the file instead, naming the first offending line. IOB1 data is converted to IOB2, which is what the
-model learns and what predictions are reported in.
+model learns and what predictions are reported in. BILOU tags are kept as they are (the model
+predicts them) and scored as the IOBES tags they are (``L-`` = ``E-``, ``U-`` = ``S-``):
+:func:`peftner.metrics.seqeval_tags`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 _PREFIXED = re.compile(r"^([BIESLU])[-_](.+)$")
 OUTSIDE = "O"
+# The prefixes each scheme may use ("O" aside); --tag-scheme names one of these, or auto / none.
+SCHEME_PREFIXES = {"IOB1": "BI", "IOB2": "BI", "IOBES": "BIES", "BILOU": "BILU"}
+TAG_SCHEMES = ("auto", *SCHEME_PREFIXES, "none")
+_TO_IOBES = {"L": "E", "U": "S"}
 
 
 def split_tag(tag: str) -> tuple[str | None, str | None]:
@@ -33,21 +42,45 @@ def split_tag(tag: str) -> tuple[str | None, str | None]:
     match = _PREFIXED.match(tag)
     if not match:
         return None, None
-    prefix = {"L": "E", "U": "S"}.get(match.group(1), match.group(1))
+    prefix = _TO_IOBES.get(match.group(1), match.group(1))
     return prefix, match.group(2)
 
 
+def raw_prefix(tag: str) -> str | None:
+    """The prefix as written: ``"U-PER"`` → ``"U"`` (:func:`split_tag` reads it as ``"S"``); None for no scheme."""
+    if tag == OUTSIDE:
+        return OUTSIDE
+    match = _PREFIXED.match(tag)
+    return match.group(1) if match else None
+
+
+def _family(prefix: str) -> str | None:
+    """Which scheme a prefix belongs to beyond IOB: E/S are IOBES, L/U are BILOU."""
+    return "IOBES" if prefix in "ES" else "BILOU" if prefix in "LU" else None
+
+
 def detect_scheme(sentences: list[Sentence]) -> str:
-    """Return ``"IOB2"``, ``"IOB1"``, ``"IOBES"`` or ``"none"`` for the tags of ``sentences``."""
+    """Return ``"IOB2"``, ``"IOB1"``, ``"IOBES"``, ``"BILOU"`` or ``"none"`` for the tags of ``sentences``.
+
+    Tags of both IOBES (``E-``/``S-``) and BILOU (``L-``/``U-``) are refused at the first tag of the
+    second kind: scored by either scheme's rules, the other's entities would be miscounted.
+    """
     prefixes = Counter()
     i_starts = b_starts = 0
+    first_of = {}  # "IOBES"/"BILOU" -> (tag, sentence, index) of its first tag
     for sentence in sentences:
         previous_type = None
-        for tag in sentence.tags:
+        for i, tag in enumerate(sentence.tags):
             prefix, etype = split_tag(tag)
             if prefix is None:
                 return "none"
-            prefixes[prefix] += 1
+            raw = raw_prefix(tag)
+            prefixes[raw] += 1
+            family = _family(raw)
+            if family and family not in first_of:
+                first_of[family] = (tag, sentence, i)
+                if len(first_of) == 2:
+                    _refuse_mix(first_of, family)
             if prefix == "I" and etype != previous_type:
                 i_starts += 1
             elif prefix == "B":
@@ -55,9 +88,43 @@ def detect_scheme(sentences: list[Sentence]) -> str:
             previous_type = etype
     if not (prefixes.keys() - {OUTSIDE}):
         return "none"  # only "O": no entity scheme can be inferred
-    if prefixes["E"] or prefixes["S"]:
-        return "IOBES"
+    if first_of:
+        return next(iter(first_of))
     return "IOB1" if i_starts > b_starts else "IOB2"
+
+
+def _refuse_mix(first_of: dict, second: str):
+    first = next(family for family in first_of if family != second)
+    tag0, sentence0, i0 = first_of[first]
+    tag, sentence, i = first_of[second]
+    path0, line0 = sentence0.where(i0)
+    where0 = f"{path0}:{line0}" if line0 is not None else path0
+    path, line = sentence.where(i)
+    raise DataError(path, f"tag {tag!r} is {second} but {where0} has {tag0!r} ({first}): the file mixes tag "
+                          "schemes; convert it to one (peftner reads IOB1, IOB2, IOBES and BILOU)", line)
+
+
+def check_scheme(sentences: list[Sentence], scheme: str, named: bool) -> None:
+    """Every tag of ``sentences`` uses a prefix of ``scheme`` (IOB1/IOB2/IOBES/BILOU), else the first
+    that does not is refused at its line. ``named``: the scheme came from ``--tag-scheme`` (the
+    message says so) rather than from the training data."""
+    allowed = SCHEME_PREFIXES.get(scheme)
+    if allowed is None:
+        return
+    for sentence in sentences:
+        for i, tag in enumerate(sentence.tags):
+            raw = raw_prefix(tag)
+            if raw is None or raw == OUTSIDE or raw in allowed:
+                continue
+            path, line = sentence.where(i)
+            if named:
+                problem = (f"tag {tag!r} is outside {scheme} (--tag-scheme {scheme} allows O and "
+                           f"{', '.join(p + '-' for p in allowed)}); fix the tag, or name the file's scheme "
+                           "(or drop --tag-scheme to detect it)")
+            else:
+                problem = (f"tag {tag!r} is {_family(raw)} but the training data is {scheme}: the files mix tag "
+                           "schemes; convert them to one")
+            raise DataError(path, problem, line)
 
 
 def check_mixed_scheme(sentences: list[Sentence]) -> None:
@@ -105,7 +172,8 @@ class LabelSchema:
     """The label vocabulary, ``id ↔ tag``, and the tagging scheme it follows."""
 
     labels: list[str]
-    scheme: str
+    scheme: str  # of the labels: IOB2 (also for IOB1 data, converted), IOBES, BILOU or none
+    source_scheme: str | None = None  # of the data files, when it differs (IOB1)
 
     @property
     def label2id(self) -> dict[str, int]:
@@ -120,26 +188,31 @@ class LabelSchema:
         return "token_accuracy" if self.scheme == "none" else "entity_f1"
 
     @property
+    def strict_scheme(self) -> str | None:
+        """seqeval's scheme for strict entity rules (``--scheme-f1``): BILOU is scored as IOBES."""
+        return {"IOB2": "IOB2", "IOBES": "IOBES", "BILOU": "IOBES"}.get(self.scheme)
+
+    @property
     def entity_types(self) -> list[str]:
         return sorted({split_tag(t)[1] for t in self.labels if split_tag(t)[1]})
 
     @classmethod
-    def from_sentences(cls, sentences: list[Sentence], scheme: str) -> "LabelSchema":
+    def from_sentences(cls, sentences: list[Sentence], scheme: str, source_scheme: str | None = None) -> "LabelSchema":
         tags = {tag for s in sentences for tag in s.tags}
         if len(tags) < 2:
             only = next(iter(tags)) if tags else "nothing"
             raise DataError(sentences[0].source if sentences else "<training data>",
                             f"the training data has a single tag ({only!r}); a tagger needs at least two")
         # "O" first, then entity types grouped with B before I (stable, readable label ids).
-        order = {"O": 0, "B": 1, "I": 2, "E": 3, "S": 4}
+        order = {"O": 0, "B": 1, "I": 2, "E": 3, "L": 3, "S": 4, "U": 4}
 
         def key(tag):
             prefix, etype = split_tag(tag)
             if prefix is None:
                 return (1, tag, 0)
-            return (0 if prefix == OUTSIDE else 1, etype or "", order.get(prefix, 9))
+            return (0 if prefix == OUTSIDE else 1, etype or "", order.get(raw_prefix(tag), 9))
 
-        return cls(sorted(tags, key=key), scheme)
+        return cls(sorted(tags, key=key), scheme, source_scheme)
 
     def check_known(self, sentences: list[Sentence], allow_unseen: bool = False) -> int:
         """Reject (or with ``allow_unseen`` map to ``O``) tags never seen in training; returns the count mapped."""

@@ -37,6 +37,33 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
 # Cells of a column line are trimmed of ASCII blanks only: other whitespace characters (no-break
 # space U+00A0, ideographic space U+3000, ...) are tokens of their own in some corpora.
 ASCII_BLANKS = " \t\r\n\f\v"
+BYTE_ORDER_MARK = "\ufeff"
+DOCSTART = "-DOCSTART-"  # CoNLL's document marker: a line (or a one-token sentence) that is not text
+
+
+def conll_cell_problem(token: str) -> str | None:
+    """Why ``token`` cannot be written as a CoNLL cell and read back unchanged (None when it can).
+
+    The readers apply it to JSON Lines data too: a run writes its test predictions as CoNLL
+    (test_predictions.conll), which must read back as the sentences that were scored.
+    """
+    if not token:
+        return "is empty"
+    if any(c in token for c in "\t\r\n"):
+        return "holds a tab or line break"
+    if token != token.strip(ASCII_BLANKS):
+        return "begins or ends with a space"
+    if token == DOCSTART:
+        return "is the -DOCSTART- marker"
+    if token.startswith(BYTE_ORDER_MARK):
+        return "begins with a byte-order mark (U+FEFF)"
+    return None
+
+
+def is_document_marker(tokens: list[str]) -> bool:
+    """A sentence that is only ``-DOCSTART-``: converted CoNLL corpora keep it as a record (skipped,
+    as the CoNLL reader skips the line)."""
+    return len(tokens) == 1 and tokens[0] == DOCSTART
 
 
 def read_bytes(path: Path) -> bytes:
@@ -73,6 +100,10 @@ def decode_lines(raw: bytes, name) -> list[str]:
             out.append(line.decode("utf-8"))
         except UnicodeDecodeError as err:
             raise DataError(name, f"not valid UTF-8 (byte {err.start} of the line)", number) from None
+        if out[-1].startswith(BYTE_ORDER_MARK):
+            # files joined with their marks (cat a.conll b.conll): the mark would glue onto a token
+            raise DataError(name, "a byte-order mark (U+FEFF) starts this line: files joined with their "
+                                  "marks? Remove it", number)
     return out
 
 
@@ -96,9 +127,19 @@ def read_conll(path: str | Path) -> list[Sentence]:
     Columns are split on tabs when the line has one, else on runs of ASCII blanks (see
     :func:`split_columns`: other whitespace characters are tokens); every token line of the file
     must have the same number of columns. Lines blank in ASCII separate sentences; ``-DOCSTART-``
-    lines are skipped. Line endings and BOMs: :func:`decode_lines`.
+    lines are skipped (and end a sentence). Line endings and BOMs: :func:`decode_lines`.
     """
     path = Path(path)
+    return conll_sentences(_read_text_lines(path), path)
+
+
+def conll_sentences(lines: list[str], name, tagged: bool = True) -> list[Sentence]:
+    """The sentences of CoNLL lines: the one reading of the format, for training and ``peftner predict``.
+
+    ``tagged=False`` (prediction input): a line may hold the token alone; ``tags`` are then the last
+    column where there is one, else empty. Everything else (blank lines, ``-DOCSTART-``, the column
+    count, empty cells) is read exactly as for training, so both see the same sentences.
+    """
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
@@ -108,39 +149,39 @@ def read_conll(path: str | Path) -> list[Sentence]:
 
     def flush():
         if tokens:
-            sentences.append(Sentence(list(tokens), list(tags), str(path), list(line_numbers)))
+            sentences.append(Sentence(list(tokens), list(tags), str(name), list(line_numbers)))
             tokens.clear(), tags.clear(), line_numbers.clear()
 
-    for number, line in enumerate(_read_text_lines(path), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip(ASCII_BLANKS):
             flush()
             continue
         columns = split_columns(line)
-        if columns[0] == "-DOCSTART-":
+        if columns[0] == DOCSTART:
             flush()
             continue
-        if len(columns) < 2:
-            raise DataError(path, f"expected a token and a tag separated by a tab or spaces, got {line!r}", number)
+        if tagged and len(columns) < 2:
+            raise DataError(name, f"expected a token and a tag separated by a tab or spaces, got {line!r}", number)
         if n_columns is None:
             n_columns, first_columns_line = len(columns), number
         elif len(columns) != n_columns:
             raise DataError(
-                path,
+                name,
                 f"{len(columns)} columns, but line {first_columns_line} has {n_columns} "
                 "(inconsistent column count)",
                 number,
             )
-        token, tag = columns[0], columns[-1]
+        token, tag = columns[0], columns[-1] if len(columns) > 1 else ""
         if not token:
-            raise DataError(path, "empty token in the first column", number)
-        if not tag:
-            raise DataError(path, "empty tag in the last column", number)
+            raise DataError(name, "empty token in the first column", number)
+        if tagged and not tag:
+            raise DataError(name, "empty tag in the last column", number)
         tokens.append(token)
         tags.append(tag)
         line_numbers.append(number)
     flush()
     if not sentences:
-        raise DataError(path, "no sentences found (only blank or -DOCSTART- lines)")
+        raise DataError(name, "no sentences found (only blank or -DOCSTART- lines)")
     return sentences
 
 
@@ -153,8 +194,15 @@ def parse_json_line(line: str, name, number: int):
     def no_constants(value):
         raise ValueError(f"{value} is not valid JSON")
 
+    def one_value_per_key(pairs):  # {"tags": [...], "tags": [...]}: json.loads would keep the last
+        keys = [key for key, _ in pairs]
+        twice = next((key for key in keys if keys.count(key) > 1), None)
+        if twice is not None:
+            raise ValueError(f"key {twice!r} appears twice in one object")
+        return dict(pairs)
+
     try:
-        return json.loads(line, parse_constant=no_constants)
+        return json.loads(line, parse_constant=no_constants, object_pairs_hook=one_value_per_key)
     except json.JSONDecodeError as err:
         raise DataError(name, f"invalid JSON: {err.msg} (column {err.colno})", number) from None
     except RecursionError:
@@ -163,12 +211,29 @@ def parse_json_line(line: str, name, number: int):
         raise DataError(name, f"invalid JSON: {str(err).splitlines()[0]}", number) from None
 
 
-def token_problem(token) -> str | None:
-    """Why ``token`` cannot be a word (None when it can). Whitespace characters are words too."""
+def token_problem(token, written: bool = False) -> str | None:
+    """Why ``token`` cannot be a word (None when it can). Whitespace characters are words too.
+
+    ``written``: the token is training data, whose test predictions are written as CoNLL, so it must
+    also be a token a CoNLL file can hold (:func:`conll_cell_problem`)."""
     if not isinstance(token, str) or not token:
         return "every token must be a non-empty string"
     if any("\ud800" <= c <= "\udfff" for c in token):
         return f"token {token!r} holds a lone surrogate (not a character)"
+    problem = conll_cell_problem(token) if written else None
+    if problem:
+        return (f"token {token!r} {problem}, which the run's CoNLL output (test_predictions.conll) cannot "
+                "hold; fix the token")
+    return None
+
+
+def tag_problem(tags: list) -> str | None:
+    """Why a record's tags cannot be read (None when they can): non-empty text a CoNLL cell holds."""
+    for tag in tags:
+        if not isinstance(tag, str) or not tag.strip():
+            return "every tag must be a non-empty string"
+        if any(c in tag for c in "\t\r\n") or tag != tag.strip(ASCII_BLANKS):
+            return f"tag {tag!r} holds a tab or line break, or begins or ends with a space; fix the tag"
     return None
 
 
@@ -189,14 +254,14 @@ def read_jsonl(path: str | Path) -> list[Sentence]:
             raise DataError(path, "empty sentence (no tokens)", number)
         if len(tokens) != len(tags):
             raise DataError(path, f"{len(tokens)} tokens but {len(tags)} tags", number)
-        problem = next(filter(None, map(token_problem, tokens)), None)
+        if is_document_marker(tokens):
+            continue  # as the CoNLL reader skips a -DOCSTART- line
+        problem = next((p for t in tokens if (p := token_problem(t, written=True))), None) or tag_problem(tags)
         if problem:
             raise DataError(path, problem, number)
-        if not all(isinstance(t, str) and t.strip() for t in tags):
-            raise DataError(path, "every tag must be a non-empty string", number)
         sentences.append(Sentence(list(tokens), list(tags), str(path), [number] * len(tokens)))
     if not sentences:
-        raise DataError(path, "no sentences found")
+        raise DataError(path, "no sentences found (only blank or -DOCSTART- lines)")
     return sentences
 
 
@@ -239,11 +304,14 @@ def from_hf_dataset(dataset, name: str = "<hub>", tokens_column: str = "tokens",
     sentences = []
     for i, record in enumerate(dataset):
         tokens = list(record[tokens_column])
-        if not tokens:
-            continue  # Hub corpora contain empty rows (document separators); they carry no tokens to tag
+        if not tokens or is_document_marker(tokens):
+            continue  # Hub corpora contain empty rows and -DOCSTART- rows (document separators): no text to tag
         tags = [names[t] for t in record[tags_column]]
         if len(tags) != len(tokens):
             raise DataError(name, f"row {i}: {len(tokens)} tokens but {len(tags)} tags")
+        problem = next((p for t in tokens if (p := token_problem(t, written=True))), None)
+        if problem:
+            raise DataError(name, f"row {i}: {problem}")
         sentences.append(Sentence(tokens, tags, f"{name}[{i}]", []))
     return sentences
 

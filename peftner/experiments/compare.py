@@ -13,11 +13,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from peftner.errors import PeftnerError
+from peftner.errors import PeftnerError, interrupt_on_sigterm
 from peftner.methods import METHODS, get_method
 from peftner.experiments import search
 from peftner.experiments import storage as shared
-from peftner.experiments.matrix import SEED_BASE, finish, parse_train_sizes, plan_runs, run_matrix
+from peftner.experiments.matrix import SEED_BASE, Matrix, extra_flags, finish, parse_train_sizes, plan_runs, run_matrix
 from peftner.experiments.outputs import write_outputs
 from peftner.experiments.results import RunRow, summarize
 from peftner.experiments.tables import print_rich_table
@@ -98,7 +98,10 @@ def compare(args, argv: list[str], prog: str = "peftner compare") -> dict:
             recipe_args += [f"--{flag.replace('_', '-')}", str(value)]
     if args.steps:  # equal budgets: the same optimizer steps for every size, 5 dev evaluations
         recipe_args += ["--max-steps", str(args.steps), "--eval-steps", str(max(1, args.steps // 5))]
-    recipe_args += shlex.split(args.extra)
+    searched = [f for m in methods for f in search.searched_flags(search.search_space(get_method(m)))] \
+        if args.tune else []
+    # Checked for every method before any run: a typo would otherwise fail every run of the matrix.
+    recipe_args += extra_flags(args.extra, methods, reserved=[*recipe_args[::2], *searched], given=recipe_args)
     name = args.name or "_".join(filter(None, [
         args.dataset or ("files" if args.train_file else "wnut16"),
         f"e{args.epochs}" if args.epochs else None,
@@ -111,7 +114,7 @@ def compare(args, argv: list[str], prog: str = "peftner compare") -> dict:
     storage = None
     if args.storage or args.tune:
         storage = shared.open_storage(args.storage or str(out / "study.journal"))
-        shared.interrupt_on_sigterm()
+        interrupt_on_sigterm()
     per_method = {m: list(recipe_args) for m in methods}
     progress = None
     if args.tune:  # the trials log to no tracker: only the matrix's runs do
@@ -125,9 +128,11 @@ def compare(args, argv: list[str], prog: str = "peftner compare") -> dict:
             "seeds": args.seeds, "train_sizes": [s or "all" for s in sizes], "tuned": bool(args.tune)}
     result = {"summary": None, "rows": [], "out": out}
 
+    plan = Matrix(out, methods, args.seeds, sizes, per_method, shlex.split(args.launcher))
+    workers = shared.Workers(storage, args.stale_after, progress) if storage is not None else None
+
     def matrix() -> list[RunRow]:
-        return run_matrix(storage, out, methods, args.seeds, sizes, per_method, shlex.split(args.launcher),
-                          progress, args.stale_after)
+        return run_matrix(plan, workers)
 
     def report(rows: list[RunRow]):
         summary = summarize(rows)
@@ -149,28 +154,34 @@ def tune_methods(args, storage, out: Path, methods, recipe_args: list[str]):
     """``--tune``: each method's search (shared by all workers), then its winner's flags per method."""
 
     progress = shared.ProgressLine()
+    workers = shared.Workers(storage, args.stale_after, progress)
     base = [*recipe_args, *search.budget_argv(args)]
     n_trials = args.n_trials or search.DEFAULT_TRIALS
     studies = {}
     with tempfile.TemporaryDirectory(prefix="peftner-tune-") as tmp:
         for name in methods:
-            studies[name] = search.search(get_method(name), storage, search.study_name(name), n_trials, base,
-                                        Path(tmp) / name, progress, args.stale_after,
-                                        status=lambda: search.sweep_status(storage, methods, n_trials))
+            studies[name] = search.search(get_method(name), workers, n_trials, base, Path(tmp) / name,
+                                          status=lambda: search.sweep_status(storage, methods, n_trials))
     per_method = {}
     for name, study in studies.items():
-        search.wait_for_search(study, storage, args.stale_after, progress, n_trials)
+        search.wait_for_search(study, workers, n_trials)
         shared.export_csv(study, out / f"trials_{name}.csv")
         per_method[name] = [*recipe_args, *search.winner_flags(study)]
     return per_method, progress
 
 
 def cli(argv=None, results_dir: str = "results", prog: str = "peftner compare"):
+    from peftner.errors import INTERRUPTED_STATUS, interrupted_line
+
+    interrupt_on_sigterm()
     try:
         main(argv, results_dir, prog)
     except PeftnerError as err:
         print(f"peftner: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt as err:
+        print(interrupted_line(err), file=sys.stderr)
+        raise SystemExit(INTERRUPTED_STATUS) from None
 
 
 def compare_command(args) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from peftner.errors import PeftnerError
@@ -54,9 +54,44 @@ def parse_train_sizes(text: str | None) -> list[int | None]:
     return sizes
 
 
-def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list[str]) -> RunMetrics:
-    """Train one run in a subprocess, ``LAUNCHER -m peftner.cli train METHOD`` (skipped when its
-    metrics.json exists); returns its metrics.
+# Flags every run of a matrix gets from the matrix itself: given again in --extra, they would win
+# (the recipe's parser keeps the last) and every seed would train the same run into one folder.
+MATRIX_FLAGS = ("--seed", "--output-dir", "--max-train-samples", "--run-name")
+
+
+def extra_flags(text: str, methods, reserved=(), given: list[str] | None = None) -> list[str]:
+    """``--extra``'s recipe flags, checked for every method before any run or trial starts.
+
+    A flag the recipe does not know (a typo) or a bad value is refused now, not as a failure of every
+    run; so is a flag in ``reserved`` (set by the matrix or the search for every run: the --extra copy
+    would silently override it or be overridden). ``given``: the recipe flags the command adds itself.
+    """
+    import shlex
+
+    from peftner.config import parse_args
+    from peftner.methods import get_method
+
+    try:
+        argv = shlex.split(text)
+    except ValueError as err:
+        raise PeftnerError(f"--extra {text!r}: {err}") from None
+    named = [a.split("=", 1)[0] for a in argv if a.startswith("--")]
+    clash = next((flag for flag in named if flag in (*MATRIX_FLAGS, *reserved)), None)
+    if clash:
+        raise PeftnerError(f"--extra sets {clash}, which this command sets for every run itself; drop it from "
+                           "--extra")
+    for method in methods:
+        try:
+            parse_args(get_method(method), [*(given or []), *argv])
+        except PeftnerError as err:
+            raise PeftnerError(f"--extra (recipe flags of {method}): {err}") from None
+    return argv
+
+
+def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list[str],
+            method: str | None = None) -> RunMetrics:
+    """Train one run in a subprocess, ``LAUNCHER -m peftner.cli train METHOD`` (``method``, default the
+    spec's; skipped when its metrics.json exists); returns its metrics.
 
     The wall time of the subprocess is added to metrics.json as ``wall_seconds`` (``extra``).
     """
@@ -65,7 +100,7 @@ def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list
         metrics = RunMetrics.read(metrics_path)
         metrics.extra.setdefault("wall_seconds", None)
         return metrics
-    command = [*launcher, "-m", "peftner.cli", "train", spec.method, "--seed", str(spec.seed),
+    command = [*launcher, "-m", "peftner.cli", "train", method or spec.method, "--seed", str(spec.seed),
                "--output-dir", str(run_dir), *recipe_args]
     if spec.train_size is not None:
         command += ["--max-train-samples", str(spec.train_size)]
@@ -84,25 +119,41 @@ def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list
     return metrics
 
 
-def run_matrix(storage, out: Path, methods, seeds: int, sizes, recipe_args: dict[str, list[str]],
-               launcher: list[str] | None = None, progress=None, stale_after: float | None = None,
-               queue: str | None = None) -> list[RunRow]:
-    """Run methods x seeds x sizes; returns the rows of the runs that have metrics.
+@dataclass
+class Matrix:
+    """A matrix of runs: methods × seeds × training-set sizes, each method with its recipe flags, every
+    run started by ``launcher`` and kept under ``out/runs/METHOD/size-N/seed-S/``."""
 
-    ``recipe_args`` maps each method to its recipe flags. Without ``storage`` this process runs the
-    whole matrix in order; with one (:mod:`peftner.experiments.storage`), every worker sharing it claims runs from
-    one queue, so N workers split the matrix with no run done twice, and a restart resumes it.
+    out: Path
+    methods: list[str]
+    seeds: int
+    sizes: list[int | None]
+    recipe_args: dict[str, list[str]]  # method (or label) -> its recipe flags
+    launcher: list[str] = field(default_factory=lambda: [sys.executable])
+    trains: dict[str, str] = field(default_factory=dict)  # label -> the method it trains (default: itself)
+
+    @property
+    def specs(self) -> dict[str, RunSpec]:
+        return {spec.key: spec for spec in plan_runs(self.methods, self.seeds, self.sizes)}
+
+
+def run_matrix(matrix: Matrix, workers: shared.Workers | None = None, queue: str | None = None) -> list[RunRow]:
+    """Run the matrix; returns the rows of the runs that have metrics.
+
+    Without ``workers`` this process runs the whole matrix in order; with them (a shared storage,
+    :mod:`peftner.experiments.storage`), every worker claims runs from one queue (``queue``, default
+    ``compare-NAME``), so N workers split the matrix with no run done twice, and a restart resumes it.
     """
-    launcher = launcher or [sys.executable]
-    specs = {spec.key: spec for spec in plan_runs(methods, seeds, sizes)}
+    out, specs = matrix.out, matrix.specs
 
     def work(key: str) -> float:
         spec = specs[key]
-        flags = recipe_args[spec.method]
+        flags = matrix.recipe_args[spec.method]
         run_name = ["--run-name", key.replace("/", "_")] if "--report-to" in flags else []  # trackers' run name
-        return run_one(spec, out / "runs" / key, [*flags, *run_name], launcher).test_f1
+        return run_one(spec, out / "runs" / key, [*flags, *run_name], matrix.launcher,
+                       matrix.trains.get(spec.method)).test_f1
 
-    if storage is None:
+    if workers is None:
         started = time.perf_counter()
         for i, key in enumerate(specs, start=1):
             cached = (out / "runs" / key / "metrics.json").exists()
@@ -110,8 +161,8 @@ def run_matrix(storage, out: Path, methods, seeds: int, sizes, recipe_args: dict
             f1 = work(key)
             print(f"    test F1 {f1:.4f}, {(time.perf_counter() - started) / 60:.1f} min so far", flush=True)
     else:
-        shared.run_queue(storage, queue or f"compare-{out.name}", list(specs), work, progress=progress,
-                         stale_after=stale_after or shared.STALE_AFTER, label=f"compare {out.name}")
+        shared.run_queue(workers.storage, queue or f"compare-{out.name}", list(specs), work,
+                         progress=workers.progress, stale_after=workers.stale_after, label=f"compare {out.name}")
     rows = []
     for key, spec in specs.items():
         path = out / "runs" / key / "metrics.json"

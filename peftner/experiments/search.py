@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from peftner.config import config_to_dict, parse_args
-from peftner.errors import PeftnerError
+from peftner.errors import DataError, PeftnerError
 from peftner.experiments import storage as shared
 from peftner.methods.space import Bundle, Choice
 from peftner.recipe import run
@@ -29,6 +29,9 @@ from peftner.validation import check_at_least
 
 
 DEFAULT_TRIALS = 20
+# A worker stops after this many failed trials in a row: failed trials do not count toward --n-trials,
+# so a set-up that fails every trial (a model that does not load, memory) must end the search instead.
+FAILURES_IN_A_ROW = 3
 
 
 def search_space(method) -> dict:
@@ -37,6 +40,13 @@ def search_space(method) -> dict:
     if not space:
         raise PeftnerError(f"method {method.name!r} has no search space")
     return space
+
+
+def searched_flags(space: dict) -> list[str]:
+    """The recipe flags a trial sets from its point of the space (``--learning-rate``, ...)."""
+    from peftner.methods.space import searched_fields
+
+    return ["--" + name.replace("_", "-") for name in searched_fields(space)]
 
 
 def flags_of(values: dict, space: dict) -> list[str]:
@@ -142,17 +152,28 @@ def best_trial(study):
     return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
 
 
-def search(method, storage, name: str, n_trials: int, base_argv: list[str], work_dir: Path,
-           progress: shared.ProgressLine | None = None, stale_after: float = shared.STALE_AFTER, seed: int = 0,
-           status=None, command: str | None = None):
-    """This worker's share of the search: trials until the study holds ``n_trials`` finished ones.
+def search(method, workers: shared.Workers, n_trials: int, base_argv: list[str], work_dir: Path, status=None,
+           command: str | None = None):
+    """This worker's share of ``method``'s search: trials until the study holds ``n_trials`` finished
+    ones, each run with ``base_argv`` (data, budget) plus the trial's flags, its log under ``work_dir``.
     ``status()`` is the progress line's text (default: this study's); ``command`` is recorded at once, so
     a sweep stopped early still names the command that resumes it."""
     optuna = shared._optuna()
     state = optuna.trial.TrialState
     space = search_space(method)
+    storage, stale_after, progress = workers.storage, workers.stale_after, workers.progress
     # Each worker seeds its sampler differently, so parallel workers do not propose the same point.
-    sampler = optuna.samplers.TPESampler(seed=seed + os.getpid(), n_startup_trials=5)
+    sampler = optuna.samplers.TPESampler(seed=os.getpid(), n_startup_trials=5)
+    name = study_name(method.name)
+    try:
+        earlier = shared.read_study(storage, name)  # checked before this worker writes anything
+    except PeftnerError:
+        earlier = None
+    recorded = earlier.user_attrs.get("budget_flags") if earlier else None
+    if recorded is not None and recorded != " ".join(base_argv) and shared.counts(earlier)["done"]:
+        raise PeftnerError(f"study {name} was searched with the recipe flags '{recorded}' and this command gives "
+                           f"'{' '.join(base_argv)}': their trials would not compare; give the same --extra and "
+                           "budget, or another --storage (or --results-dir)")
     study = shared.load_study(storage, name, sampler=sampler, pruner=make_pruner())
     study.set_user_attr("method", method.name)
     study.set_user_attr("budget_flags", " ".join(base_argv))
@@ -168,6 +189,7 @@ def search(method, storage, name: str, n_trials: int, base_argv: list[str], work
         if progress:
             progress.show((status() if status else search_status(study, n_trials, space)) + current)
 
+    failures = 0  # in a row, in this worker
     while True:
         shared.reap_stale(study, storage, stale_after)
         c = shared.counts(study)
@@ -185,9 +207,17 @@ def search(method, storage, name: str, n_trials: int, base_argv: list[str], work
         except optuna.TrialPruned as pruned:
             trial.set_user_attr("pruned_at", str(pruned))
             study.tell(trial, state=state.PRUNED)
+            failures = 0
         except Exception as err:  # noqa: BLE001 - a point of the space that fails: record it, go on
-            trial.set_user_attr("error", str(err) if isinstance(err, PeftnerError) else f"{type(err).__name__}: {err}")
+            message = str(err) if isinstance(err, PeftnerError) else f"{type(err).__name__}: {err}"
+            trial.set_user_attr("error", message)
             study.tell(trial, state=state.FAIL)
+            failures += 1
+            if isinstance(err, DataError) or failures >= FAILURES_IN_A_ROW:  # not the point: the set-up
+                raise PeftnerError(f"{name}: trial {trial.number} failed ({message}); "
+                                   f"{'the data is at fault' if isinstance(err, DataError) else f'{failures} in a row'}"
+                                   ": fix it and run the command again (failed trials do not count toward "
+                                   "--n-trials)") from None
         except BaseException:  # interrupted (Ctrl-C, SIGTERM): retried by the next worker that starts
             trial.set_user_attr("interrupted", True)
             study.tell(trial, state=state.FAIL)
@@ -195,6 +225,7 @@ def search(method, storage, name: str, n_trials: int, base_argv: list[str], work
             raise
         else:
             study.tell(trial, value)
+            failures = 0
         gc.collect()  # the trial's model and data, before the next one loads
         show()
     return study
@@ -213,7 +244,7 @@ def search_status(study, n_trials: int, space: dict) -> str:
     left = max(0, n_trials - c["done"] - c["running"])
     best = best_trial(study)
     text = (f"[{study.study_name}] {c['done']}/{n_trials} trials: {c['complete']} complete, {c['pruned']} pruned, "
-            f"{c['failed']} failed, {c['running']} running, {left} left")
+            f"{c['running']} running, {left} left" + (f"; {c['failed']} failed (not counted)" if c["failed"] else ""))
     if best:
         text += f" | best dev F1 {best.value:.4f} (trial {best.number}: {describe_params(best.params)})"
     return text
@@ -238,7 +269,8 @@ def sweep_status(storage, methods, n_trials: int) -> str:
     target = n_trials * len(methods)
     left = max(0, target - total["done"] - total["running"])
     return (f"[sweep of {len(methods)} methods] {total['done']}/{target} trials: {total['complete']} complete, "
-            f"{total['pruned']} pruned, {total['failed']} failed, {total['running']} running, {left} left"
+            f"{total['pruned']} pruned, {total['running']} running, {left} left"
+            + (f"; {total['failed']} failed (not counted)" if total["failed"] else "")
             + (f" | best dev F1: {', '.join(bests)}" if bests else ""))
 
 
@@ -322,14 +354,14 @@ def sweep_summaries(storage, out: Path, methods) -> dict[str, dict]:
     return result
 
 
-def wait_for_search(study, storage, stale_after: float, progress, n_trials: int, poll: float = 10.0):
+def wait_for_search(study, workers: shared.Workers, n_trials: int, poll: float = 10.0):
     """Wait until no other worker's trial is running (the winner is only known then)."""
     optuna = shared._optuna()
     while True:
-        shared.reap_stale(study, storage, stale_after)
+        shared.reap_stale(study, workers.storage, workers.stale_after)
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,
                                                         optuna.trial.TrialState.WAITING)):
             return
-        if progress:
-            progress.show(search_status(study, n_trials, {}) + " | waiting for other workers")
+        if workers.progress:
+            workers.progress.show(search_status(study, n_trials, {}) + " | waiting for other workers")
         time.sleep(poll)

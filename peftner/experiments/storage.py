@@ -22,7 +22,9 @@ import os
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from peftner.errors import PeftnerError
 
@@ -42,9 +44,13 @@ def _optuna():
     return optuna
 
 
-def open_storage(url: str):
+def open_storage(url: str, repair: bool = True):
     """An Optuna storage from ``--storage``: an RDB URL (``sqlite:///sweep.db``), or a journal file
-    path (``sweep.journal`` or ``journal:PATH``; safe on a shared filesystem)."""
+    path (``sweep.journal`` or ``journal:PATH``; safe on a shared filesystem).
+
+    A journal whose last record was cut off by a crash is repaired first (:func:`repair_journal`);
+    ``repair=False`` (reading only: ``--status``, reports) leaves the file as it is, and Optuna's
+    reader skips the cut-off record."""
     optuna = _optuna()
     scheme = url.split(":", 1)[0].split("+", 1)[0] if "://" in url else None
     if scheme in RDB_SCHEMES:
@@ -62,9 +68,111 @@ def open_storage(url: str):
     path = Path(url.removeprefix("journal:"))
     if not path.parent.is_dir():
         raise PeftnerError(f"--storage {url}: folder {path.parent} does not exist")
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    if path.is_dir():
+        raise PeftnerError(f"--storage {url}: is a directory, expected a journal file (or sqlite:///FILE.db)")
+    from optuna.storages.journal import JournalStorage
 
-    return JournalStorage(JournalFileBackend(str(path)))
+    backend = _journal_backend()(str(path))
+    repair_journal(path, backend, write=repair)
+    try:
+        return JournalStorage(backend)
+    except (ValueError, KeyError, TypeError) as err:  # records that parse but are not Optuna's
+        reason = f"a record lacks the key {err}" if isinstance(err, KeyError) else str(err).splitlines()[0][:120]
+        raise PeftnerError(f"--storage {url}: not an Optuna journal ({reason}); move it aside or name another "
+                           "--storage") from None
+
+
+JOURNAL_RECORD = b'{"op_code"'  # how every record of Optuna's journal begins
+
+
+def _whole(line: bytes) -> dict | None:
+    import json
+
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _split_record(line: bytes) -> tuple[bytes, dict] | None:
+    """``(cut-off bytes, record)`` of a complete journal line: a whole record (no cut-off bytes), or a
+    record cut off by a crash with a whole one appended behind it; None when the line is damaged."""
+    record = _whole(line)
+    if record is not None:
+        return b"", record
+    glued = line.rfind(JOURNAL_RECORD)
+    record = _whole(line[glued:]) if glued > 0 else None
+    return (line[:glued], record) if record is not None else None
+
+
+def _journal_backend():
+    from optuna.storages.journal import JournalFileBackend
+
+    class TolerantJournalFile(JournalFileBackend):
+        """Optuna's journal file, read so that a record cut off by a worker that crashed mid-write
+        cannot stop the workers still running: a cut-off last line is not read until it is complete,
+        and a whole record appended behind a cut-off one is read as itself. Records are numbered as
+        Optuna numbers them; damage anywhere else is one line naming the file and line."""
+
+        def __init__(self, file_path: str):
+            super().__init__(file_path)
+            self._records, self._offset, self._lines = [], 0, 0
+
+        def read_logs(self, log_number_from: int):
+            with open(self._file_path, "rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read()
+            *complete, _ = data.split(b"\n")  # the part after the last line break is still being written
+            for line in complete:
+                self._offset += len(line) + 1
+                self._lines += 1
+                split = _split_record(line)
+                if split is None:
+                    raise PeftnerError(f"{self._file_path}:{self._lines}: damaged journal record (not JSON); "
+                                       "restore the journal from a copy, or move it aside to start a new study")
+                self._records.append(split[1])
+            yield from self._records[log_number_from:]
+
+    return TolerantJournalFile
+
+
+def repair_journal(path: Path, backend, write: bool = True) -> None:
+    """Make a journal whose last record was cut off by a crash safe to append to, keeping every byte.
+
+    Optuna appends one JSON record per line. A worker killed while writing leaves its last line cut
+    off, and the next append would glue a record behind it. Under the journal's own lock (no worker
+    is writing then), cut-off bytes after the last line break are moved to ``PATH.torn-<time>-<pid>``
+    and truncated away (in place: workers still running read on from their offsets, which never pass
+    an incomplete line). Lines glued by older versions are read as their whole record
+    (:func:`_journal_backend`); any other damage is refused naming the line. ``write=False``
+    (reading only): warn and leave the file as it is.
+    """
+    from optuna.storages.journal._file import get_lock_file
+
+    with get_lock_file(backend._lock):
+        data = path.read_bytes()
+        *body, tail = data.split(b"\n")  # tail: the bytes after the last line break (b"" when none)
+        damaged = next((n for n, line in enumerate(body, start=1) if _split_record(line) is None), None)
+        if damaged is not None:
+            raise PeftnerError(f"{path}:{damaged}: damaged journal record (not JSON); restore the journal from a "
+                               "copy, or move it aside to start a new study")
+        if not tail:
+            return
+        if _whole(tail) is not None:  # a whole record whose line break was lost
+            if write:
+                with open(path, "ab") as handle:
+                    handle.write(b"\n")
+            return
+        if not write:
+            print(f"peftner: warning: {path}: its last record was cut off by a crash ({len(tail)} bytes); it is "
+                  "skipped, and the next search moves it aside", file=sys.stderr)
+            return
+        aside = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        aside.write_bytes(tail)
+        os.truncate(path, len(data) - len(tail))
+    print(f"peftner: warning: {path}: its last record was cut off by a crash; its {len(tail)} bytes were moved to "
+          f"{aside} and the journal continues from its complete records", file=sys.stderr)
 
 
 def load_study(storage, name: str, sampler=None, pruner=None):
@@ -112,16 +220,6 @@ def is_stale(frozen, stale_after: float = STALE_AFTER, now: float | None = None)
     return (now or time.time()) - beat > stale_after
 
 
-def interrupt_on_sigterm():
-    """SIGTERM (a scheduler stopping a worker) unwinds like Ctrl-C, so the worker hands its trial back."""
-    import signal
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def reap_stale(study, storage, stale_after: float = STALE_AFTER, requeue: bool = True) -> list[int]:
     """Fail the RUNNING trials of dead workers and enqueue their work again; returns their numbers."""
     optuna = _optuna()
@@ -144,7 +242,8 @@ def reap_stale(study, storage, stale_after: float = STALE_AFTER, requeue: bool =
 
 
 def counts(study) -> dict:
-    """Trials by outcome. Interrupted ones were re-enqueued and do not count as done."""
+    """Trials by outcome. ``done`` (what ``--n-trials`` counts) is complete + pruned: a failed trial
+    learnt nothing about its point, and an interrupted one was re-enqueued."""
     optuna = _optuna()
     state = optuna.trial.TrialState
     out = {"complete": 0, "pruned": 0, "failed": 0, "running": 0, "waiting": 0}
@@ -159,7 +258,7 @@ def counts(study) -> dict:
             out["waiting"] += 1
         elif t.state == state.FAIL and not any(t.user_attrs.get(k) is not None for k in NOT_RUN):
             out["failed"] += 1
-    out["done"] = out["complete"] + out["pruned"] + out["failed"]
+    out["done"] = out["complete"] + out["pruned"]  # failed trials searched nothing: they do not count
     return out
 
 
@@ -182,6 +281,16 @@ class ProgressLine:
         if self.tty and self.text:
             self.stream.write("\n")
             self.stream.flush()
+
+
+@dataclass
+class Workers:
+    """What the workers of one sweep or matrix share, as this worker sees it: the storage, how long a
+    silent worker's trial still counts as alive, and this worker's progress line."""
+
+    storage: Any
+    stale_after: float = STALE_AFTER
+    progress: ProgressLine | None = None
 
 
 def run_queue(storage, study_name: str, keys: list[str], work, stale_after: float = STALE_AFTER,

@@ -1,155 +1,489 @@
-"""The suite: backbones × corpora × methods × seeds, in one resumable command.
+"""The suite: backbone × corpus × method × seed, each method with its recipe defaults, through the run queue.
 
-Each (backbone, corpus) pair is a *cell*: a methods × seeds matrix of :mod:`peftner.experiments.matrix`
-(each run ``python -m peftner.cli train METHOD`` with the method's defaults, skipped when its
-``metrics.json`` exists), with its own results folder (runs.csv, summary.json, table.md, plot) under
-``OUT/<backbone>_<corpus>[_<variant>]/``. With ``--storage`` every worker sharing the storage claims runs
-from each cell's queue, so N workers split the suite and a restart resumes it. After each cell
-``OUT/summary.csv`` is rewritten with one row per (backbone, corpus, method) done so far: partial
-results are usable (and committable) while the suite runs.
+A plan (YAML; the committed one is ``benchmarks/suite.yaml``) lists entries, each a backbone (a name
+and its ``--model``), the corpora (``--dataset`` names), the methods and the seeds::
 
-The default plan (:func:`default_plan`) is issue 21's: both encoders (all-MiniLM-L6-v2, the embedded
-default, and multilingual-e5-small) × every built-in corpus × full, LoRA, P-tuning v2, adapters, IA3,
-prompt tuning and QLoRA × 3 seeds; SmolLM2-135M × WNUT-16 × LoRA, QLoRA, IA3 (and LoRA with
-``--bidirectional``), Gemma-3-270m × WNUT-16 × LoRA, QLoRA, one seed each. The real backbones are
-the directories ``benchmarks/real_backbones.py`` builds.
+    seeds: 3
+    extra: --keep-checkpoints 0            # flags of every run
+    entries:
+      - backbone: minilm                   # no model: the embedded default
+        datasets: [wnut16]
+        methods: [full, lora, ia3]
+      - backbone: smollm2-135m
+        model: ../backbones/smollm2-135m   # relative to the plan file
+        datasets: [wnut16]
+        methods: [lora, {lora_bidirectional: lora --bidirectional}]   # a label: a method and its flags
+        seeds: 1
+
+Each (backbone, corpus) cell is one run matrix under ``RESULTS/<backbone>/<dataset>/`` that every
+worker sharing the storage splits (:mod:`peftner.experiments.matrix`): start the same command N
+times; a restart resumes where it stopped. The report — ``summary.csv`` (one row per backbone,
+corpus and method), ``summary.json``, a table per corpus, each method's mean gap to full fine-tuning
+and mean rank across corpora, and a parameters-vs-F1 plot per backbone — is written from whatever
+runs have finished, so partial results can be committed and the report regenerated later
+(``--report-only``).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
 import shlex
+import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from peftner.errors import PeftnerError
+from peftner.errors import PeftnerError, interrupt_on_sigterm
 from peftner.experiments import storage as shared
-from peftner.experiments.matrix import run_matrix
-from peftner.experiments.outputs import write_outputs
-from peftner.experiments.results import MethodSummary, summarize
+from peftner.experiments.matrix import MATRIX_FLAGS, Matrix, run_matrix
+from peftner.experiments.results import MethodSummary, RunRow, row_of, summarize
+from peftner.experiments.tables import f1_cell, format_bytes
+from peftner.methods import METHODS
+from peftner.report import RunMetrics, library_versions, machine_description, model_label
 
+# summary.csv: the issue's columns first, then what the tables also show
 SUMMARY_COLUMNS = ("backbone", "dataset", "method", "seeds", "test_f1_mean", "test_f1_std", "trainable_params",
-                   "trainable_percent", "adapter_bytes", "peak_memory_mb", "train_tokens_per_second", "metric",
-                   "runs", "best_dev_f1_mean")
-ENCODER_METHODS = ("full", "lora", "ptuning_v2", "adapter", "ia3", "prompt", "qlora")
-CORPORA = ("wnut16", "hebrew-ner", "indonesian-pos", "indonesian-tweets-pos")
+                   "trainable_percent", "adapter_bytes", "peak_memory_mb", "train_tokens_per_second",
+                   "best_dev_f1_mean", "vs_full_points", "metric", "model", "model_note")
+PEFT_SHARE = 1.0  # "parameter-efficient" in the quality target: at most 1 % of the parameters train
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One backbone on one corpus: its methods × seeds."""
+    """One backbone on one corpus: a run matrix of labels (method + flags) × seeds."""
 
-    backbone: str  # the name in tables
-    model: str | None  # --model (None: peftner's embedded default)
-    dataset: str  # the name in tables; --dataset unless ``flags`` name the files
-    methods: tuple
+    backbone: str
+    model: str | None
+    dataset: str
+    data_flags: list[str]  # --dataset NAME, or the files of a corpus given by flags
+    labels: dict[str, tuple[str, list[str]]]  # label -> (method, its extra flags)
     seeds: int
-    variant: str = ""  # e.g. "bidirectional": shown after the method name
-    flags: tuple = field(default=())  # recipe flags of every run of the cell
+    extra: list[str] = field(default_factory=list)
+    reuse: Path | None = None  # a matrix folder whose runs of the same flags count as this cell's
 
     @property
-    def folder(self) -> str:
-        return "_".join(filter(None, [self.backbone, self.dataset, self.variant]))
-
-    def recipe_args(self, extra: list[str]) -> list[str]:
-        args = ["--model", self.model] if self.model else []
-        if not any(f.endswith("-file") for f in self.flags):
-            args += ["--dataset", self.dataset]
-        return [*args, *self.flags, *extra]
+    def name(self) -> str:
+        return f"{self.backbone}/{self.dataset}"
 
 
-def default_plan(backbones: Path) -> list[Cell]:
-    e5 = str(backbones / "multilingual-e5-small")
-    cells = [Cell(name, model, corpus, ENCODER_METHODS, 3)
-             for name, model in (("all-MiniLM-L6-v2", None), ("multilingual-e5-small", e5)) for corpus in CORPORA]
-    smol, gemma = str(backbones / "smollm2-135m"), str(backbones / "gemma-3-270m")
-    return cells + [Cell("smollm2-135m", smol, "wnut16", ("lora", "qlora", "ia3"), 1),
-                    Cell("smollm2-135m", smol, "wnut16", ("lora",), 1, "bidirectional", ("--bidirectional",)),
-                    Cell("gemma-3-270m", gemma, "wnut16", ("lora", "qlora"), 1)]
+def load_plan(path: Path) -> list[Cell]:
+    """The cells of a plan file, every value checked (one line naming the file, entry and key)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise PeftnerError(f"{path}: cannot be read ({err.strerror or err})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise PeftnerError(f"{path}{f':{mark.line + 1}' if mark else ''}: invalid YAML") from None
+    if not isinstance(data, dict) or not isinstance(data.get("entries"), list) or not data["entries"]:
+        raise PeftnerError(f"{path}: expected a mapping with a non-empty list 'entries'")
+    unknown = set(data) - {"seeds", "extra", "entries"}
+    if unknown:
+        raise PeftnerError(f"{path}: unknown key {sorted(unknown)[0]!r} (expected seeds, extra, entries)")
+    seeds = _count(data.get("seeds", 3), f"{path}: seeds")
+    extra = shlex.split(str(data.get("extra") or ""))
+    cells, seen = [], set()
+    for number, entry in enumerate(data["entries"], start=1):
+        where = f"{path}: entry {number}"
+        if not isinstance(entry, dict):
+            raise PeftnerError(f"{where}: expected a mapping (backbone, model, datasets, methods, seeds, extra)")
+        unknown = set(entry) - {"backbone", "model", "datasets", "methods", "seeds", "extra", "reuse"}
+        if unknown:
+            raise PeftnerError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        backbone = entry.get("backbone")
+        if not isinstance(backbone, str) or not backbone.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise PeftnerError(f"{where}: backbone must be a name of letters, digits, '-', '_' or '.', got {backbone!r}")
+        model = entry.get("model")
+        if model is not None:
+            model = str(model)
+            if model.startswith((".", "/")):  # a local directory: relative to the plan file
+                model = str((path.parent / model).resolve())
+        datasets = _datasets(entry.get("datasets"), where)
+        labels = _labels(entry.get("methods"), where)
+        entry_seeds = _count(entry.get("seeds", seeds), f"{where}: seeds")
+        entry_extra = [*extra, *shlex.split(str(entry.get("extra") or ""))]
+        reuse = _reuse(entry.get("reuse"), path, where)
+        for dataset, data_flags in datasets.items():
+            if (backbone, dataset) in seen:
+                raise PeftnerError(f"{where}: {backbone} on {dataset} is planned twice")
+            seen.add((backbone, dataset))
+            cells.append(Cell(backbone, model, dataset, data_flags, labels, entry_seeds, entry_extra,
+                              reuse.get(dataset)))
+    unused = {d for d in reuse} - {d for d in datasets}
+    if unused:
+        raise PeftnerError(f"{where}: reuse names {sorted(unused)[0]!r}, which is not among its datasets")
+    return cells
 
 
-def summary_rows(cell: Cell, summary: list[MethodSummary]) -> list[dict]:
-    return [{"backbone": cell.backbone, "dataset": cell.dataset,
-             "method": s.method + (f" ({cell.variant})" if cell.variant else ""),
-             "seeds": " ".join(map(str, s.seeds)), "test_f1_mean": round(s.test_f1_mean, 4),
-             "test_f1_std": round(s.test_f1_std, 4), "trainable_params": s.trainable_params,
-             "trainable_percent": round(s.trainable_percent, 4), "adapter_bytes": s.adapter_bytes,
-             "peak_memory_mb": round(s.peak_memory_mb_mean, 1),
-             "train_tokens_per_second": round(s.train_tokens_per_second_mean, 1), "metric": s.metric,
-             "runs": s.runs, "best_dev_f1_mean": round(s.best_dev_f1_mean, 4)} for s in summary]
+def _reuse(reuse, path: Path, where: str) -> dict[str, Path]:
+    """``reuse: {dataset: folder}``: a run matrix (compare's results folder) made with the same flags."""
+    if reuse is None:
+        return {}
+    if not isinstance(reuse, dict) or not all(isinstance(v, str) for v in reuse.values()):
+        raise PeftnerError(f"{where}: reuse must map a dataset to a results folder of peftner compare")
+    folders = {str(k): (path.parent / v).resolve() for k, v in reuse.items()}
+    missing = next((f for f in folders.values() if not (f / "runs").is_dir()), None)
+    if missing:
+        raise PeftnerError(f"{where}: reuse: {missing} has no runs/ folder (not a peftner compare result)")
+    return folders
 
 
-def write_summary(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+def _datasets(datasets, where: str) -> dict[str, list[str]]:
+    """``datasets``: ``--dataset`` names, or ``{name: "--train-file A --validation-file B --test-file C"}``."""
+    if not isinstance(datasets, list) or not datasets:
+        raise PeftnerError(f"{where}: datasets must be a non-empty list of dataset names")
+    result = {}
+    for item in datasets:
+        if isinstance(item, str) and item:
+            result[item] = ["--dataset", item]
+        elif isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item.values())), str):
+            (name, flags), = item.items()
+            result[str(name)] = shlex.split(flags)
+        else:
+            raise PeftnerError(f"{where}: a dataset is a name or {{name: '--train-file ... --test-file ...'}}, "
+                               f"got {item!r}")
+    return result
 
 
-def run_suite(plan: list[Cell], out: Path, storage=None, extra: list[str] = (), launcher: list[str] | None = None,
-              command: str = "", stale_after: float | None = None) -> list[dict]:
-    """Run every cell of ``plan`` (resuming: finished runs are skipped); returns summary.csv's rows."""
-    from peftner.report import library_versions, machine_description
+def _count(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PeftnerError(f"{where} must be a whole number of at least 1, got {value!r}")
+    return value
 
-    rows: list[dict] = []
-    for number, cell in enumerate(plan, start=1):
-        print(f"suite [{number}/{len(plan)}] {cell.folder}: {', '.join(cell.methods)} x {cell.seeds} seed(s)",
+
+def _labels(methods, where: str) -> dict[str, tuple[str, list[str]]]:
+    """``methods``: names, or ``{label: "method --flags"}`` mappings."""
+    if not isinstance(methods, list) or not methods:
+        raise PeftnerError(f"{where}: methods must be a non-empty list")
+    labels = {}
+    for item in methods:
+        if isinstance(item, str):
+            label, spec = item, item
+        elif isinstance(item, dict) and len(item) == 1:
+            (label, spec), = item.items()
+        else:
+            raise PeftnerError(f"{where}: a method is a name or {{label: 'method --flags'}}, got {item!r}")
+        words = shlex.split(str(spec))
+        if not words or words[0] not in METHODS:
+            raise PeftnerError(f"{where}: {label}: unknown method {words[0] if words else ''!r}; choose from "
+                               f"{', '.join(METHODS)}")
+        if label in labels:
+            raise PeftnerError(f"{where}: method {label!r} listed twice")
+        labels[str(label)] = (words[0], words[1:])
+    return labels
+
+
+def check_flags(cells: list[Cell]) -> None:
+    """Every run's recipe flags parse for its method before anything runs: a typo in the plan is one line
+    naming the cell and the label, not a failure of every run."""
+    from peftner.config import parse_args
+    from peftner.methods import get_method
+
+    for cell in cells:
+        for label, (method, flags) in cell.labels.items():
+            argv = [*(["--model", cell.model] if cell.model else []), *cell.data_flags, *cell.extra, *flags]
+            # the suite trains whole splits, so --max-train-samples is the plan's to set
+            clash = next((a for a in argv if a.split("=", 1)[0] in set(MATRIX_FLAGS) - {"--max-train-samples"}), None)
+            if clash:
+                raise PeftnerError(f"{cell.name} {label}: the plan sets {clash.split('=', 1)[0]}, which the suite "
+                                   "sets for every run itself")
+            try:
+                parse_args(get_method(method), argv)
+            except PeftnerError as err:
+                raise PeftnerError(f"{cell.name} {label}: {err}") from None
+
+
+def cell_matrix(cell: Cell, out: Path, launcher: list[str]) -> Matrix:
+    base = [*(["--model", cell.model] if cell.model else []), *cell.data_flags, *cell.extra]
+    return Matrix(out / cell.backbone / cell.dataset, list(cell.labels), cell.seeds, [None],
+                  {label: [*base, *flags] for label, (_, flags) in cell.labels.items()}, launcher,
+                  trains={label: method for label, (method, _) in cell.labels.items()})
+
+
+def run_suite(cells: list[Cell], out: Path, workers: shared.Workers, launcher: list[str]) -> None:
+    """This worker's share of every cell, in plan order (each cell a queue all workers take from)."""
+    for number, cell in enumerate(cells, start=1):
+        print(f"[suite {number}/{len(cells)}] {cell.name}: {len(cell.labels)} methods x {cell.seeds} seeds",
               flush=True)
-        folder = out / cell.folder
-        args = cell.recipe_args(list(extra))
-        runs = run_matrix(storage, folder, cell.methods, cell.seeds, [None], {m: args for m in cell.methods},
-                          launcher, stale_after=stale_after, queue=f"suite-{cell.folder}")
-        if not runs:
-            continue
-        summary = summarize(runs)
-        info = {"command": command, "machine": machine_description(), "versions": library_versions(),
-                "methods": list(cell.methods), "seeds": cell.seeds, "train_sizes": ["all"], "tuned": False,
-                "backbone": cell.backbone, "dataset": cell.dataset, "variant": cell.variant}
-        write_outputs(folder, runs, summary, info)
-        rows += summary_rows(cell, summary)
-        write_summary(out / "summary.csv", rows)
+        adopt_runs(cell, out)
+        run_matrix(cell_matrix(cell, out, launcher), workers, queue=f"suite-{cell.backbone}-{cell.dataset}")
+
+
+# Settings that do not change what a run computes: a reused run may differ in these only.
+BOOKKEEPING = {"seed", "output_dir", "run_name", "keep_checkpoints", "checkpoint_every", "threads", "num_workers",
+               "report_to", "experiment", "logging_dir", "resume", "config"}
+
+
+def adopt_runs(cell: Cell, out: Path) -> list[Path]:
+    """Copy the ``reuse`` folder's finished runs of this cell (same method and the same settings as
+    this cell would train, but the seed and bookkeeping: checked) into the cell, so they are not
+    trained again; a run with other settings is left alone and trained anew."""
+    import shutil
+
+    from peftner.config import config_to_dict, default_model, parse_args
+    from peftner.experiments.matrix import SEED_BASE
+    from peftner.methods import get_method
+    from peftner.models.facts import inspect_model
+
+    if cell.reuse is None:
+        return []
+    copied = []
+    facts = inspect_model(cell.model or default_model())  # runs record their configs resolved on the model
+    for label, (method, flags) in cell.labels.items():
+        argv = [*(["--model", cell.model] if cell.model else []), *cell.data_flags, *cell.extra, *flags]
+        cfg, method_cfg = parse_args(get_method(method), argv)
+        method_cfg = get_method(method).resolve(method_cfg, facts)
+        wanted = {k: v for k, v in config_to_dict(cfg).items() if k not in BOOKKEEPING}
+        for seed in range(SEED_BASE, SEED_BASE + cell.seeds):
+            source = cell.reuse / "runs" / label / "size-all" / f"seed-{seed}" / "metrics.json"
+            target = out / cell.backbone / cell.dataset / "runs" / label / "size-all" / f"seed-{seed}" / "metrics.json"
+            if target.exists() or not source.exists():
+                continue
+            metrics = RunMetrics.read(source)
+            had = {k: v for k, v in (metrics["config"] or {}).items() if k not in BOOKKEEPING}
+            same = metrics.method == method and {k: had.get(k) for k in wanted} == wanted and \
+                (metrics["method_config"] or {}) == config_to_dict(method_cfg)
+            if same:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(source, target)
+                copied.append(target)
+            else:
+                print(f"    not reused (other settings): {source}", flush=True)
+    if copied:
+        print(f"    reused {len(copied)} finished runs of {cell.reuse}", flush=True)
+    return copied
+
+
+@dataclass
+class SuiteRow:
+    """A line of summary.csv: one method on one backbone and corpus, over its seeds."""
+
+    backbone: str
+    dataset: str
+    summary: MethodSummary
+    model: str
+    model_note: str  # where the weights came from (a dequantized 4-bit checkpoint says so)
+    machine: str  # where its runs ran (recorded by each run)
+
+    def as_csv(self) -> dict:
+        s = self.summary
+        values = {**dataclasses.asdict(s), "backbone": self.backbone, "dataset": self.dataset,
+                  "seeds": s.runs, "train_tokens_per_second": s.train_tokens_per_second_mean,
+                  "peak_memory_mb": s.peak_memory_mb_mean, "model": self.model, "model_note": self.model_note}
+        return {k: values[k] for k in SUMMARY_COLUMNS}
+
+
+def collect(cells: list[Cell], out: Path) -> list[SuiteRow]:
+    """The summary of every cell from the runs that have finished (labels in plan order)."""
+    rows = []
+    for cell in cells:
+        runs: list[RunRow] = []
+        notes = {}
+        for label in cell.labels:
+            for seed_dir in sorted((out / cell.backbone / cell.dataset / "runs" / label / "size-all").glob("seed-*")):
+                path = seed_dir / "metrics.json"
+                if path.exists():
+                    metrics = RunMetrics.read(path)
+                    runs.append(row_of(label, int(metrics.seed), None, metrics))
+                    notes.setdefault(label, (model_label(metrics.model or ""), model_note(metrics), metrics.machine))
+        for summary in summarize(runs):
+            model, note, machine = notes[summary.method]
+            rows.append(SuiteRow(cell.backbone, cell.dataset, summary, model, note, machine or "unknown"))
     return rows
 
 
-def main(argv=None, results_dir: str = "results/suite", backbones: str = "backbones",
-         prog: str = "peftner suite") -> list[dict]:
-    import argparse
+def model_note(metrics: RunMetrics) -> str:
+    """What the run's metrics say about the backbone's weights (provenance of a converted checkpoint)."""
+    provenance = metrics.extra.get("model_provenance") or {}
+    if isinstance(provenance, dict) and provenance:
+        return str(provenance.get("note") or provenance.get("source") or "")
+    return ""
 
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
-    parser.add_argument("--results-dir", type=Path, default=Path(results_dir), help="where cells and summary.csv go")
-    parser.add_argument("--backbones", type=Path, default=Path(backbones),
-                        help="the folder benchmarks/real_backbones.py built the real backbones in")
-    parser.add_argument("--only", default=None, help="comma-separated backbones to run (default: all)")
-    parser.add_argument("--datasets", default=None, help="comma-separated corpora to run (default: all)")
-    parser.add_argument("--extra", default="", help="more recipe flags for every run (quoted)")
-    parser.add_argument("--storage", default=None, help="shared storage for several workers (journal file or RDB URL)")
-    parser.add_argument("--launcher", default=sys.executable, help="python, or e.g. 'accelerate launch'")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
-    args = parser.parse_args(argv)
-    plan = default_plan(args.backbones)
-    for option, attribute in ((args.only, "backbone"), (args.datasets, "dataset")):
-        if option:
-            wanted = {w.strip() for w in option.split(",") if w.strip()}
-            known = {getattr(c, attribute) for c in plan}
-            if wanted - known:
-                raise PeftnerError(f"--{'only' if attribute == 'backbone' else 'datasets'}: unknown "
-                                   f"{', '.join(sorted(wanted - known))}; choose from {', '.join(sorted(known))}")
-            plan = [c for c in plan if getattr(c, attribute) in wanted]
-    missing = sorted({c.model for c in plan if c.model and not Path(c.model).is_dir()})
-    if args.dry_run:
-        for cell in plan:
-            print(f"{cell.folder}: {', '.join(cell.methods)} x {cell.seeds} seed(s)")
-        return []
-    if missing:
-        raise PeftnerError(f"{missing[0]}: not built; run python benchmarks/real_backbones.py build first "
-                           "(or --only all-MiniLM-L6-v2)")
-    storage = None
-    if args.storage:
-        storage = shared.open_storage(args.storage)
-        shared.interrupt_on_sigterm()
-    command = f"{prog} " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    return run_suite(plan, args.results_dir, storage, shlex.split(args.extra), shlex.split(args.launcher), command)
+
+def cross_corpus(rows: list[SuiteRow]) -> list[dict]:
+    """Per backbone and method: mean gap to full fine-tuning (F1 points) and mean rank over its corpora."""
+    by_cell: dict[tuple[str, str], list[SuiteRow]] = {}
+    for row in rows:
+        by_cell.setdefault((row.backbone, row.dataset), []).append(row)
+    gaps: dict[tuple[str, str], list[float]] = {}
+    ranks: dict[tuple[str, str], list[int]] = {}
+    for (backbone, _), cell_rows in by_cell.items():
+        ordered = sorted(cell_rows, key=lambda r: -r.summary.test_f1_mean)
+        for rank, row in enumerate(ordered, start=1):
+            ranks.setdefault((backbone, row.summary.method), []).append(rank)
+            if row.summary.vs_full_points is not None:
+                gaps.setdefault((backbone, row.summary.method), []).append(row.summary.vs_full_points)
+    result = []
+    for (backbone, method), method_ranks in ranks.items():
+        share = next(r.summary.trainable_percent for r in rows if r.backbone == backbone and r.summary.method == method)
+        gap = gaps.get((backbone, method))
+        result.append({"backbone": backbone, "method": method, "corpora": len(method_ranks),
+                       "trainable_percent": share, "mean_rank": statistics.fmean(method_ranks),
+                       "mean_gap_to_full": statistics.fmean(gap) if gap else None})
+    return sorted(result, key=lambda r: (r["backbone"], r["mean_rank"]))
+
+
+def quality_target(rows: list[SuiteRow]) -> list[dict]:
+    """Per backbone and corpus: the best method at ≤ 1 % trainable parameters against full fine-tuning."""
+    by_cell: dict[tuple[str, str], list[SuiteRow]] = {}
+    for row in rows:
+        by_cell.setdefault((row.backbone, row.dataset), []).append(row)
+    result = []
+    for (backbone, dataset), cell_rows in by_cell.items():
+        full = next((r.summary for r in cell_rows if r.summary.method == "full"), None)
+        efficient = [r.summary for r in cell_rows if r.summary.trainable_percent <= PEFT_SHARE]
+        if full is None or not efficient:
+            continue
+        best = max(efficient, key=lambda s: s.test_f1_mean)
+        gap = 100 * (best.test_f1_mean - full.test_f1_mean)
+        result.append({"backbone": backbone, "dataset": dataset, "best_method": best.method,
+                       "best_f1": best.test_f1_mean, "full_f1": full.test_f1_mean, "gap_points": gap,
+                       "met": gap >= -0.5, "seeds": min(best.runs, full.runs)})
+    return result
+
+
+def tables_markdown(rows: list[SuiteRow]) -> str:
+    """One table per backbone and corpus, then the cross-corpus summary and the quality target."""
+    lines = []
+    cells = list(dict.fromkeys((r.backbone, r.dataset) for r in rows))
+    for backbone, dataset in cells:
+        lines += [f"#### {backbone} on {dataset}", "",
+                  "| method | seeds | trainable params | % of total | adapter on disk | test F1 (mean ± std) | "
+                  "vs full (F1 points) | train tokens/s | peak memory |", "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+        for r in (r for r in rows if (r.backbone, r.dataset) == (backbone, dataset)):
+            s = r.summary
+            vs = "reference" if s.method == "full" else "n/a" if s.vs_full_points is None else f"{s.vs_full_points:+.2f}"
+            lines.append(f"| {s.method} | {s.runs} | {s.trainable_params:,} | {s.trainable_percent:.3f}% | "
+                         f"{format_bytes(s.adapter_bytes)} | {f1_cell(s)} | {vs} | "
+                         f"{s.train_tokens_per_second_mean:,.0f} | {s.peak_memory_mb_mean:,.0f} MB |")
+        notes = {r.model_note for r in rows if (r.backbone, r.dataset) == (backbone, dataset) and r.model_note}
+        lines += ([""] + [f"Backbone: {note}" for note in sorted(notes)] if notes else []) + [""]
+    summary = cross_corpus(rows)
+    if summary:
+        lines += ["#### Across corpora", "",
+                  "| backbone | method | corpora | % trainable | mean rank | mean gap to full (F1 points) |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for s in summary:
+            gap = "reference" if s["method"] == "full" else "n/a" if s["mean_gap_to_full"] is None \
+                else f"{s['mean_gap_to_full']:+.2f}"
+            lines.append(f"| {s['backbone']} | {s['method']} | {s['corpora']} | {s['trainable_percent']:.3f}% | "
+                         f"{s['mean_rank']:.2f} | {gap} |")
+        lines.append("")
+    target = quality_target(rows)
+    if target:
+        lines += ["#### Quality target: the best method at ≤ 1 % trainable within 0.5 F1 points of full", "",
+                  "| backbone | corpus | best ≤ 1 % method | its test F1 | full | gap (F1 points) | met | seeds |",
+                  "|---|---|---|---:|---:|---:|---|---:|"]
+        for t in target:
+            lines.append(f"| {t['backbone']} | {t['dataset']} | {t['best_method']} | {t['best_f1']:.4f} | "
+                         f"{t['full_f1']:.4f} | {t['gap_points']:+.2f} | {'yes' if t['met'] else 'no'} | {t['seeds']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_per_backbone(rows: list[SuiteRow], out: Path) -> list[Path]:
+    """``f1_vs_params_<backbone>.png``: every method on every corpus of the backbone (one colour per corpus)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for backbone in dict.fromkeys(r.backbone for r in rows):
+        mine = [r for r in rows if r.backbone == backbone]
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for dataset in dict.fromkeys(r.dataset for r in mine):
+            points = sorted((r.summary for r in mine if r.dataset == dataset), key=lambda s: s.trainable_params)
+            ax.errorbar([s.trainable_params for s in points], [s.test_f1_mean for s in points],
+                        yerr=[s.test_f1_std for s in points], fmt="o-", capsize=3, alpha=0.8, label=dataset)
+            for s in points:
+                ax.annotate(s.method, (s.trainable_params, s.test_f1_mean), xytext=(4, 4),
+                            textcoords="offset points", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("trainable parameters (log scale)")
+        ax.set_ylabel("test F1 (mean ± std over seeds)")
+        ax.set_title(f"{backbone}: F1 vs trainable parameters, per corpus")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out / f"f1_vs_params_{backbone}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write_report(cells: list[Cell], out: Path, command: str) -> list[Path]:
+    """summary.csv, summary.json, tables.md and the plots, from the finished runs."""
+    rows = collect(cells, out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "summary.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(r.as_csv() for r in rows)
+    planned = sum(len(c.labels) * c.seeds for c in cells)
+    finished = sum(r.summary.runs for r in rows)
+    machines = sorted({r.machine for r in rows}) or [machine_description()]
+    info = {"command": command, "machine": "; ".join(machines), "versions": library_versions(),
+            "planned_runs": planned, "finished_runs": finished,
+            "rows": [{**r.as_csv(), "test_f1_by_seed": r.summary.test_f1_by_seed} for r in rows],
+            "across_corpora": cross_corpus(rows), "quality_target": quality_target(rows)}
+    (out / "summary.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    (out / "tables.md").write_text(f"Command: `{command}` ({finished} of {planned} planned runs finished)\n\n"
+                                   f"Machine (where the runs ran): {info['machine']}\n\n" + tables_markdown(rows),
+                                   encoding="utf-8")
+    return [out / "summary.csv", out / "summary.json", out / "tables.md", *plot_per_backbone(rows, out)]
+
+
+def suite_arguments(parser, results_dir: str = "results/suite"):
+    parser.add_argument("plan", help="the suite's YAML plan (benchmarks/suite.yaml)")
+    parser.add_argument("--results-dir", default=results_dir, help=f"where the runs and the report go (default: {results_dir})")
+    parser.add_argument("--storage", default=None,
+                        help="Optuna storage shared by the workers (default: study.journal in the results folder)")
+    parser.add_argument("--launcher", default=shlex.quote(sys.executable),
+                        help="how to start a run (it gets '-m peftner.cli train METHOD ...')")
+    parser.add_argument("--only", default=None, help="comma-separated backbone or backbone/dataset cells to run")
+    parser.add_argument("--report-only", action="store_true", help="run nothing: rewrite the report from the runs")
+    parser.add_argument("--stale-after", type=float, default=shared.STALE_AFTER,
+                        help="seconds without a heartbeat after which another host's running run is retried")
+
+
+def suite(args, argv: list[str], prog: str = "peftner suite") -> list[Path]:
+    cells = load_plan(Path(args.plan))
+    if args.only:
+        wanted = {w.strip() for w in args.only.split(",") if w.strip()}
+        chosen = [c for c in cells if c.backbone in wanted or c.name in wanted]
+        known = {c.backbone for c in cells} | {c.name for c in cells}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise PeftnerError(f"--only: {unknown[0]!r} is no backbone or backbone/dataset of {args.plan}")
+        run_cells = chosen
+    else:
+        run_cells = cells
+    out = Path(args.results_dir)
+    command = f"{prog} " + " ".join(shlex.quote(a) for a in argv)
+    previous = out / "summary.json"
+    if args.report_only and previous.exists():  # the report names the command that ran the runs
+        command = json.loads(previous.read_text(encoding="utf-8")).get("command", command)
+    if not args.report_only:
+        check_flags(run_cells)
+        out.mkdir(parents=True, exist_ok=True)
+        storage = shared.open_storage(args.storage or str(out / "study.journal"))
+        interrupt_on_sigterm()
+        run_suite(run_cells, out, shared.Workers(storage, args.stale_after, shared.ProgressLine()),
+                  shlex.split(args.launcher))
+    written = write_report(cells, out, command)
+    print("wrote " + ", ".join(str(p) for p in written), flush=True)
+    return written
+
+
+def suite_command(args) -> int:
+    suite(args, sys.argv[2:] if sys.argv[1:2] == ["suite"] else [])
+    return 0
+
+
+__all__ = ["Cell", "load_plan", "run_suite", "suite", "write_report"]

@@ -34,7 +34,7 @@ def tuned_table_markdown(summary: list[MethodSummary], sweeps: dict[str, dict]) 
         # the winner's flags as given (a run's config holds resolved values, e.g. all-linear's regex)
         settings = f"`{sw['best_flags']}`" if sw.get("best_flags") else s.settings.replace("|", "\\|")
         lines.append(f"| {s.method} | {settings} | {search} | {best_dev} | {s.trainable_params:,} | "
-                     f"{s.trainable_percent:.3f}% | {_size(s.adapter_bytes)} | "
+                     f"{s.trainable_percent:.3f}% | {format_bytes(s.adapter_bytes)} | "
                      f"{f1_cell(s)} | {by_seed} | {vs} | {wall} |")
     lines += ["", "vs full: difference of mean test F1 to full fine-tuning in F1 points; significance by Welch's "
               "t-test (two-sided, unequal variances) over the seeds' test F1: ** p < 0.01, * p < 0.05, n.s. not "
@@ -42,7 +42,7 @@ def tuned_table_markdown(summary: list[MethodSummary], sweeps: dict[str, dict]) 
     return "\n".join(lines) + "\n"
 
 
-def _size(n: float) -> str:
+def format_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n) < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -58,7 +58,7 @@ def table_markdown(summary: list[MethodSummary]) -> str:
         by_seed = " / ".join(f"{f1:.3f}" for f1 in s.test_f1_by_seed.values())  # spots a collapsed seed
         lines.append(
             f"| {s.method} | {s.train_size} | {s.trainable_params:,} | {s.trainable_percent:.3f}% | "
-            f"{_size(s.adapter_bytes)} | {_size(s.backbone_bytes)} | "
+            f"{format_bytes(s.adapter_bytes)} | {format_bytes(s.backbone_bytes)} | "
             f"{f1_cell(s)} | {by_seed} | {s.best_dev_f1_mean:.4f} | "
             f"{s.train_tokens_per_second_mean:,.0f} | {s.peak_memory_mb_mean:,.0f} MB | {wall} |")
     return "\n".join(lines) + "\n"
@@ -73,7 +73,7 @@ def print_rich_table(summary: list[MethodSummary]):
         table.add_column(column, justify="left" if column in ("method", "size") else "right")
     for s in summary:
         table.add_row(s.method, s.train_size, f"{s.trainable_params:,}", f"{s.trainable_percent:.3f}",
-                      _size(s.adapter_bytes), f1_cell(s),
+                      format_bytes(s.adapter_bytes), f1_cell(s),
                       f"{s.best_dev_f1_mean:.4f}", f"{s.train_tokens_per_second_mean:,.0f}",
                       f"{s.peak_memory_mb_mean:,.0f}")
     Console().print(table)

@@ -14,13 +14,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from peftner.errors import interrupt_on_sigterm
 from peftner.experiments import storage as shared
-from peftner.experiments.matrix import finish, run_matrix
+from peftner.experiments.matrix import Matrix, extra_flags, finish, run_matrix
 from peftner.experiments.outputs import write_outputs
 from peftner.experiments.results import row_of, summarize
 from peftner.experiments.search import (DEFAULT_TRIALS, add_sweep_arguments, best_trial, budget_argv,
                                         check_sweep_arguments, default_storage, recorded_trials, search,
-                                        search_space, search_status, study_name, sweep_summaries,
+                                        search_space, search_status, searched_flags, study_name, sweep_summaries,
                                         wait_for_search, winner_flags)
 from peftner.methods import METHODS, get_method
 from peftner.report import RunMetrics, library_versions, machine_description
@@ -50,17 +51,20 @@ def results_dir(args, extra: list[str]) -> Path:
 
 
 def tune_command(args) -> int:
-    shared.interrupt_on_sigterm()
+    interrupt_on_sigterm()
     check_sweep_arguments(args)
     check_at_least(args, {"seeds": 0})
     method = get_method(args.method)
-    search_space(method)  # a method without a space fails before any storage is touched
-    extra = shlex.split(args.extra)
+    space = search_space(method)  # a method without a space fails before any storage is touched
+    budget = budget_argv(args)
+    # Checked once, before any trial: a typo would otherwise fail every trial of the search.
+    extra = extra_flags(args.extra, [method.name], reserved=[*searched_flags(space), *budget[::2]])
     out = results_dir(args, extra)
     out.mkdir(parents=True, exist_ok=True)
-    storage = shared.open_storage(args.storage or default_storage(out))
+    storage = shared.open_storage(args.storage or default_storage(out), repair=not args.status)
     progress = shared.ProgressLine()
-    base = [*extra, *budget_argv(args)]
+    workers = shared.Workers(storage, args.stale_after, progress)
+    base = [*extra, *budget]
     if args.status:
         study = shared.read_study(storage, study_name(method.name))
         shared.export_csv(study, out / f"trials_{method.name}.csv")
@@ -70,9 +74,8 @@ def tune_command(args) -> int:
     command = "peftner tune " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["tune"] else \
         f"peftner tune {method.name}"
     with tempfile.TemporaryDirectory(prefix="peftner-tune-") as tmp:
-        study = search(method, storage, study_name(method.name), n_trials, base, Path(tmp), progress,
-                       args.stale_after, command=command)
-    wait_for_search(study, storage, args.stale_after, progress, n_trials)
+        study = search(method, workers, n_trials, base, Path(tmp), command=command)
+    wait_for_search(study, workers, n_trials)
     shared.export_csv(study, out / f"trials_{method.name}.csv")
     flags = winner_flags(study)
     progress.show(search_status(study, n_trials, search_space(method)), force=True)
@@ -81,8 +84,8 @@ def tune_command(args) -> int:
     def matrix():
         if not args.seeds:
             return []
-        return run_matrix(storage, out, [method.name], args.seeds, [None], {method.name: [*base, *flags]},
-                          progress=progress, stale_after=args.stale_after, queue=f"runs-{method.name}")
+        plan = Matrix(out, [method.name], args.seeds, [None], {method.name: [*base, *flags]})
+        return run_matrix(plan, workers, queue=f"runs-{method.name}")
 
     def report(rows):
         best = best_trial(study)

@@ -24,9 +24,6 @@ from peftner.data import max_sequence_length
 from peftner.models.facts import facts_of, head_names
 from peftner.tuners import virtual_positions
 
-# Never quantized by default (bitsandbytes skip list) even where the model is not inspected first:
-# the head names of BERT-style models and GPT-2, LLaMA-style decoders, and ModernBERT's head block.
-HEAD_NAMES = ("classifier", "score", "head")
 
 
 @dataclass
@@ -62,7 +59,7 @@ class Method:
     # (peftner.reuse.partial) instead of the whole model.
     saves_trained_only: bool = False
     # ``for_model(config, facts) -> config``: fill the architecture defaults (None knobs) and refuse,
-    # in one line, what cannot apply (peftner/methods/<name>.py, from peftner.models facts); run on the config before data loads.
+    # in one line, what cannot apply. Called through :meth:`resolve`, once per config.
     for_model: Callable[[Any, Any], Any] | None = None
 
     @property
@@ -78,6 +75,22 @@ class Method:
     def default_config(self):
         return self.config_cls()
 
+    def resolve(self, config, facts):
+        """``config`` with the architecture's defaults filled in and checked against ``facts``, once.
+
+        The recipe resolves before any data is read (from the config alone); ``apply`` resolves what
+        nobody resolved yet (a config built in code). A resolved config is marked (an attribute, not a
+        field: never saved or compared), so resolving it again returns it as it is.
+        """
+        if self.for_model is None or getattr(config, _RESOLVED, False):
+            return config
+        config = self.for_model(config, facts)
+        object.__setattr__(config, _RESOLVED, True)
+        return config
+
+
+_RESOLVED = "_peftner_resolved"
+
 
 def head_module_names(model) -> list[str]:
     """Names of the token-classification head modules, whatever they are called (see
@@ -86,8 +99,10 @@ def head_module_names(model) -> list[str]:
 
 
 def resolved(method: Method, model, config):
-    """``config`` with the architecture defaults of ``model`` filled in (``Method.for_model``)."""
-    return method.for_model(config, facts_of(model)) if method.for_model else config
+    """``config`` with the architecture defaults of ``model`` filled in (:meth:`Method.resolve`)."""
+    if method.for_model is None or getattr(config, _RESOLVED, False):
+        return config
+    return method.resolve(config, facts_of(model))
 
 
 def own_tuner(package: str, config_name: str, name: str, targets=None) -> Callable[[Any, Any], Any]:
@@ -125,6 +140,12 @@ def freeze_all_but(model, trainable: Callable[[str], bool]):
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(bool(trainable(name)))
     return model
+
+
+def trainable_state(model) -> dict:
+    """CPU copies of the parameters with ``requires_grad``: what the method trains (checkpoints, the best
+    dev state, and the saved tensors of head / BitFit)."""
+    return {n: p.detach().to("cpu", copy=True).contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def count_parameters(model) -> tuple[int, int]:

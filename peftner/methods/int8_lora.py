@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from peftner.methods.base import Method
-from peftner.methods.lora import LoraMethodConfig, bitsandbytes_config, lora_apply, lora_for_model, prepare_kbit_model
+from peftner.methods.lora import LoraMethodConfig, lora_apply, lora_for_model
+from peftner.models.loading import bitsandbytes_config, prepare_kbit_model
 
 
 @dataclass

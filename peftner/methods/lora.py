@@ -1,20 +1,18 @@
 """LoRA (Hu et al. 2021): a trainable low-rank update ``B·A`` beside frozen weight matrices.
 
 Also the code the quantized-backbone variants (``int8_lora``, ``qlora``) share: the quantization
-itself happens in ``from_pretrained`` (``Method.load_kwargs`` returns the ``BitsAndBytesConfig``); the
-head is listed in ``llm_int8_skip_modules`` so it stays a full-precision ``nn.Linear`` that can
-train. LoRA is then applied exactly as for the ``lora`` method.
+itself happens in ``from_pretrained`` (``Method.load_kwargs`` returns the ``BitsAndBytesConfig`` of
+:func:`peftner.models.loading.bitsandbytes_config`, which keeps the head a full-precision ``nn.Linear``
+that can train); LoRA is then applied exactly as for the ``lora`` method.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from peftner.errors import PeftnerError
-from peftner.methods.base import HEAD_NAMES, Method, MethodConfig, head_module_names, resolved
+from peftner.methods.base import Method, MethodConfig, head_module_names, resolved
 from peftner.methods.space import Bundle, Choice, LogUniform
 from peftner.methods.targets import lora_targets
 
@@ -75,32 +73,3 @@ LORA = Method(
     apply=lora_apply("lora"),
     for_model=lora_for_model,
 )
-
-
-# --------------------------------------------------------------------------- quantized backbones
-
-
-def bitsandbytes_config(**kwargs):
-    """A ``BitsAndBytesConfig`` that never quantizes the classifier head."""
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise PeftnerError("quantized backbones need the package bitsandbytes (pip install bitsandbytes)") from None
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(llm_int8_skip_modules=list(HEAD_NAMES), **kwargs)
-
-
-def prepare_kbit_model(model):
-    """Freeze the quantized backbone and upcast its fp16/bf16 leftovers (LayerNorms) to fp32.
-
-    This is PEFT's ``prepare_model_for_kbit_training`` without gradient checkpointing: checkpointing
-    trades ~30% more compute for activation memory, which a 6-layer encoder on NER-length inputs
-    does not need. The head is not quantized (see ``bitsandbytes_config``) and LoRA's
-    ``modules_to_save`` makes it trainable again.
-    """
-    from peft import prepare_model_for_kbit_training
-
-    # LLM.int8 casts fp32 activations to fp16 for the int8 matmul and logs it on every call.
-    logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
-    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)

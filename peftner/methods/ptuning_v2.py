@@ -16,7 +16,6 @@ from peftner.errors import PeftnerError
 from peftner.methods.space import Choice, LogUniform
 from peftner.models.facts import ModelFacts, facts_of
 from peftner.tuners.options import PtuningV2Options
-from peftner.tuners.ptuning_v2.interface import supports_interface
 
 
 @dataclass
@@ -51,6 +50,8 @@ def ptuning_v2_attention(facts: ModelFacts, model):
         return None
     if facts.layout is not None and facts.layout.ptuning_v2_attention:
         return [facts.layout.ptuning_v2_attention]
+    from peftner.tuners.ptuning_v2.interface import supports_interface  # imports PEFT: only when needed
+
     return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if supports_interface(m)})
 
 

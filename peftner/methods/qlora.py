@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from peftner.errors import require
 from peftner.methods.base import Method
-from peftner.methods.lora import LoraMethodConfig, bitsandbytes_config, lora_apply, lora_for_model, prepare_kbit_model
+from peftner.methods.lora import LoraMethodConfig, lora_apply, lora_for_model
+from peftner.models.loading import bitsandbytes_config, prepare_kbit_model
 
 COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 

@@ -47,8 +47,6 @@ def lora_targets(facts: ModelFacts, requested, method: str = "lora", peft_name: 
             targets = list(targets)
     elif list(requested) == [ALL_LINEAR] or requested == ALL_LINEAR:
         return facts.all_linear()
-    elif isinstance(requested, str):  # already resolved (all-linear's regex): resolving again keeps it
-        return requested
     else:
         targets = list(requested)
     check_targets(facts, method, targets)

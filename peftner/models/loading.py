@@ -5,10 +5,15 @@ the head kept out of bitsandbytes quantization."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from peftner.errors import PeftnerError
 from peftner.models.facts import ModelFacts
+
+# Never quantized by default (bitsandbytes skip list) even where the model is not inspected first:
+# the head names of BERT-style models and GPT-2, LLaMA-style decoders, and ModernBERT's head block.
+HEAD_NAMES = ("classifier", "score", "head")
 
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
@@ -29,6 +34,13 @@ def check_model_path(name: str) -> None:
         raise PeftnerError(f"{name}: model directory not found")
     if path.exists() and not path.is_dir():
         raise PeftnerError(f"{name}: is a file, expected a model directory (or a Hugging Face Hub model id)")
+
+
+def resolved_model_name(name: str) -> str:
+    """A local model directory as its absolute path (a Hub id unchanged): what a run records in its
+    adapter (peftner.json, adapter_config.json), so that the adapter loads from any directory."""
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.is_dir() else name
 
 
 def load_tokenizer(name: str, trust_remote_code: bool = False):
@@ -97,19 +109,22 @@ def _add_prefix_space(pre_tokenizer) -> bool:
 
 
 def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = False, complete: bool = False,
-                          **kwargs):
-    """``AutoModelForTokenClassification`` with a fresh head for ``id2label``; safetensors only. A model type
+                          with_head: bool = False, **kwargs):
+    """``AutoModelForTokenClassification`` with a head for ``id2label``; safetensors only. A model type
     transformers has no token classifier for gets peftner's (:mod:`peftner.models.heads`).
 
     Pickle checkpoints (``pytorch_model.bin``) are refused: unpickling can run arbitrary code.
     ``complete``: the directory is a trained token classifier, so every weight must come from it
     (transformers would fill missing ones, the head included, with fresh random values and only warn).
+    A model that is already a token classifier for other labels (the usual "start from a public NER
+    model") keeps its head when the labels match by name (rows reordered to ``id2label``), else its
+    label layer is re-initialised (:func:`fit_head`). ``with_head``: return ``(model, how)`` where
+    ``how`` says what became of the head ("new", "kept", "kept, rows reordered", "re-initialised ...").
     """
     from transformers import AutoModelForTokenClassification
 
     from peftner.models.heads import ensure_token_classifier_for
 
-    label2id = {label: i for i, label in id2label.items()}
     check_model_path(name)
     directory = Path(name)
     if directory.is_dir() and not any(directory.glob("*.safetensors")):
@@ -118,9 +133,13 @@ def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = F
         raise PeftnerError(f"{name}: no .safetensors weights{found}; peftner loads weights only from "
                            "safetensors, never from pickle files (convert them with a trusted tool first)")
     ensure_token_classifier_for(name, trust_remote_code)  # model types with no head class in transformers
+    labels = [id2label[i] for i in range(len(id2label))]
+    source = None if complete else classifier_labels(name, trust_remote_code)
+    load_labels = source or labels  # load the head as saved (no size mismatch), then fit it to ours
     try:
         model, info = AutoModelForTokenClassification.from_pretrained(
-            name, num_labels=len(id2label), id2label=dict(id2label), label2id=label2id,
+            name, num_labels=len(load_labels), id2label=dict(enumerate(load_labels)),
+            label2id={label: i for i, label in enumerate(load_labels)},
             use_safetensors=True, trust_remote_code=trust_remote_code, output_loading_info=True, **kwargs)
     except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: weights of the wrong shapes
         raise PeftnerError(f"{name}: could not load the model: {str(err).strip().splitlines()[0]}") from None
@@ -130,7 +149,70 @@ def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = F
             f"has weights of the wrong shape ({sorted(info['mismatched_keys'])[0]})"
         raise PeftnerError(f"{name}: the model {what}; the directory is incomplete or was written for another "
                            "label set")
-    return same_4bit_numerics_on_every_cpu(model)
+    head = "new"
+    if source is not None:
+        from peftner.models.facts import head_names
+
+        saved = not any(k.split(".", 1)[0] in head_names(model) for k in missing)
+        head = fit_head(model, source, labels, keep=saved and sorted(source) == sorted(labels))
+        if not saved:
+            head = "new"
+    model = same_4bit_numerics_on_every_cpu(model)
+    return (model, head) if with_head else model
+
+
+def classifier_labels(name: str, trust_remote_code: bool = False) -> list[str] | None:
+    """The labels of ``name`` when it is already a token classifier (its config names a
+    ``...ForTokenClassification`` architecture), else None."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except Exception:  # noqa: BLE001 - no config to read: the load that follows says why
+        return None
+    if not any(str(a).endswith("ForTokenClassification") for a in getattr(config, "architectures", None) or []):
+        return None
+    id2label = getattr(config, "id2label", None) or {}
+    try:
+        return [str(id2label[i]) for i in range(len(id2label))] or None
+    except KeyError:
+        return None
+
+
+def fit_head(model, source: list[str], labels: list[str], keep: bool) -> str:
+    """Turn the label layer of a head trained for ``source`` into one for ``labels`` (in place).
+
+    ``keep`` (the same labels by name): its rows are reordered to ``labels``; else the layer is
+    re-initialised as transformers initialises a new head. The label layer is every linear layer
+    of the head with one output per source label. Returns what was done, for the run's summary.
+    """
+    import torch
+
+    from peftner.models.facts import head_names
+
+    order = [source.index(label) for label in labels] if keep else None
+    for top in head_names(model):
+        for path, layer in list(getattr(model, top).named_modules()):
+            if not isinstance(layer, torch.nn.Linear) or layer.out_features != len(source):
+                continue
+            fresh = torch.nn.Linear(layer.in_features, len(labels), bias=layer.bias is not None,
+                                    device=layer.weight.device, dtype=layer.weight.dtype)
+            with torch.no_grad():
+                if keep:
+                    fresh.weight.copy_(layer.weight[order])
+                    if layer.bias is not None:
+                        fresh.bias.copy_(layer.bias[order])
+                else:
+                    model._init_weights(fresh)
+            parent, _, attribute = f"{top}.{path}".rstrip(".").rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, attribute, fresh)
+    model.config.id2label = dict(enumerate(labels))
+    model.config.label2id = {label: i for i, label in enumerate(labels)}
+    model.num_labels = model.config.num_labels = len(labels)
+    if keep:
+        return "kept" if source == labels else "kept, rows reordered by label name"
+    shown = ", ".join(source[:4]) + (", ..." if len(source) > 4 else "")
+    return f"re-initialised (the model's {len(source)} labels {shown} are not this data's)"
 
 
 def never_quantize_head(load_kwargs: dict, facts: ModelFacts | None) -> dict:
@@ -204,3 +286,32 @@ def backbone_bytes(model) -> int:
     quantized = [m for m in model.modules() if type(m).__module__.startswith("bitsandbytes")
                  and getattr(getattr(m, "weight", None), "requires_grad", True) is False]
     return frozen + sum(_quantization_scales_bytes(m) for m in quantized)
+
+
+# --------------------------------------------------------------------------- quantized backbones
+
+
+def bitsandbytes_config(**kwargs):
+    """A ``BitsAndBytesConfig`` that never quantizes the classifier head."""
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise PeftnerError("quantized backbones need the package bitsandbytes (pip install bitsandbytes)") from None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(llm_int8_skip_modules=list(HEAD_NAMES), **kwargs)
+
+
+def prepare_kbit_model(model):
+    """Freeze the quantized backbone and upcast its fp16/bf16 leftovers (LayerNorms) to fp32.
+
+    This is PEFT's ``prepare_model_for_kbit_training`` without gradient checkpointing: checkpointing
+    trades ~30% more compute for activation memory, which a 6-layer encoder on NER-length inputs
+    does not need. The head is not quantized (see ``bitsandbytes_config``) and the method's
+    ``modules_to_save`` makes it trainable again.
+    """
+    from peft import prepare_model_for_kbit_training
+
+    # LLM.int8 casts fp32 activations to fp16 for the int8 matmul and logs it on every call.
+    logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from peftner.errors import PeftnerError
+from peftner.report import describe_backbone as describe  # noqa: F401  (one line for summaries and cards)
 
 PROVENANCE_FILE = "peftner_backbone.json"
 
@@ -426,12 +427,6 @@ def sanity_check(directory, kind: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- provenance
-def describe(provenance: dict) -> str:
-    """One line for summaries and model cards."""
-    return (f"dequantized 4-bit checkpoint ({provenance['quantization']}) of {provenance['hub_id']}, built "
-            f"offline from {', '.join(provenance['packages'])}")
-
-
 def read_provenance(model_name) -> dict | None:
     """The provenance of a model directory built here, or None (any other model)."""
     path = Path(str(model_name)).expanduser() / PROVENANCE_FILE

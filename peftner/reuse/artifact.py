@@ -167,11 +167,51 @@ def read_adapter_dir(path: str | Path) -> AdapterInfo:
         raise PeftnerError(f"{path}/config.json: id2label keys must be integers") from None
     if sorted(id2label) != list(range(len(id2label))) or not id2label:
         raise PeftnerError(f"{path}/config.json: id2label must map 0..N-1 to tags")
+    _check_label_maps(path, id2label, config.get("label2id"))
+    _check_metadata(path, metadata, has_adapter, list(id2label.values()))
     peft_config = _read_json(path / "adapter_config.json") if has_adapter else {}
     for weights in weight_files(path, has_adapter):
         read_weights(weights)  # missing, truncated, corrupt or non-finite: one line naming the file
     kind = "peft" if has_adapter else "trained" if has_trained else "full"
     return AdapterInfo(path, kind, id2label, metadata, peft_config)
+
+
+def _check_label_maps(path: Path, id2label: dict[int, str], label2id) -> None:
+    """config.json states the labels twice (id2label, label2id): both must say the same, one id per tag."""
+    labels = list(id2label.values())
+    twice = next((label for label in labels if labels.count(label) > 1), None)
+    if twice is not None:
+        raise PeftnerError(f"{path}/config.json: id2label gives the tag {twice!r} two ids; each tag needs one")
+    if label2id is None:
+        return
+    if not isinstance(label2id, dict) or {str(k): v for k, v in label2id.items()} != \
+            {label: i for i, label in id2label.items()}:
+        wrong = next((f"{k!r}: {v!r}" for k, v in (label2id.items() if isinstance(label2id, dict) else [])
+                      if id2label.get(v) != k), "its entries")
+        raise PeftnerError(f"{path}/config.json: label2id disagrees with id2label ({wrong}); the label maps must "
+                           "match (was config.json edited?)")
+
+
+def _check_metadata(path: Path, metadata: dict, has_adapter: bool, labels: list[str]) -> None:
+    """peftner.json repeats facts the other files hold (PEFT or not, the tag scheme): they must agree."""
+    from peftner.data.labels import SCHEME_PREFIXES, raw_prefix
+
+    if not metadata:
+        return
+    version = metadata.get("format_version")
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise PeftnerError(f"{path}/{METADATA_FILE}: written by a newer peftner (format {version}, this one reads "
+                           f"{FORMAT_VERSION}); upgrade peftner")
+    if "is_peft" in metadata and bool(metadata["is_peft"]) != has_adapter:
+        what = "a PEFT adapter" if metadata["is_peft"] else "no PEFT adapter"
+        found = "has adapter_config.json" if has_adapter else "has no adapter_config.json"
+        raise PeftnerError(f"{path}: {METADATA_FILE} says the directory holds {what} but it {found}; the files "
+                           "come from different runs")
+    allowed = SCHEME_PREFIXES.get(metadata.get("scheme"))
+    stray = next((label for label in labels if allowed and raw_prefix(label) not in ("O", *allowed)), None)
+    if stray is not None:
+        raise PeftnerError(f"{path}: {METADATA_FILE} says the tags are {metadata['scheme']} but config.json has the "
+                           f"label {stray!r}; the files come from different runs")
 
 
 def weight_files(path: Path, is_peft: bool) -> list[Path]:
@@ -208,6 +248,12 @@ def resolve_base_model(info: AdapterInfo, override: str | None = None) -> str:
     if Path(recorded).is_absolute() and not Path(recorded).exists():
         raise PeftnerError(f"{info.path}: the base model {recorded} recorded at training time does not exist "
                            "on this machine; pass it explicitly (--base-model)")
+    from peftner.models.loading import looks_like_path
+
+    if not Path(recorded).is_absolute() and not Path(recorded).exists() and looks_like_path(recorded):
+        raise PeftnerError(f"{info.path}: the base model was recorded as {recorded}, a path relative to the folder "
+                           "training ran in, and is not found from the working directory; pass it explicitly "
+                           "(--base-model)")
     return recorded
 
 

@@ -78,9 +78,9 @@ def model_card(meta: dict, metrics: RunMetrics | None = None) -> str:
     lines += [f"- **Method:** {meta.get('method')}" + (" (PEFT adapter on a frozen base)" if meta.get("is_peft") else ""),
               f"- **Base model:** {base}" + (" (embedded default of peftner)" if meta.get("base_model_embedded") else "")]
     if metrics.backbone:
-        from peftner.models.packaged import describe
+        from peftner.report import describe_backbone
 
-        lines.append(f"- **Backbone weights:** {describe(metrics.backbone)} (license: {metrics.backbone.get('license')})")
+        lines.append(f"- **Backbone weights:** {describe_backbone(metrics.backbone)} (license: {metrics.backbone.get('license')})")
     precision = meta.get("precision") or {}
     if precision.get("quantization_config"):
         lines.append(f"- **Backbone precision:** {precision['backbone']} (bitsandbytes; peftner reloads it so, "

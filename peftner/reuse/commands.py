@@ -59,16 +59,21 @@ def predict_arguments(parser):
 
 def predict(args) -> int:
     """Everything the user gave is checked before the model loads; the output appears whole or not at all."""
-    from peftner.integrity import atomic_output, check_writable_file
+    from peftner.integrity import atomic_output, check_writable_file, refuse_clobber
     from peftner.reuse.tagger import Tagger
     from peftner.reuse.text import read_inputs
-    from peftner.validation import resolve_device
+    from peftner.validation import check_at_least, resolve_device
 
-    if args.batch_size is not None and args.batch_size < 1:
-        raise PeftnerError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_at_least(args, {"batch_size": 1})
     check_precision(args.precision, args.check_margin, compile=args.compile)
     if args.output != "-":
         check_writable_file(args.output)
+        refuse_clobber(args.output, {"--input": args.input, "--adapter": args.adapter,
+                                     "--base-model": args.base_model}, "choose another --output")
+    if args.base_model:
+        from peftner.models.loading import check_model_path
+
+        check_model_path(args.base_model)  # a missing directory is named before anything loads
     device = resolve_device(args.device)
     items, _ = read_inputs(args.input, args.format)
     if args.output_format == "conll":
@@ -95,7 +100,8 @@ def predict(args) -> int:
 
 def _check_conll_representable(items):
     """CoNLL output is token<TAB>tag lines: refuse a word it cannot hold (before any model loads)."""
-    from peftner.reuse.text import conll_cell_problem, tokenize
+    from peftner.data.readers import conll_cell_problem
+    from peftner.reuse.text import tokenize
 
     for i, item in enumerate(items, start=1):
         for j, word in enumerate(tokenize(item)[0] if isinstance(item, str) else item, start=1):
@@ -116,8 +122,11 @@ def export_arguments(parser):
 
 
 def export(args) -> int:
+    from peftner.models.loading import check_model_path
     from peftner.reuse.export import export_model
 
+    if args.base_model:
+        check_model_path(args.base_model)
     _quiet()
     out = export_model(args.adapter, args.output, merge=args.merge, base_model=args.base_model,
                        overwrite=args.overwrite)

@@ -53,10 +53,15 @@ class InitAdapter:
     def extend_schema(self, schema):
         """The old label list, then the tags new in this data (old label ids preserved)."""
         from peftner.data.labels import LabelSchema
+        from peftner.report import describe_scheme
 
         old = self.info.labels
+        if self.info.scheme and self.info.scheme != schema.scheme:
+            raise PeftnerError(f"--init-adapter {self.info.path}: its labels are {self.info.scheme} tags but this "
+                               f"data is {describe_scheme(schema.scheme, schema.source_scheme)}; convert the data to {self.info.scheme} (or pass "
+                               f"--tag-scheme {self.info.scheme} if that is what it is)")
         new = [label for label in schema.labels if label not in old]
-        return LabelSchema(old + new, schema.scheme)
+        return LabelSchema(old + new, schema.scheme, schema.source_scheme)
 
     def load_into(self, model, num_labels: int):
         """Copy the adapter's weights (head rows included) into the freshly prepared ``model``."""

@@ -33,7 +33,8 @@ def _merge(tagger: Tagger, adapter_dir: Path):
 def export_model(adapter_dir, output, merge: bool = False, base_model: str | None = None,
                  overwrite: bool = False) -> Path:
     """Write a plain transformers token-classification model for ``adapter_dir`` into ``output``."""
-    from peftner.report import RunMetrics, write_json_atomic
+    from peftner.integrity import write_json_atomic
+    from peftner.report import RunMetrics
     from peftner.reuse.artifact import METADATA_FILE
 
     adapter_dir, output = Path(adapter_dir), Path(output)
@@ -41,8 +42,12 @@ def export_model(adapter_dir, output, merge: bool = False, base_model: str | Non
     if info.kind == "peft" and not merge:
         raise PeftnerError(f"{adapter_dir}: a PEFT adapter becomes a plain model only by merging it into "
                            "its base: pass --merge")
-    if output.resolve() == adapter_dir.resolve():
-        raise PeftnerError(f"{output}: the output directory must differ from the adapter directory")
+    from peftner.integrity import refuse_clobber
+    from peftner.reuse.artifact import resolve_base_model
+
+    base = resolve_base_model(info, base_model) if info.kind != "full" else None
+    refuse_clobber(output, {"--adapter": adapter_dir, "the base model" if base_model is None else "--base-model": base},
+                   "choose another --output")
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise PeftnerError(f"{output}: directory exists and is not empty (choose a new --output)")
     # Merged weights are plain floats: a quantized run is merged into its unquantized base.

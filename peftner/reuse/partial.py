@@ -14,13 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from peftner.errors import PeftnerError
+from peftner.methods.base import trainable_state
 
 TRAINED_FILE = "trained_parameters.safetensors"
-
-
-def trained_parameters(model) -> dict:
-    """CPU copies of the parameters with ``requires_grad`` (what the method trained)."""
-    return {n: p.detach().to("cpu", copy=True).contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def save_trained(model, directory) -> Path:
@@ -29,7 +25,7 @@ def save_trained(model, directory) -> Path:
 
     path = Path(directory) / TRAINED_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(trained_parameters(model), str(path), metadata={"format": "pt"})
+    save_file(trainable_state(model), str(path), metadata={"format": "pt"})
     return path
 
 

@@ -192,7 +192,7 @@ class Tagger:
         (``compiled`` is False, ``compile_error`` says why). The exact mode and the re-check never run compiled.
         """
         from peftner.models.decoders import restore_bidirectional
-        from peftner.models.loading import load_token_classifier, load_tokenizer
+        from peftner.models.loading import load_token_classifier, load_tokenizer, prepare_kbit_model
         from peftner.reuse.precision import backbone_load_kwargs, check_precision
 
         check_precision(precision, check_margin, compile=compile)  # before anything loads
@@ -211,8 +211,6 @@ class Tagger:
                 _check_adapter_name(adapter_name)
             base = load_token_classifier(base_name, info.id2label, trust_remote_code, **load_kwargs)
             if load_kwargs:
-                from peftner.methods.lora import prepare_kbit_model
-
                 base = prepare_kbit_model(base)  # as in training: non-quantized leftovers in float32
             restore_bidirectional(base, info.path)  # a --bidirectional run: attention without the causal mask
             check_same_base(info.fingerprint, base, info.path, base_name)

@@ -16,14 +16,13 @@ convention (e.g. CoNLL files).
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
 
 from peftner.data.labels import OUTSIDE, split_tag
-from peftner.data.readers import (ASCII_BLANKS, decode_lines, parse_json_line, read_bytes, split_columns,
-                                   token_problem)
+from peftner.data.readers import (ASCII_BLANKS, conll_sentences, decode_lines,
+                                   parse_json_line, read_bytes, token_problem)
 from peftner.errors import DataError, PeftnerError
 
 TOKEN_PATTERN = re.compile(
@@ -72,9 +71,12 @@ def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
 def read_inputs(source: str, fmt: str | None = None) -> tuple[list, str]:
     """Read texts or token lists for prediction from a file (or ``-`` for standard input).
 
-    Formats: ``text`` (one text per non-blank line), ``conll`` (token in the first column, blank
-    lines between sentences; other columns such as gold tags are ignored), ``jsonl`` (one object per
-    line with ``"tokens"`` (a list) or ``"text"`` (a string), or a bare JSON string). Without
+    One item per input record, so that outputs line up with inputs: ``text`` (one text per line,
+    blank lines included: they get an empty prediction; a final line break ends the last line),
+    ``conll`` (read exactly as training reads CoNLL files, :func:`peftner.data.readers.conll_sentences`,
+    except that the tag column may be absent; other columns such as gold tags are ignored),
+    ``jsonl`` (one object per non-blank line with ``"tokens"`` (a list) or ``"text"`` (a string), or
+    a bare JSON string; ``{"text": ""}`` gets an empty prediction). Without
     ``fmt`` the file suffix decides (``.jsonl``/``.json`` → jsonl, ``.conll``/``.iob``/``.bio``/
     ``.tsv`` → conll, anything else and ``-`` → text). Returns the items and the format used.
     """
@@ -86,20 +88,11 @@ def read_inputs(source: str, fmt: str | None = None) -> tuple[list, str]:
     raw = _stdin_bytes() if source == "-" else read_bytes(Path(source))
     lines = decode_lines(raw, name)  # LF, CRLF and CR-only alike; BOMs; UTF-8 checked line by line
     if fmt == "text":
-        return [line for line in lines if line.strip()], fmt
+        return (lines[:-1] if lines and lines[-1] == "" else lines), fmt
     if fmt == "conll":
-        sentences, current = [], []
-        for line in lines:
-            columns = split_columns(line) if line.strip(ASCII_BLANKS) else []
-            if not columns or not columns[0]:
-                if current:
-                    sentences.append(current)
-                current = []
-            elif columns[0] != "-DOCSTART-":
-                current.append(columns[0])
-        if current:
-            sentences.append(current)
-        return sentences, fmt
+        if not any(line.strip(ASCII_BLANKS) for line in lines):
+            return [], fmt
+        return [s.tokens for s in conll_sentences(lines, name, tagged=False)], fmt
     if fmt == "jsonl":
         items = []
         for number, line in enumerate(lines, start=1):
@@ -127,19 +120,6 @@ def _stdin_bytes() -> bytes:
     if stream is None:  # replaced by a text stream (tests, notebooks)
         return sys.stdin.read().encode("utf-8", "surrogateescape")
     return stream.read()
-
-
-def conll_cell_problem(token: str) -> str | None:
-    """Why ``token`` cannot be written as a CoNLL cell and read back unchanged (None when it can)."""
-    if not token:
-        return "is empty"
-    if any(c in token for c in "\t\r\n"):
-        return "holds a tab or line break"
-    if token != token.strip(ASCII_BLANKS):
-        return "begins or ends with a space"
-    if token == "-DOCSTART-":
-        return "is the -DOCSTART- marker"
-    return None
 
 
 def write_tagged_conll(path, sentences: list[list[str]], *columns: list[list[str]]):

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ import torch
 
 from peftner.errors import PeftnerError
 from peftner.integrity import checksum_problem, os_reason, write_checksums
+from peftner.methods.base import trainable_state
 
 logger = logging.getLogger(__name__)
 
@@ -41,17 +43,14 @@ PROGRESS = "progress.json"
 BEST = "best.safetensors"
 ALLOCATION = "allocation.safetensors"
 PREFIX = "step-"
+# The only names peftner writes in OUTPUT_DIR/checkpoints/ (a checkpoint and its partial copy): the
+# only entries it ever deletes there. Anything else in the folder is the user's and stays.
+OWN_ENTRY = re.compile(r"(\.tmp-)?step-\d{8}")
 # Settings that may change between a run and its resume without changing what it computes (data
 # files are compared by content instead: the hash of the encoded training and dev data).
 VOLATILE_SETTINGS = {"output_dir", "resume", "checkpoint_every", "keep_checkpoints", "num_workers",
                      "threads", "train_file", "validation_file", "test_file",
                      "report_to", "experiment", "run_name", "logging_dir"}  # logging never changes results
-
-
-def trainable_state(model) -> dict[str, torch.Tensor]:
-    """A CPU copy of the parameters that training changes."""
-    return {n: p.detach().to("cpu", copy=True).contiguous()
-            for n, p in model.named_parameters() if p.requires_grad}
 
 
 def load_trainable_state(model, state: dict[str, torch.Tensor], source: str = "checkpoint"):
@@ -85,8 +84,11 @@ class Position:
 
 
 def run_fingerprint(cfg, identity: dict | None, train_features: list[dict], dev_features: list[dict],
-                    dev_gold: list[list[str]]) -> dict:
-    """What a resumed run must share with the run that wrote the checkpoint to reproduce it."""
+                    dev_gold: list[list[str]], world_size: int = 1) -> dict:
+    """What a resumed run must share with the run that wrote the checkpoint to reproduce it.
+
+    ``world_size`` (processes): each optimizer step takes one batch per process, so another process
+    count changes the steps per epoch, the schedule and the scores."""
     from peftner.config import config_to_dict
 
     digest = hashlib.sha256()
@@ -97,7 +99,8 @@ def run_fingerprint(cfg, identity: dict | None, train_features: list[dict], dev_
         digest.update(json.dumps(feature["input_ids"]).encode())
     digest.update(json.dumps(dev_gold).encode())
     settings = {k: v for k, v in config_to_dict(cfg).items() if k not in VOLATILE_SETTINGS}
-    return {"settings": settings, **(identity or {}), "data_sha256": digest.hexdigest()}
+    return {"settings": settings, **(identity or {}), "world_size": int(world_size),
+            "data_sha256": digest.hexdigest()}
 
 
 def complete_checkpoints(directory: Path) -> list[Path]:
@@ -105,8 +108,15 @@ def complete_checkpoints(directory: Path) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = [p for p in directory.iterdir() if p.name.startswith(PREFIX) and (p / PROGRESS).is_file()]
+    found = [p for p in directory.iterdir() if OWN_ENTRY.fullmatch(p.name) and p.name.startswith(PREFIX)
+             and (p / PROGRESS).is_file()]
     return sorted(found, key=lambda p: p.name)
+
+
+def own_entries(directory: Path) -> list[Path]:
+    """What peftner wrote in ``directory`` (checkpoints, partial checkpoints): all it may delete there."""
+    directory = Path(directory)
+    return sorted(p for p in directory.iterdir() if OWN_ENTRY.fullmatch(p.name)) if directory.is_dir() else []
 
 
 def _differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
@@ -125,8 +135,6 @@ class Checkpointer:
     """Writes, rotates and reads the checkpoints of one run (every process calls every method)."""
 
     def __init__(self, accelerator, directory: Path, every: int, keep: int, fingerprint: dict):
-        if every < 0 or keep < 0:
-            raise PeftnerError(f"--checkpoint-every and --keep-checkpoints must be >= 0, got {every} and {keep}")
         self.accelerator, self.directory = accelerator, Path(directory)
         self.every, self.keep, self.fingerprint = every, keep, fingerprint
         self.extra = None  # state besides the weights: a RankAllocation (AdaLoRA), or None
@@ -150,11 +158,14 @@ class Checkpointer:
         return found[-1] if found else None
 
     def start_fresh(self) -> None:
-        """A run without --resume starts over: checkpoints of an earlier run in OUTPUT_DIR go."""
-        if self.accelerator.is_main_process and self.directory.exists():
-            logger.warning("starting from scratch: removing earlier checkpoints in %s (pass --resume to continue)",
-                           self.directory)
-            shutil.rmtree(self.directory)
+        """A run without --resume starts over: checkpoints of an earlier run in OUTPUT_DIR go (only
+        peftner's own ``step-*`` folders: anything else in the folder is the user's and stays)."""
+        own = own_entries(self.directory)
+        if self.accelerator.is_main_process and own:
+            logger.warning("starting from scratch: removing %d earlier checkpoint(s) in %s (pass --resume to "
+                           "continue)", len(own), self.directory)
+            for entry in own:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         self.accelerator.wait_for_everyone()
 
     def restore_latest(self) -> tuple[dict, Position, dict | None] | None:
@@ -214,8 +225,9 @@ class Checkpointer:
         name = f"{PREFIX}{result.optimizer_steps:08d}"
         temporary, final = self.directory / f".tmp-{name}", self.directory / name
         if self.accelerator.is_main_process:  # leftovers of saves that were killed midway
-            for partial in self.directory.glob(".tmp-*"):
-                shutil.rmtree(partial, ignore_errors=True)
+            for partial in own_entries(self.directory):
+                if partial.name.startswith(".tmp-"):
+                    shutil.rmtree(partial, ignore_errors=True)
         self.accelerator.wait_for_everyone()
         try:
             self.accelerator.save_state(str(temporary), safe_serialization=True)
@@ -252,9 +264,20 @@ class Checkpointer:
             progress = json.loads((path / PROGRESS).read_text(encoding="utf-8"))
             saved_fingerprint, position = progress["fingerprint"], Position(**progress["position"])
             saved_result = progress["result"]
+            if not isinstance(saved_fingerprint, dict) or not isinstance(saved_result, dict):
+                raise ValueError("fingerprint and result must be objects")
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise PeftnerError(f"{path}: unreadable checkpoint ({err})") from None
-        diffs = _differences(saved_fingerprint, self.fingerprint)
+        saved_world = saved_fingerprint.get("world_size")  # absent: written before it was recorded
+        if saved_world is not None and saved_world != self.fingerprint.get("world_size"):
+            raise PeftnerError(
+                f"{path}: written by a run of {saved_world} process(es), this one has "
+                f"{self.fingerprint.get('world_size')}: the steps per epoch and the schedule would differ; resume "
+                f"with {saved_world} process(es) (accelerate launch --num_processes {saved_world} ...), or drop "
+                "--resume to start over")
+        current = self.fingerprint if saved_world is not None else \
+            {k: v for k, v in self.fingerprint.items() if k != "world_size"}
+        diffs = _differences(saved_fingerprint, current)
         if diffs:
             raise PeftnerError(f"{path}: written with other settings ({'; '.join(diffs[:3])}); "
                                "resume with the same flags and data, or drop --resume to start over")

@@ -1,10 +1,10 @@
 """The one training loop every method uses, on Accelerate.
 
 :func:`train` reads top to bottom as its stages: :func:`_prepare` (loaders, AdamW, warm-up + linear
-decay, ``accelerator.prepare``) → :func:`_start_or_resume` (checkpoint bookkeeping) → for each
-epoch: :func:`_train_epoch` (gradient accumulation, clipping; a checkpoint every N optimizer steps)
-→ :func:`_evaluate_epoch` (dev score, keep the best dev state) → epoch-end checkpoint → restore the
-best state at the end. Evaluation gathers predictions from every process with
+decay, ``accelerator.prepare``, checkpoints: one :class:`_Run` that every stage takes) →
+:func:`_start_or_resume` → for each epoch: :func:`_train_epoch` (gradient accumulation, clipping; a
+checkpoint every N optimizer steps) → :func:`_evaluate` (dev score, keep the best dev state) →
+epoch-end checkpoint → restore the best state at the end. Evaluation gathers predictions from every process with
 ``gather_for_metrics`` so each example is scored exactly once whatever the number of processes.
 """
 
@@ -13,12 +13,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
 
 from peftner.data.alignment import WordSlots
 from peftner.data.collator import MODEL_INPUTS, LengthGroupedBatchSampler, PaddingCollator, length_sorted_batches
@@ -26,9 +27,12 @@ from peftner.config import OPTIMIZER_KERNELS
 from peftner.errors import PeftnerError
 from peftner.metrics import score
 from peftner.training.callbacks import notify
-from peftner.training.checkpoint import (Checkpointer, Position, load_trainable_state, run_fingerprint,
-                                         trainable_state)
+from peftner.methods.base import trainable_state
+from peftner.training.checkpoint import Checkpointer, Position, load_trainable_state, run_fingerprint
 from peftner.training.rank_allocation import RankAllocation
+
+if TYPE_CHECKING:
+    from peftner.config import TrainConfig
 
 
 class FixedBatches(torch.utils.data.Sampler):
@@ -63,10 +67,11 @@ class Scorer:
     id2label: dict
     metric: str
     f1_scheme: str | None = None  # see peftner.metrics.score
+    scheme: str | None = None  # the labels' scheme: BILOU tags are scored as IOBES
 
     def __call__(self, ids: list[list[int]], gold: list[list[str]]) -> tuple[dict, list[list[str]]]:
         predicted = [[self.id2label[i] for i in row] for row in ids]
-        return score(predicted, gold, metric=self.metric, f1_scheme=self.f1_scheme), predicted
+        return score(predicted, gold, metric=self.metric, f1_scheme=self.f1_scheme, tag_scheme=self.scheme), predicted
 
 
 @dataclass
@@ -160,9 +165,12 @@ def _finite_everywhere(accelerator, loss) -> bool:
 
 
 @dataclass
-class _Prepared:
-    """What :func:`_prepare` builds: the prepared model, optimizer, scheduler and loaders."""
+class _Run:
+    """One training run's state, built once by :func:`_prepare` and passed to every stage: the prepared
+    model, optimizer, schedule and loaders, the checkpoints and hooks, and where training stands."""
 
+    accelerator: Any
+    cfg: TrainConfig
     model: Any
     train_step_model: Any  # the model, or its compiled training step (--compile)
     optimizer: Any
@@ -170,21 +178,27 @@ class _Prepared:
     train_loader: Any
     sampler: LengthGroupedBatchSampler
     dev_loader: Any
+    dev_set: EvalSet
+    scorer: Scorer
     epochs: int  # epochs begun: --epochs, or as many as --max-steps takes
     total_steps: int  # optimizer steps of the whole run (the schedule's length)
+    checkpoints: Checkpointer
+    callbacks: tuple = ()
     allocation: RankAllocation | None = None  # AdaLoRA's rank allocation, stepped after each optimizer step
-
-
-@dataclass
-class _State:
-    """Where training stands: counters and history, the position to continue from, the best dev state."""
-
-    result: TrainResult
-    position: Position
+    # where training stands: counters and history, the position to continue from, the best dev state
+    result: TrainResult = field(default_factory=lambda: TrainResult(best_dev_f1=-1.0, best_epoch=0))
+    position: Position = field(default_factory=Position)
     best_state: dict | None = None
+    progress: Any = None  # the tqdm bar, while training
+
+    @property
+    def by_steps(self) -> bool:
+        return bool(self.cfg.max_steps or self.cfg.eval_steps)
 
 
-def _prepare(model, accelerator, train_features: list[dict], dev_set: EvalSet, cfg, pad_token_id: int) -> _Prepared:
+def _prepare(model, accelerator, train_features: list[dict], dev_set: EvalSet, scorer: Scorer, cfg: TrainConfig,
+             pad_token_id: int, identity: dict | None, callbacks) -> _Run:
+    """Loaders, AdamW, warm-up + linear decay, ``accelerator.prepare``, and the checkpoint bookkeeping."""
     collator = PaddingCollator(pad_token_id)
     # The batch order depends only on seed + epoch (mega-batches of 1 batch = plain shuffling), and
     # the loader draws from its own generator, not the global one dropout uses: so a resumed run
@@ -196,62 +210,64 @@ def _prepare(model, accelerator, train_features: list[dict], dev_set: EvalSet, c
     dev_loader = make_eval_loader(dev_set, cfg.eval_batch_size, collator, cfg.num_workers)
 
     steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
-    max_steps = getattr(cfg, "max_steps", None)
-    epochs = math.ceil(max_steps / steps_per_epoch) if max_steps else cfg.epochs
-    total_steps = max_steps or steps_per_epoch * epochs
+    epochs = math.ceil(cfg.max_steps / steps_per_epoch) if cfg.max_steps else cfg.epochs
+    total_steps = cfg.max_steps or steps_per_epoch * epochs
     optimizer = build_optimizer(model, cfg.learning_rate, cfg.weight_decay, cfg.optimizer_kernel,
                                 accelerator.device.type)
-    from transformers import get_linear_schedule_with_warmup
-
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer, train_loader, dev_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, dev_loader, scheduler)
-    return _Prepared(model, compiled(model) if cfg.compile else model, optimizer, scheduler, train_loader,
-                     sampler, dev_loader, epochs, total_steps,
-                     RankAllocation.of(accelerator.unwrap_model(model), total_steps))
+    checkpoints = Checkpointer(accelerator, Path(cfg.output_dir) / "checkpoints", cfg.checkpoint_every,
+                               cfg.keep_checkpoints, run_fingerprint(cfg, identity, train_features,
+                                                                     dev_set.features, dev_set.gold,
+                                                                     accelerator.num_processes))
+    allocation = RankAllocation.of(accelerator.unwrap_model(model), total_steps)
+    checkpoints.extra = allocation  # its statistics and rank patterns travel with the checkpoints
+    return _Run(accelerator, cfg, model, compiled(model) if cfg.compile else model, optimizer, scheduler,
+                train_loader, sampler, dev_loader, dev_set, scorer, epochs, total_steps, checkpoints,
+                tuple(callbacks), allocation)
 
 
-def _start_or_resume(checkpoints: Checkpointer, resume: bool) -> _State:
+def _start_or_resume(run: _Run) -> None:
     """A fresh state, or (``--resume``) the one of the latest checkpoint with its weights restored."""
-    restored = checkpoints.restore_latest() if resume else checkpoints.start_fresh()
-    if not restored:
-        return _State(TrainResult(best_dev_f1=-1.0, best_epoch=0), Position())
-    saved, position, best_state = restored
-    return _State(TrainResult(**saved), position, best_state)
+    restored = run.checkpoints.restore_latest() if run.cfg.resume else run.checkpoints.start_fresh()
+    if restored:
+        saved, run.position, run.best_state = restored
+        run.result = TrainResult(**saved)
 
 
-def _optimizer_step(run: _Prepared, accelerator, batch, cfg, state: _State, where: str, checkpoints, callbacks):
+def _optimizer_step(run: _Run, batch, where: str):
     """One micro-batch: forward, backward, and (at accumulation boundaries) clip + step; returns the loss."""
-    model = run.model
+    accelerator, model = run.accelerator, run.model
     with accelerator.accumulate(model):
         loss = run.train_step_model(**{k: batch[k] for k in MODEL_INPUTS}).loss
         if not _finite_everywhere(accelerator, loss):
-            raise PeftnerError(checkpoints.stop_message(f"loss became {loss.item()} at {where}"))
+            raise PeftnerError(run.checkpoints.stop_message(f"loss became {loss.item()} at {where}"))
         accelerator.backward(loss)
         grad_norm = None
-        if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        if accelerator.sync_gradients and run.cfg.max_grad_norm > 0:
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), run.cfg.max_grad_norm)
         lr = run.scheduler.get_last_lr()[0]
         run.optimizer.step()
         run.scheduler.step()
-        state.result.optimizer_steps += int(accelerator.sync_gradients)
+        run.result.optimizer_steps += int(accelerator.sync_gradients)
         if run.allocation is not None and accelerator.sync_gradients:
-            run.allocation.step(state.result.optimizer_steps)  # reads the gradients: before zero_grad
+            run.allocation.step(run.result.optimizer_steps)  # reads the gradients: before zero_grad
         run.optimizer.zero_grad(set_to_none=True)
-    if callbacks and accelerator.sync_gradients:
-        notify(callbacks, "on_optimizer_step", state.result.optimizer_steps, loss.item(), lr,
+    if run.callbacks and accelerator.sync_gradients:
+        notify(run.callbacks, "on_optimizer_step", run.result.optimizer_steps, loss.item(), lr,
                None if grad_norm is None else float(grad_norm))
     return loss
 
 
-def _train_epoch(run: _Prepared, accelerator, state: _State, epoch: int, cfg, checkpoints: Checkpointer,
-                 progress, callbacks, evaluate) -> float:
+def _train_epoch(run: _Run, epoch: int) -> float:
     """Train one epoch (from where a resumed checkpoint stopped); returns its mean training loss.
 
-    Stops early when the run reaches ``--max-steps``; every ``--eval-steps`` optimizer steps it calls
-    ``evaluate(epoch, None, training seconds so far)`` (evaluation time is not training time).
+    Stops early when the run reaches ``--max-steps``; every ``--eval-steps`` optimizer steps it
+    scores dev (evaluation time is not training time).
     """
-    resumed = state.position if epoch == state.position.epoch else Position(epoch)
+    accelerator, cfg = run.accelerator, run.cfg
+    resumed = run.position if epoch == run.position.epoch else Position(epoch)
     run.model.train()
     started = time.perf_counter() - resumed.seconds_in_epoch
     loss_sum, tokens = resumed.running_sums(accelerator.process_index, accelerator.device)
@@ -259,50 +275,55 @@ def _train_epoch(run: _Prepared, accelerator, state: _State, epoch: int, cfg, ch
         else run.train_loader
     loader.set_epoch(epoch)  # the batches of an epoch are fixed by seed + epoch
     run.sampler.set_epoch(epoch)
-    max_steps, eval_steps = getattr(cfg, "max_steps", None), getattr(cfg, "eval_steps", None)
     batch_number = resumed.batches_done
     for batch_number, batch in enumerate(loader, start=resumed.batches_done + 1):
-        loss = _optimizer_step(run, accelerator, batch, cfg, state, f"epoch {epoch}, batch {batch_number}",
-                               checkpoints, callbacks)
+        loss = _optimizer_step(run, batch, f"epoch {epoch}, batch {batch_number}")
         tokens += batch["attention_mask"].sum()
         loss_sum += loss.detach()
-        progress.update(1)
-        progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False)
-        steps = state.result.optimizer_steps
-        finished = bool(max_steps) and steps >= max_steps
+        run.progress.update(1)
+        run.progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False)
+        steps = run.result.optimizer_steps
+        finished = bool(cfg.max_steps) and steps >= cfg.max_steps
         mid_epoch = accelerator.sync_gradients and batch_number < len(run.train_loader) and not finished
-        if mid_epoch and eval_steps and steps % eval_steps == 0:  # the epoch end evaluates anyway
+        if mid_epoch and cfg.eval_steps and steps % cfg.eval_steps == 0:  # the epoch end evaluates anyway
             paused = time.perf_counter()
-            evaluate(epoch, None, state.result.train_seconds + paused - started)
+            _evaluate(run, epoch, None, run.result.train_seconds + paused - started)
             run.model.train()
             started += time.perf_counter() - paused
-        if mid_epoch and checkpoints.due(steps):  # the epoch-end checkpoint follows anyway
+        if mid_epoch and run.checkpoints.due(steps):  # the epoch-end checkpoint follows anyway
             here = Position(epoch, batch_number, seconds_in_epoch=time.perf_counter() - started)
-            started += checkpoints.save(run.model, state.result, here, state.best_state, loss_sum, tokens)
+            started += run.checkpoints.save(run.model, run.result, here, run.best_state, loss_sum, tokens)
         if finished:
             break
-    state.result.train_seconds += time.perf_counter() - started
-    state.result.train_tokens += int(accelerator.reduce(tokens, reduction="sum").item())
+    run.result.train_seconds += time.perf_counter() - started
+    run.result.train_tokens += int(accelerator.reduce(tokens, reduction="sum").item())
     return accelerator.reduce(loss_sum, reduction="mean").item() / max(1, batch_number)
 
 
-def _evaluate_epoch(run: _Prepared, accelerator, state: _State, epoch: int, mean_loss: float | None,
-                    dev_set: EvalSet, scorer: Scorer) -> tuple[dict, bool]:
-    """Score dev, record it (``mean_loss`` None: mid-epoch), keep the state if it is the best so far;
-    returns (scores, improved)."""
-    dev_scores, _ = evaluate_split(run.model, run.dev_loader, accelerator, dev_set, scorer)
-    state.result.history.append({"epoch": epoch, "step": state.result.optimizer_steps, "train_loss": mean_loss,
-                                 "dev_f1": dev_scores["f1"]})
-    improved = dev_scores["f1"] > state.result.best_dev_f1
+def _evaluate(run: _Run, epoch: int, mean_loss: float | None, train_seconds: float) -> dict:
+    """Score dev, record it (``mean_loss`` None: mid-epoch), keep the state if it is the best so far,
+    report it; returns the scores. Hooks also get the training time so far (time to quality); the
+    history keeps only what is computed, so a resumed run's history equals the uninterrupted one's."""
+    accelerator = run.accelerator
+    dev_scores, _ = evaluate_split(run.model, run.dev_loader, accelerator, run.dev_set, run.scorer)
+    run.result.history.append({"epoch": epoch, "step": run.result.optimizer_steps, "train_loss": mean_loss,
+                               "dev_f1": dev_scores["f1"]})
+    improved = dev_scores["f1"] > run.result.best_dev_f1
     if improved:
-        state.result.best_dev_f1, state.result.best_epoch = dev_scores["f1"], epoch
-        state.best_state = trainable_state(accelerator.unwrap_model(run.model))
+        run.result.best_dev_f1, run.result.best_epoch = dev_scores["f1"], epoch
+        run.best_state = trainable_state(accelerator.unwrap_model(run.model))
         if run.allocation is not None:
             run.allocation.keep_best()
-    return dev_scores, improved
+    if accelerator.is_main_process:
+        step = f", step {run.result.optimizer_steps}/{run.total_steps}" if run.by_steps else ""
+        loss = f"train loss {mean_loss:.4f}  " if mean_loss is not None else ""
+        run.progress.write(f"epoch {epoch}/{run.epochs}{step}: {loss}dev {run.scorer.metric} "
+                           f"{dev_scores['f1']:.4f}{'  (best)' if improved else ''}")
+    notify(run.callbacks, "on_evaluate", {**run.result.history[-1], "train_seconds": train_seconds})
+    return dev_scores
 
 
-def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, scorer: Scorer, cfg,
+def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, scorer: Scorer, cfg: TrainConfig,
           pad_token_id: int, identity: dict | None = None, callbacks=()) -> tuple[object, TrainResult]:
     """Train ``model`` on ``train_features``; returns the prepared model holding the best dev state.
 
@@ -313,42 +334,24 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, scor
     ``cfg.eval_steps`` also scores dev every N steps, not only at epoch ends.
     ``callbacks``: objects with any of the hooks of :class:`peftner.training.callbacks.Callback`.
     """
-    run = _prepare(model, accelerator, train_features, dev_set, cfg, pad_token_id)
-    checkpoints = Checkpointer(accelerator, Path(cfg.output_dir) / "checkpoints", cfg.checkpoint_every,
-                               cfg.keep_checkpoints, run_fingerprint(cfg, identity, train_features,
-                                                                     dev_set.features, dev_set.gold))
-    checkpoints.extra = run.allocation  # its statistics and rank patterns travel with the checkpoints
-    state = _start_or_resume(checkpoints, cfg.resume)
+    run = _prepare(model, accelerator, train_features, dev_set, scorer, cfg, pad_token_id, identity, callbacks)
+    _start_or_resume(run)
     batches = len(run.train_loader)
-    by_steps = bool(getattr(cfg, "max_steps", None) or getattr(cfg, "eval_steps", None))
-
-    def evaluate(epoch: int, mean_loss: float | None, train_seconds: float) -> dict:
-        dev_scores, improved = _evaluate_epoch(run, accelerator, state, epoch, mean_loss, dev_set, scorer)
-        if accelerator.is_main_process:
-            step = f", step {state.result.optimizer_steps}/{run.total_steps}" if by_steps else ""
-            loss = f"train loss {mean_loss:.4f}  " if mean_loss is not None else ""
-            progress.write(f"epoch {epoch}/{run.epochs}{step}: {loss}dev {scorer.metric} "
-                           f"{dev_scores['f1']:.4f}{'  (best)' if improved else ''}")
-        # Hooks also get the training time so far (time to quality); the history keeps only what is
-        # computed, so a resumed run's history equals the uninterrupted one's.
-        notify(callbacks, "on_evaluate", {**state.result.history[-1], "train_seconds": train_seconds})
-        return dev_scores
-
     with tqdm(total=run.epochs * batches, desc="training", unit="batch",
-              initial=(state.position.epoch - 1) * batches + state.position.batches_done,
-              disable=not accelerator.is_local_main_process, dynamic_ncols=True) as progress:
-        for epoch in range(state.position.epoch, run.epochs + 1):
-            mean_loss = _train_epoch(run, accelerator, state, epoch, cfg, checkpoints, progress, callbacks, evaluate)
-            dev_scores = evaluate(epoch, mean_loss, state.result.train_seconds)
-            if checkpoints.enabled:
-                checkpoints.save(run.model, state.result, Position(epoch + 1), state.best_state)
-            if any(notify(callbacks, "on_epoch_end", epoch, dev_scores)):
+              initial=(run.position.epoch - 1) * batches + run.position.batches_done,
+              disable=not accelerator.is_local_main_process, dynamic_ncols=True) as run.progress:
+        for epoch in range(run.position.epoch, run.epochs + 1):
+            mean_loss = _train_epoch(run, epoch)
+            dev_scores = _evaluate(run, epoch, mean_loss, run.result.train_seconds)
+            if run.checkpoints.enabled:
+                run.checkpoints.save(run.model, run.result, Position(epoch + 1), run.best_state)
+            if any(notify(run.callbacks, "on_epoch_end", epoch, dev_scores)):
                 break
-            if getattr(cfg, "max_steps", None) and state.result.optimizer_steps >= cfg.max_steps:
+            if cfg.max_steps and run.result.optimizer_steps >= cfg.max_steps:
                 break
-    if state.best_state is not None:
-        load_trainable_state(accelerator.unwrap_model(run.model), state.best_state)
+    if run.best_state is not None:
+        load_trainable_state(accelerator.unwrap_model(run.model), run.best_state)
         if run.allocation is not None:
             run.allocation.restore_best()
-    notify(callbacks, "on_train_end", state.result)
-    return run.model, state.result
+    notify(run.callbacks, "on_train_end", run.result)
+    return run.model, run.result
