@@ -285,8 +285,8 @@ def suite_tables(link_prefix: str = "../") -> str | None:
 
 
 def which_method() -> str | None:
-    """README: per backbone, the parameter-efficient method (≤ 1 % trainable) with the best mean rank
-    across the suite's corpora, its mean gap to full fine-tuning, and how much of the plan has run."""
+    """README: per backbone, the parameter-efficient method (≤ 1 % trainable) whose defaults have the best
+    mean rank across the suite's corpora, its mean gap to full fine-tuning, and how much of the plan ran."""
     path = RESULTS / "suite" / "summary.json"
     if not path.exists():
         return None
@@ -299,7 +299,8 @@ def which_method() -> str | None:
              "|---|---|---:|---:|---:|---|"]
     rows = data["across_corpora"]
     for backbone in dict.fromkeys(r["backbone"] for r in rows):
-        efficient = sorted((r for r in rows if r["backbone"] == backbone and r["trainable_percent"] <= 1.0),
+        efficient = sorted((r for r in rows if r["backbone"] == backbone and r.get("setting", "defaults") == "defaults"
+                            and r["trainable_percent"] <= 1.0),
                            key=lambda r: r["mean_rank"])
         if not efficient:
             continue

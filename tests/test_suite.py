@@ -2,6 +2,7 @@
 resuming, and one-line refusals of bad plans."""
 
 import csv
+import re
 import json
 
 import pytest
@@ -71,6 +72,35 @@ entries:
     assert json.loads((out / "summary.json").read_text())["finished_runs"] == 5
 
 
+def test_a_tuned_cell_searches_each_method_then_runs_its_winner(tmp_path, tiny_model, memorisable_files,
+                                                                monkeypatch):
+    from peftner.cli import main
+    from peftner.experiments import storage
+
+    monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])
+    files = " ".join(f"--{k}-file {v}" for k, v in memorisable_files.items())
+    plan = write_plan(tmp_path / "plan.yaml", f"""
+seeds: 1
+extra: --epochs 1 --batch-size 8 --keep-checkpoints 0 --threads 1
+entries:
+  - backbone: tiny
+    model: {tiny_model}
+    datasets: [{{mem: "{files}"}}]
+    methods: [head]
+    tune: {{n_trials: 2, budget_epochs: 1}}
+""")
+    out = tmp_path / "suite"
+    assert main(["suite", str(plan), "--results-dir", str(out)]) == 0
+    trials = (out / "tiny" / "mem-tuned" / "trials_head.csv").read_text()
+    assert trials.count("COMPLETE") + trials.count("PRUNED") == 2
+    study = storage.read_study(storage.open_storage(str(out / "study.journal")), "tune-head-suite-tiny-mem-head")
+    metrics = json.loads((out / "tiny" / "mem-tuned" / "runs" / "head" / "size-all" / "seed-42" / "metrics.json")
+                         .read_text())
+    assert metrics["config"]["learning_rate"] == pytest.approx(study.best_params["learning_rate"], rel=1e-5)
+    with open(out / "summary.csv", encoding="utf-8") as f:
+        assert [r["setting"] for r in csv.DictReader(f)] == ["tuned (2 trials)"]
+
+
 def _ranks(rows):
     """Each method's ranks by test F1 on the two corpora (the expected mean rank's inputs)."""
     by = {}
@@ -88,14 +118,19 @@ def _ranks(rows):
     ("entries:\n  - backbone: x\n    datasets: [wnut16]\n    methods: [lora]\n    epochs: 3", "entry 1: unknown key 'epochs'"),
     ("entries:\n  - backbone: x y\n    datasets: [wnut16]\n    methods: [lora]", "backbone must be a name"),
     ("entries:\n  - {backbone: x, datasets: [wnut16], methods: [lora]}\n  - {backbone: x, datasets: [wnut16], methods: [full]}",
-     "entry 2: x on wnut16 is planned twice"),
+     "entry 2: x on wnut16 (defaults) is planned twice"),
     ("entries:\n  - backbone: x\n    datasets: wnut16\n    methods: [lora]", "datasets must be a non-empty list"),
     ("entries:\n  - backbone: x\n    datasets: [wnut16]\n    methods: [lora, lora]", "method 'lora' listed twice"),
     ("entries: [\n", "invalid YAML"),
+    ("entries:\n  - {backbone: x, datasets: [wnut16], methods: [lora], tune: {n_trials: 0}}", "tune: n_trials must be"),
+    ("entries:\n  - {backbone: x, datasets: [wnut16], methods: [lora], tune: {trials: 3}}", "tune must be a mapping"),
+    ("entries:\n  - {backbone: x, datasets: [wnut16], methods: [lora], tune: {n_trials: 2, budget_epochs: 1, "
+     "budget_steps: 5}}", "either budget_epochs or budget_steps"),
+    ("entries:\n  - {backbone: x, datasets: [wnut16], methods: [lora], reuse: {conll: x}}", "reuse"),
 ])
 def test_bad_plans_are_one_line_errors(tmp_path, text, message):
     plan = write_plan(tmp_path / "plan.yaml", text)
-    with pytest.raises(PeftnerError, match=message.replace("(", r"\(")):
+    with pytest.raises(PeftnerError, match=re.escape(message)):
         load_plan(plan)
 
 

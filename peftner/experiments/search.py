@@ -153,18 +153,19 @@ def best_trial(study):
 
 
 def search(method, workers: shared.Workers, n_trials: int, base_argv: list[str], work_dir: Path, status=None,
-           command: str | None = None):
+           command: str | None = None, tag: str | None = None):
     """This worker's share of ``method``'s search: trials until the study holds ``n_trials`` finished
     ones, each run with ``base_argv`` (data, budget) plus the trial's flags, its log under ``work_dir``.
     ``status()`` is the progress line's text (default: this study's); ``command`` is recorded at once, so
-    a sweep stopped early still names the command that resumes it."""
+    a sweep stopped early still names the command that resumes it. ``tag`` keeps the studies of several
+    searches of one method in one storage apart (:func:`study_name`)."""
     optuna = shared._optuna()
     state = optuna.trial.TrialState
     space = search_space(method)
     storage, stale_after, progress = workers.storage, workers.stale_after, workers.progress
     # Each worker seeds its sampler differently, so parallel workers do not propose the same point.
     sampler = optuna.samplers.TPESampler(seed=os.getpid(), n_startup_trials=5)
-    name = study_name(method.name)
+    name = study_name(method.name, tag)
     try:
         earlier = shared.read_study(storage, name)  # checked before this worker writes anything
     except PeftnerError:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from peftner.errors import PeftnerError, interrupt_on_sigterm
+from peftner.experiments import search
 from peftner.experiments import storage as shared
 from peftner.experiments.matrix import MATRIX_FLAGS, Matrix, run_matrix
 from peftner.experiments.results import MethodSummary, RunRow, row_of, summarize
@@ -44,7 +45,7 @@ from peftner.methods import METHODS
 from peftner.report import RunMetrics, library_versions, machine_description, model_label
 
 # summary.csv: the issue's columns first, then what the tables also show
-SUMMARY_COLUMNS = ("backbone", "dataset", "method", "seeds", "test_f1_mean", "test_f1_std", "trainable_params",
+SUMMARY_COLUMNS = ("backbone", "dataset", "method", "setting", "seeds", "test_f1_mean", "test_f1_std", "trainable_params",
                    "trainable_percent", "adapter_bytes", "peak_memory_mb", "train_tokens_per_second",
                    "best_dev_f1_mean", "vs_full_points", "metric", "model", "model_note")
 PEFT_SHARE = 1.0  # "parameter-efficient" in the quality target: at most 1 % of the parameters train
@@ -62,10 +63,19 @@ class Cell:
     seeds: int
     extra: list[str] = field(default_factory=list)
     reuse: Path | None = None  # a matrix folder whose runs of the same flags count as this cell's
+    tune: dict | None = None  # {"n_trials": N, "budget": [flags]}: each method searched on dev first
+
+    @property
+    def folder(self) -> str:
+        return self.dataset + ("-tuned" if self.tune else "")
 
     @property
     def name(self) -> str:
-        return f"{self.backbone}/{self.dataset}"
+        return f"{self.backbone}/{self.folder}"
+
+    @property
+    def setting(self) -> str:
+        return f"tuned ({self.tune['n_trials']} trials)" if self.tune else "defaults"
 
 
 def load_plan(path: Path) -> list[Cell]:
@@ -91,7 +101,7 @@ def load_plan(path: Path) -> list[Cell]:
         where = f"{path}: entry {number}"
         if not isinstance(entry, dict):
             raise PeftnerError(f"{where}: expected a mapping (backbone, model, datasets, methods, seeds, extra)")
-        unknown = set(entry) - {"backbone", "model", "datasets", "methods", "seeds", "extra", "reuse"}
+        unknown = set(entry) - {"backbone", "model", "datasets", "methods", "seeds", "extra", "reuse", "tune"}
         if unknown:
             raise PeftnerError(f"{where}: unknown key {sorted(unknown)[0]!r}")
         backbone = entry.get("backbone")
@@ -107,16 +117,37 @@ def load_plan(path: Path) -> list[Cell]:
         entry_seeds = _count(entry.get("seeds", seeds), f"{where}: seeds")
         entry_extra = [*extra, *shlex.split(str(entry.get("extra") or ""))]
         reuse = _reuse(entry.get("reuse"), path, where)
+        tune = _tune(entry.get("tune"), where)
         for dataset, data_flags in datasets.items():
-            if (backbone, dataset) in seen:
-                raise PeftnerError(f"{where}: {backbone} on {dataset} is planned twice")
-            seen.add((backbone, dataset))
-            cells.append(Cell(backbone, model, dataset, data_flags, labels, entry_seeds, entry_extra,
-                              reuse.get(dataset)))
+            cell = Cell(backbone, model, dataset, data_flags, labels, entry_seeds, entry_extra, reuse.get(dataset),
+                        tune)
+            if cell.name in seen:
+                raise PeftnerError(f"{where}: {backbone} on {dataset} ({cell.setting}) is planned twice")
+            seen.add(cell.name)
+            cells.append(cell)
     unused = {d for d in reuse} - {d for d in datasets}
     if unused:
         raise PeftnerError(f"{where}: reuse names {sorted(unused)[0]!r}, which is not among its datasets")
     return cells
+
+
+def _tune(tune, where: str) -> dict | None:
+    """``tune: {n_trials: N, budget_epochs: E | budget_steps: S}``: search each method on dev first."""
+    if tune is None:
+        return None
+    if not isinstance(tune, dict) or set(tune) - {"n_trials", "budget_epochs", "budget_steps"} or "n_trials" not in tune:
+        raise PeftnerError(f"{where}: tune must be a mapping with n_trials and optionally budget_epochs or "
+                           "budget_steps")
+    if "budget_epochs" in tune and "budget_steps" in tune:
+        raise PeftnerError(f"{where}: tune: use either budget_epochs or budget_steps")
+    n_trials = _count(tune["n_trials"], f"{where}: tune: n_trials")
+    budget = []
+    if "budget_epochs" in tune:
+        budget = ["--epochs", str(_count(tune["budget_epochs"], f"{where}: tune: budget_epochs"))]
+    if "budget_steps" in tune:
+        steps = _count(tune["budget_steps"], f"{where}: tune: budget_steps")
+        budget = ["--max-steps", str(steps), "--eval-steps", str(max(1, steps // 5))]
+    return {"n_trials": n_trials, "budget": budget}
 
 
 def _reuse(reuse, path: Path, where: str) -> dict[str, Path]:
@@ -197,20 +228,49 @@ def check_flags(cells: list[Cell]) -> None:
                 raise PeftnerError(f"{cell.name} {label}: {err}") from None
 
 
-def cell_matrix(cell: Cell, out: Path, launcher: list[str]) -> Matrix:
-    base = [*(["--model", cell.model] if cell.model else []), *cell.data_flags, *cell.extra]
-    return Matrix(out / cell.backbone / cell.dataset, list(cell.labels), cell.seeds, [None],
-                  {label: [*base, *flags] for label, (_, flags) in cell.labels.items()}, launcher,
+def base_argv(cell: Cell) -> list[str]:
+    return [*(["--model", cell.model] if cell.model else []), *cell.data_flags, *cell.extra]
+
+
+def cell_matrix(cell: Cell, out: Path, launcher: list[str], winners: dict[str, list[str]] | None = None) -> Matrix:
+    """The cell's runs; ``winners``: each label's searched flags (a tuned cell)."""
+    winners = winners or {}
+    return Matrix(out / cell.backbone / cell.folder, list(cell.labels), cell.seeds, [None],
+                  {label: [*base_argv(cell), *flags, *winners.get(label, [])]
+                   for label, (_, flags) in cell.labels.items()}, launcher,
                   trains={label: method for label, (method, _) in cell.labels.items()})
 
 
-def run_suite(cells: list[Cell], out: Path, workers: shared.Workers, launcher: list[str]) -> None:
+def search_cell(cell: Cell, out: Path, workers: shared.Workers, command: str) -> dict[str, list[str]]:
+    """A tuned cell: each label's search on dev under the plan's budget (one study per cell and label,
+    shared by the workers); returns each label's winning flags. trials_<label>.csv lands in the cell."""
+    import tempfile
+
+    from peftner.methods import get_method
+
+    studies = {}
+    with tempfile.TemporaryDirectory(prefix="peftner-suite-") as tmp:
+        for label, (method, flags) in cell.labels.items():
+            studies[label] = search.search(get_method(method), workers, cell.tune["n_trials"],
+                                           [*base_argv(cell), *flags, *cell.tune["budget"]], Path(tmp) / label,
+                                           command=command, tag=f"suite-{cell.backbone}-{cell.dataset}-{label}")
+    winners = {}
+    for label, study in studies.items():
+        search.wait_for_search(study, workers, cell.tune["n_trials"])
+        shared.export_csv(study, out / cell.backbone / cell.folder / f"trials_{label}.csv")
+        winners[label] = search.winner_flags(study)
+    return winners
+
+
+def run_suite(cells: list[Cell], out: Path, workers: shared.Workers, launcher: list[str], command: str = "") -> None:
     """This worker's share of every cell, in plan order (each cell a queue all workers take from)."""
     for number, cell in enumerate(cells, start=1):
-        print(f"[suite {number}/{len(cells)}] {cell.name}: {len(cell.labels)} methods x {cell.seeds} seeds",
-              flush=True)
-        adopt_runs(cell, out)
-        run_matrix(cell_matrix(cell, out, launcher), workers, queue=f"suite-{cell.backbone}-{cell.dataset}")
+        print(f"[suite {number}/{len(cells)}] {cell.name}: {len(cell.labels)} methods x {cell.seeds} seeds"
+              + (f", each searched first ({cell.tune['n_trials']} trials)" if cell.tune else ""), flush=True)
+        winners = search_cell(cell, out, workers, command) if cell.tune else None
+        if not cell.tune:
+            adopt_runs(cell, out)  # a tuned cell's runs are its own
+        run_matrix(cell_matrix(cell, out, launcher, winners), workers, queue=f"suite-{cell.backbone}-{cell.folder}")
 
 
 # Settings that do not change what a run computes: a reused run may differ in these only.
@@ -240,7 +300,7 @@ def adopt_runs(cell: Cell, out: Path) -> list[Path]:
         wanted = {k: v for k, v in config_to_dict(cfg).items() if k not in BOOKKEEPING}
         for seed in range(SEED_BASE, SEED_BASE + cell.seeds):
             source = cell.reuse / "runs" / label / "size-all" / f"seed-{seed}" / "metrics.json"
-            target = out / cell.backbone / cell.dataset / "runs" / label / "size-all" / f"seed-{seed}" / "metrics.json"
+            target = out / cell.backbone / cell.folder / "runs" / label / "size-all" / f"seed-{seed}" / "metrics.json"
             if target.exists() or not source.exists():
                 continue
             metrics = RunMetrics.read(source)
@@ -268,10 +328,11 @@ class SuiteRow:
     model: str
     model_note: str  # where the weights came from (a dequantized 4-bit checkpoint says so)
     machine: str  # where its runs ran (recorded by each run)
+    setting: str = "defaults"  # the recipe's defaults, or "tuned (N trials)" on dev first
 
     def as_csv(self) -> dict:
         s = self.summary
-        values = {**dataclasses.asdict(s), "backbone": self.backbone, "dataset": self.dataset,
+        values = {**dataclasses.asdict(s), "backbone": self.backbone, "dataset": self.dataset, "setting": self.setting,
                   "seeds": s.runs, "train_tokens_per_second": s.train_tokens_per_second_mean,
                   "peak_memory_mb": s.peak_memory_mb_mean, "model": self.model, "model_note": self.model_note}
         return {k: values[k] for k in SUMMARY_COLUMNS}
@@ -284,7 +345,7 @@ def collect(cells: list[Cell], out: Path) -> list[SuiteRow]:
         runs: list[RunRow] = []
         notes = {}
         for label in cell.labels:
-            for seed_dir in sorted((out / cell.backbone / cell.dataset / "runs" / label / "size-all").glob("seed-*")):
+            for seed_dir in sorted((out / cell.backbone / cell.folder / "runs" / label / "size-all").glob("seed-*")):
                 path = seed_dir / "metrics.json"
                 if path.exists():
                     metrics = RunMetrics.read(path)
@@ -292,7 +353,8 @@ def collect(cells: list[Cell], out: Path) -> list[SuiteRow]:
                     notes.setdefault(label, (model_label(metrics.model or ""), model_note(metrics), metrics.machine))
         for summary in summarize(runs):
             model, note, machine = notes[summary.method]
-            rows.append(SuiteRow(cell.backbone, cell.dataset, summary, model, note, machine or "unknown"))
+            rows.append(SuiteRow(cell.backbone, cell.dataset, summary, model, note, machine or "unknown",
+                                 cell.setting))
     return rows
 
 
@@ -308,83 +370,84 @@ def model_note(metrics: RunMetrics) -> str:
     return ""
 
 
-def cross_corpus(rows: list[SuiteRow]) -> list[dict]:
-    """Per backbone and method: mean gap to full fine-tuning (F1 points) and mean rank over its corpora."""
-    by_cell: dict[tuple[str, str], list[SuiteRow]] = {}
+def by_cell(rows: list[SuiteRow]) -> dict[tuple[str, str, str], list[SuiteRow]]:
+    """Rows grouped by (backbone, corpus, setting), in plan order."""
+    groups: dict[tuple[str, str, str], list[SuiteRow]] = {}
     for row in rows:
-        by_cell.setdefault((row.backbone, row.dataset), []).append(row)
-    gaps: dict[tuple[str, str], list[float]] = {}
-    ranks: dict[tuple[str, str], list[int]] = {}
-    for (backbone, _), cell_rows in by_cell.items():
-        ordered = sorted(cell_rows, key=lambda r: -r.summary.test_f1_mean)
-        for rank, row in enumerate(ordered, start=1):
-            ranks.setdefault((backbone, row.summary.method), []).append(rank)
+        groups.setdefault((row.backbone, row.dataset, row.setting), []).append(row)
+    return groups
+
+
+def cross_corpus(rows: list[SuiteRow]) -> list[dict]:
+    """Per backbone, setting and method: mean gap to full fine-tuning (F1 points) and mean rank over its
+    corpora (rank 1: the best test F1 of its cell)."""
+    gaps: dict[tuple[str, str, str], list[float]] = {}
+    ranks: dict[tuple[str, str, str], list[int]] = {}
+    shares: dict[tuple[str, str, str], float] = {}
+    for (backbone, _, setting), cell_rows in by_cell(rows).items():
+        for rank, row in enumerate(sorted(cell_rows, key=lambda r: -r.summary.test_f1_mean), start=1):
+            key = (backbone, setting, row.summary.method)
+            ranks.setdefault(key, []).append(rank)
+            shares.setdefault(key, row.summary.trainable_percent)
             if row.summary.vs_full_points is not None:
-                gaps.setdefault((backbone, row.summary.method), []).append(row.summary.vs_full_points)
-    result = []
-    for (backbone, method), method_ranks in ranks.items():
-        share = next(r.summary.trainable_percent for r in rows if r.backbone == backbone and r.summary.method == method)
-        gap = gaps.get((backbone, method))
-        result.append({"backbone": backbone, "method": method, "corpora": len(method_ranks),
-                       "trainable_percent": share, "mean_rank": statistics.fmean(method_ranks),
-                       "mean_gap_to_full": statistics.fmean(gap) if gap else None})
-    return sorted(result, key=lambda r: (r["backbone"], r["mean_rank"]))
+                gaps.setdefault(key, []).append(row.summary.vs_full_points)
+    result = [{"backbone": backbone, "setting": setting, "method": method, "corpora": len(method_ranks),
+               "trainable_percent": shares[(backbone, setting, method)], "mean_rank": statistics.fmean(method_ranks),
+               "mean_gap_to_full": statistics.fmean(gaps[key]) if gaps.get(key) else None}
+              for key, method_ranks in ranks.items() for backbone, setting, method in [key]]
+    return sorted(result, key=lambda r: (r["backbone"], r["setting"], r["mean_rank"]))
 
 
 def quality_target(rows: list[SuiteRow]) -> list[dict]:
-    """Per backbone and corpus: the best method at ≤ 1 % trainable parameters against full fine-tuning."""
-    by_cell: dict[tuple[str, str], list[SuiteRow]] = {}
-    for row in rows:
-        by_cell.setdefault((row.backbone, row.dataset), []).append(row)
+    """Per cell: the best method at ≤ 1 % trainable parameters against full fine-tuning."""
     result = []
-    for (backbone, dataset), cell_rows in by_cell.items():
+    for (backbone, dataset, setting), cell_rows in by_cell(rows).items():
         full = next((r.summary for r in cell_rows if r.summary.method == "full"), None)
         efficient = [r.summary for r in cell_rows if r.summary.trainable_percent <= PEFT_SHARE]
         if full is None or not efficient:
             continue
         best = max(efficient, key=lambda s: s.test_f1_mean)
         gap = 100 * (best.test_f1_mean - full.test_f1_mean)
-        result.append({"backbone": backbone, "dataset": dataset, "best_method": best.method,
+        result.append({"backbone": backbone, "dataset": dataset, "setting": setting, "best_method": best.method,
                        "best_f1": best.test_f1_mean, "full_f1": full.test_f1_mean, "gap_points": gap,
                        "met": gap >= -0.5, "seeds": min(best.runs, full.runs)})
     return result
 
 
 def tables_markdown(rows: list[SuiteRow]) -> str:
-    """One table per backbone and corpus, then the cross-corpus summary and the quality target."""
+    """One table per cell, then the cross-corpus summary and the quality target."""
     lines = []
-    cells = list(dict.fromkeys((r.backbone, r.dataset) for r in rows))
-    for backbone, dataset in cells:
-        lines += [f"#### {backbone} on {dataset}", "",
+    for (backbone, dataset, setting), cell_rows in by_cell(rows).items():
+        lines += [f"#### {backbone} on {dataset}" + ("" if setting == "defaults" else f", {setting}"), "",
                   "| method | seeds | trainable params | % of total | adapter on disk | test F1 (mean ± std) | "
                   "vs full (F1 points) | train tokens/s | peak memory |", "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
-        for r in (r for r in rows if (r.backbone, r.dataset) == (backbone, dataset)):
-            s = r.summary
+        for s in (r.summary for r in cell_rows):
             vs = "reference" if s.method == "full" else "n/a" if s.vs_full_points is None else f"{s.vs_full_points:+.2f}"
             lines.append(f"| {s.method} | {s.runs} | {s.trainable_params:,} | {s.trainable_percent:.3f}% | "
                          f"{format_bytes(s.adapter_bytes)} | {f1_cell(s)} | {vs} | "
                          f"{s.train_tokens_per_second_mean:,.0f} | {s.peak_memory_mb_mean:,.0f} MB |")
-        notes = {r.model_note for r in rows if (r.backbone, r.dataset) == (backbone, dataset) and r.model_note}
-        lines += ([""] + [f"Backbone: {note}" for note in sorted(notes)] if notes else []) + [""]
+        notes = sorted({r.model_note for r in cell_rows if r.model_note})
+        lines += ([""] + [f"Backbone: {note}" for note in notes] if notes else []) + [""]
     summary = cross_corpus(rows)
     if summary:
         lines += ["#### Across corpora", "",
-                  "| backbone | method | corpora | % trainable | mean rank | mean gap to full (F1 points) |",
-                  "|---|---|---:|---:|---:|---:|"]
+                  "| backbone | setting | method | corpora | % trainable | mean rank | mean gap to full (F1 points) |",
+                  "|---|---|---|---:|---:|---:|---:|"]
         for s in summary:
             gap = "reference" if s["method"] == "full" else "n/a" if s["mean_gap_to_full"] is None \
                 else f"{s['mean_gap_to_full']:+.2f}"
-            lines.append(f"| {s['backbone']} | {s['method']} | {s['corpora']} | {s['trainable_percent']:.3f}% | "
-                         f"{s['mean_rank']:.2f} | {gap} |")
+            lines.append(f"| {s['backbone']} | {s['setting']} | {s['method']} | {s['corpora']} | "
+                         f"{s['trainable_percent']:.3f}% | {s['mean_rank']:.2f} | {gap} |")
         lines.append("")
     target = quality_target(rows)
     if target:
         lines += ["#### Quality target: the best method at ≤ 1 % trainable within 0.5 F1 points of full", "",
-                  "| backbone | corpus | best ≤ 1 % method | its test F1 | full | gap (F1 points) | met | seeds |",
-                  "|---|---|---|---:|---:|---:|---|---:|"]
+                  "| backbone | corpus | setting | best ≤ 1 % method | its test F1 | full | gap (F1 points) | met | seeds |",
+                  "|---|---|---|---|---:|---:|---:|---|---:|"]
         for t in target:
-            lines.append(f"| {t['backbone']} | {t['dataset']} | {t['best_method']} | {t['best_f1']:.4f} | "
-                         f"{t['full_f1']:.4f} | {t['gap_points']:+.2f} | {'yes' if t['met'] else 'no'} | {t['seeds']} |")
+            lines.append(f"| {t['backbone']} | {t['dataset']} | {t['setting']} | {t['best_method']} | "
+                         f"{t['best_f1']:.4f} | {t['full_f1']:.4f} | {t['gap_points']:+.2f} | "
+                         f"{'yes' if t['met'] else 'no'} | {t['seeds']} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -400,10 +463,11 @@ def plot_per_backbone(rows: list[SuiteRow], out: Path) -> list[Path]:
     for backbone in dict.fromkeys(r.backbone for r in rows):
         mine = [r for r in rows if r.backbone == backbone]
         fig, ax = plt.subplots(figsize=(8, 5))
-        for dataset in dict.fromkeys(r.dataset for r in mine):
-            points = sorted((r.summary for r in mine if r.dataset == dataset), key=lambda s: s.trainable_params)
+        for (_, dataset, setting), cell_rows in by_cell(mine).items():
+            points = sorted((r.summary for r in cell_rows), key=lambda s: s.trainable_params)
             ax.errorbar([s.trainable_params for s in points], [s.test_f1_mean for s in points],
-                        yerr=[s.test_f1_std for s in points], fmt="o-", capsize=3, alpha=0.8, label=dataset)
+                        yerr=[s.test_f1_std for s in points], fmt="o-", capsize=3, alpha=0.8,
+                        label=dataset + ("" if setting == "defaults" else f" ({setting})"))
             for s in points:
                 ax.annotate(s.method, (s.trainable_params, s.test_f1_mean), xytext=(4, 4),
                             textcoords="offset points", fontsize=8)
@@ -479,7 +543,7 @@ def suite(args, argv: list[str], prog: str = "peftner suite") -> list[Path]:
         storage = shared.open_storage(args.storage or str(out / "study.journal"))
         interrupt_on_sigterm()
         run_suite(run_cells, out, shared.Workers(storage, args.stale_after, shared.ProgressLine()),
-                  shlex.split(args.launcher))
+                  shlex.split(args.launcher), command)
     written = write_report(cells, out, command)
     print("wrote " + ", ".join(str(p) for p in written), flush=True)
     return written
