@@ -182,6 +182,45 @@ def refuse_clobber(output, inputs: dict, way_out: str) -> None:
             raise PeftnerError(f"the output {output} lies inside {flag} {source}, which it would change; {way_out}")
 
 
+LOCK_FILE = ".peftner.lock"
+
+
+@contextmanager
+def exclusive_output(directory, flag: str = "--output-dir"):
+    """Hold ``directory`` for one run: a second run writing into the same folder at the same time
+    would interleave checkpoints and replace the first one's adapter, so it is refused in one line.
+
+    An advisory ``flock`` on ``DIRECTORY/.peftner.lock``: released when the run ends, also when its
+    process dies, so a killed run never leaves the folder blocked. (Where the platform has no
+    ``fcntl``, nothing is held.)
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    import socket
+
+    path = Path(directory) / LOCK_FILE
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise PeftnerError(f"{directory}: another run is writing into this folder ({holder}); wait for it to "
+                           f"end, or choose another {flag}") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the lock
+
+
 def previous_copy(directory: Path) -> Path:
     return Path(directory).with_name(Path(directory).name + ".previous")
 

@@ -10,6 +10,7 @@ Every recipe in ``recipes/`` is ``main("<method>")``: the method is the only thi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shlex
@@ -290,6 +291,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    from peftner.integrity import exclusive_output
     from peftner.trackers import Tracking
     from peftner.training.loop import train
 
@@ -300,32 +302,33 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu,
                               gradient_accumulation_steps=cfg.gradient_accumulation_steps,
                               **tracking.accelerator_kwargs())
-    tracker = tracking.start(accelerator)
-    set_seed(cfg.seed)
+    with exclusive_output(cfg.output_dir) if accelerator.is_main_process else contextlib.nullcontext():
+        tracker = tracking.start(accelerator)
+        set_seed(cfg.seed)
 
-    state = Run(method, method_config, cfg, accelerator, command)
-    check_architecture(state)
-    data = load_data(state)
-    built = build_model(state)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    model, result = train(built.model, accelerator, built.train_features, built.dev_set, data.scorer, cfg,
-                          built.tokenizer.pad_token_id, callbacks=[*callbacks, tracker] if tracker else callbacks,
-                          identity={"method": method.name, "method_config": config_to_dict(state.method_config)})
-    if not evaluate_test:
+        state = Run(method, method_config, cfg, accelerator, command)
+        check_architecture(state)
+        data = load_data(state)
+        built = build_model(state)
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        model, result = train(built.model, accelerator, built.train_features, built.dev_set, data.scorer, cfg,
+                              built.tokenizer.pad_token_id, callbacks=[*callbacks, tracker] if tracker else callbacks,
+                              identity={"method": method.name, "method_config": config_to_dict(state.method_config)})
+        if not evaluate_test:
+            accelerator.end_training()
+            return {"best_dev_f1": float(result.best_dev_f1), "best_epoch": result.best_epoch, "history": result.history,
+                    "trainable_params": int(built.trainable), "total_params": int(built.total),
+                    "train_seconds": float(result.train_seconds), "optimizer_steps": result.optimizer_steps}
+        test = score_test(state, model)
+        metrics = None
+        if accelerator.is_main_process:
+            metrics = save_run(state, model, result, test)
+            if tracker:
+                tracker.on_run_end(metrics)
+        accelerator.wait_for_everyone()
         accelerator.end_training()
-        return {"best_dev_f1": float(result.best_dev_f1), "best_epoch": result.best_epoch, "history": result.history,
-                "trainable_params": int(built.trainable), "total_params": int(built.total),
-                "train_seconds": float(result.train_seconds), "optimizer_steps": result.optimizer_steps}
-    test = score_test(state, model)
-    metrics = None
-    if accelerator.is_main_process:
-        metrics = save_run(state, model, result, test)
-        if tracker:
-            tracker.on_run_end(metrics)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return metrics
+        return metrics
 
 
 def _quiet_libraries():

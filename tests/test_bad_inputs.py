@@ -172,6 +172,27 @@ def _output_file(name: str, directory: bool):
     return setup
 
 
+def _busy_output(d, monkeypatch, fx):
+    """Another run holds OUTPUT_DIR (its lock, as a running peftner holds it)."""
+    import fcntl
+
+    (d / "out").mkdir()
+    handle = open(d / "out" / ".peftner.lock", "w")
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    handle.write("pid 4242 on elsewhere")
+    handle.flush()
+    monkeypatch.setattr(sys.modules[__name__], "HELD", handle, raising=False)  # held until the case ends
+
+
+def _cached_run(d, monkeypatch, fx):
+    """A finished run of the matrix below, made with another learning rate."""
+    run = d / "res" / "files_e1" / "runs" / "lora" / "size-all" / "seed-42"
+    run.mkdir(parents=True)
+    metrics = json.loads((fx["adapter"].parent / "metrics.json").read_text())
+    metrics["config"]["learning_rate"] = 0.25
+    (run / "metrics.json").write_text(json.dumps(metrics))
+
+
 def _base_copy(d, monkeypatch, fx):
     shutil.copytree(fx["model"], d / "base")
 
@@ -578,6 +599,9 @@ CASES = [
     Case("output-data-in-adapter", "a data file inside `OUTPUT_DIR/adapter`",
          ["--train-file", "{d}/out/adapter/train.conll"], "--train-file {d}/out/adapter/train.conll lies inside the output {d}/out/adapter, which is replaced; copy it elsewhere first, or choose another --output-dir",
          setup=lambda d, mp, fx: (_run_copy(d, mp, fx), shutil.copy(fx["train"], d / "out" / "adapter" / "train.conll"))),
+    Case("output-busy", "`--output-dir` another run is writing into at the same time", [],
+         "{d}/out: another run is writing into this folder (pid 4242 on elsewhere); wait for it to end, or choose "
+         "another --output-dir", setup=_busy_output),
     # ------------------------------------------------------------------ checkpoints
     Case("resume-other-world-size", "`--resume` of a checkpoint written by 2 processes, with 1", ["--resume"], "{d}/out/checkpoints/step-00000003: written by a run of 2 process(es), this one has 1: the steps per epoch and the schedule would differ; resume with 2 process(es) (accelerate launch --num_processes 2 ...), or drop --resume to start over",
          setup=_checkpoint({"world_size": 2}), model_loads=True),
@@ -688,6 +712,20 @@ CASES = [
     Case("compare-extra-steps", "`peftner compare --steps 10 --extra '--max-steps 5'`",
          ["compare", "--methods", "lora", "--results-dir", "{d}/res", "--steps", "10", "--extra", "--max-steps 5"],
          "--extra sets --max-steps, which this command sets for every run itself; drop it from --extra", "compare"),
+    Case("compare-cached-other-settings", "`peftner compare` over a finished run made with other settings",
+         ["compare", "--methods", "lora", "--seeds", "1", "--epochs", "1", "--model", "{model}", "--train-file",
+          "{train}", "--validation-file", "{train}", "--test-file", "{train}", "--results-dir", "{d}/res", "--extra",
+          "--learning-rate 0.5"],
+         "{d}/res/files_e1/runs/lora/size-all/seed-42/metrics.json: this finished run had other settings "
+         "(learning_rate: 0.25 -> 0.5); give the new settings another --results-dir (or --name), or delete that run "
+         "folder to run it again", "compare", setup=_cached_run),
+    Case("compare-cached-unreadable", "`peftner compare` over a finished run whose metrics.json is not JSON",
+         ["compare", "--methods", "lora", "--seeds", "1", "--epochs", "1", "--model", "{model}", "--train-file",
+          "{train}", "--validation-file", "{train}", "--test-file", "{train}", "--results-dir", "{d}/res"],
+         "{d}/res/files_e1/runs/lora/size-all/seed-42/metrics.json: unreadable (Expecting value: line 1 column 1 "
+         "(char 0)); delete that run folder to run it again", "compare",
+         setup=lambda d, mp, fx: (d / "res/files_e1/runs/lora/size-all/seed-42").mkdir(parents=True) or
+         (d / "res/files_e1/runs/lora/size-all/seed-42/metrics.json").write_text("")),
     Case("compare-unknown-method", "`peftner compare --methods lora,lorra`",
          ["compare", "--methods", "lora,lorra", "--results-dir", "{d}/res"], "unknown method 'lorra'; choose from full, head, bitfit, lora, adapter, prompt, ptuning_v2, ia3, int8_lora, qlora, peft", "compare"),
 ]
@@ -718,7 +756,7 @@ def fixtures(tmp_path_factory, tiny_model):
 def _fill(text: str, d: Path, fx: dict) -> str:
     return (text.replace("{d}", str(d)).replace("{adapter}", str(fx["adapter"]))
             .replace("{nan_key}", fx["nan_key"]).replace("{head_key}", fx["head_key"])
-            .replace("{model}", str(fx["model"])))
+            .replace("{model}", str(fx["model"])).replace("{train}", str(fx["train"])))
 
 
 def snapshot(d: Path) -> dict:

@@ -591,3 +591,28 @@ def test_a_data_error_stops_the_search_and_a_rerun_runs_trials(tmp_path, tiny_mo
     assert cli([*argv, data.format(good, good, good)]) == 0
     status = capsys.readouterr()
     assert "1/1 trials: 1 complete, 0 pruned, 0 running, 0 left; 1 failed (not counted)" in status.err + status.out
+
+
+STORAGE_WORKER = """
+import sys
+from peftner.experiments.storage import load_study, open_storage
+study = load_study(open_storage(sys.argv[1]), "x")
+study.optimize(lambda t: t.suggest_float("a", 0, 1), n_trials=2)
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_workers_starting_at_once_share_a_new_storage(tmp_path, kind):
+    """Six workers opening one new storage at the same moment: all start (SQLite's table creation race
+    is retried), and every trial lands in the study."""
+    import optuna
+
+    from peftner.experiments.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else str(tmp_path / "s.journal")
+    workers = [subprocess.Popen([sys.executable, "-c", STORAGE_WORKER, url], env=subprocess_env(),
+                                stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=120)
+        assert worker.returncode == 0, stderr[-2000:]
+    assert len(optuna.load_study(storage=open_storage(url), study_name="x").trials) == 12

@@ -32,11 +32,29 @@ def _load_splits(dataset: str, files: dict[str, str | None]) -> tuple[str, dict[
         if missing:
             raise PeftnerError("--train-file, --validation-file and --test-file go together; missing: "
                                + ", ".join(f"--{m}-file" for m in missing))
+        _warn_shared_files(given)
         return "files", {k: read_file(v) for k, v in given.items()}
     if dataset in BUILTIN_DATASETS:
         return dataset, load_builtin(dataset)
     hub_splits = {"train": "train", "validation": "validation", "test": "test"}
     return dataset, {k: load_hub_split(dataset, v) for k, v in hub_splits.items()}
+
+
+def _warn_shared_files(files: dict[str, str]) -> None:
+    """A run that selects its epoch on the training data, or tests on it, says so (a memorisation
+    check may do this on purpose; a real comparison must not)."""
+    import os
+
+    def same(a, b) -> bool:
+        try:
+            return os.path.samefile(a, b)
+        except OSError:
+            return False
+
+    for split, meaning in (("validation", "the best epoch is chosen on training data"),
+                           ("test", "test scores measure the training data")):
+        if same(files["train"], files[split]):
+            logger.warning("--%s-file is the training file: %s", split, meaning)
 
 
 def load_corpus(dataset: str = "wnut16", train_file: str | None = None,

@@ -88,6 +88,41 @@ def extra_flags(text: str, methods, reserved=(), given: list[str] | None = None)
     return argv
 
 
+# Settings that may differ between a finished run and the matrix that reuses it (where it ran, how it
+# logged and checkpointed: not what it computed).
+CACHE_VOLATILE = {"output_dir", "resume", "checkpoint_every", "keep_checkpoints", "num_workers", "threads",
+                  "report_to", "experiment", "run_name", "logging_dir"}
+
+
+def check_cached(spec: RunSpec, run_dir: Path, metrics: RunMetrics, recipe_args: list[str],
+                 method_name: str | None = None) -> None:
+    """A finished run is reused only if it ran with the settings this matrix asks for: a folder named
+    after the matrix's options does not capture ``--extra`` (a learning rate, say), so another
+    comparison could otherwise report old runs as its own. Method settings are compared resolved for
+    the model, as the run recorded them; unset ones (``None``) and ones a recorded metrics.json
+    predates are not compared."""
+    from peftner.config import config_to_dict, default_model, parse_args
+    from peftner.methods import get_method
+    from peftner.models.facts import inspect_model
+
+    size = ["--max-train-samples", str(spec.train_size)] if spec.train_size is not None else []
+    method = get_method(method_name or spec.method)
+    cfg, method_cfg = parse_args(method, ["--seed", str(spec.seed), "--output-dir", str(run_dir), *recipe_args, *size])
+    if method.for_model is not None:  # the run recorded its settings with the architecture's defaults filled in
+        try:
+            method_cfg = method.resolve(method_cfg, inspect_model(cfg.model or default_model(), cfg.trust_remote_code))
+        except PeftnerError:
+            pass  # the model cannot be inspected here: its method settings are compared as given
+    recorded = {**(metrics.config or {}), **{f"{method.name}.{k}": v for k, v in (metrics.method_config or {}).items()}}
+    wanted = {**config_to_dict(cfg), **{f"{method.name}.{k}": v for k, v in config_to_dict(method_cfg).items()}}
+    diffs = [f"{k}: {recorded[k]!r} -> {v!r}" for k, v in wanted.items()
+             if k in recorded and k not in CACHE_VOLATILE and v is not None and recorded[k] != v]
+    if diffs:
+        raise PeftnerError(f"{run_dir / 'metrics.json'}: this finished run had other settings ({'; '.join(diffs[:3])}); "
+                           "give the new settings another --results-dir (or --name), or delete that run folder to "
+                           "run it again")
+
+
 def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list[str],
             method: str | None = None) -> RunMetrics:
     """Train one run in a subprocess, ``LAUNCHER -m peftner.cli train METHOD`` (``method``, default the
@@ -98,6 +133,7 @@ def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list
     metrics_path = run_dir / "metrics.json"
     if metrics_path.exists():
         metrics = RunMetrics.read(metrics_path)
+        check_cached(spec, run_dir, metrics, recipe_args, method)
         metrics.extra.setdefault("wall_seconds", None)
         return metrics
     command = [*launcher, "-m", "peftner.cli", "train", method or spec.method, "--seed", str(spec.seed),
@@ -145,6 +181,15 @@ def run_matrix(matrix: Matrix, workers: shared.Workers | None = None, queue: str
     ``compare-NAME``), so N workers split the matrix with no run done twice, and a restart resumes it.
     """
     out, specs = matrix.out, matrix.specs
+    for key, spec in specs.items():  # finished runs this matrix would reuse: checked before any run starts
+        cached = out / "runs" / key / "metrics.json"
+        if cached.exists():
+            try:
+                metrics = RunMetrics.read(cached)
+            except (OSError, ValueError, TypeError) as err:
+                raise PeftnerError(f"{cached}: unreadable ({str(err).splitlines()[0]}); delete that run folder to run "
+                                   "it again") from None
+            check_cached(spec, cached.parent, metrics, matrix.recipe_args[spec.method], matrix.trains.get(spec.method))
 
     def work(key: str) -> float:
         spec = specs[key]

@@ -58,10 +58,7 @@ def open_storage(url: str, repair: bool = True):
             folder = Path(url.split(":///", 1)[-1]).parent
             if not folder.is_dir():
                 raise PeftnerError(f"--storage {url}: folder {folder} does not exist")
-        try:
-            return optuna.storages.RDBStorage(url)
-        except Exception as err:  # noqa: BLE001 - SQLAlchemy raises many kinds; one line for the user
-            raise PeftnerError(f"--storage {url}: cannot open ({str(err).splitlines()[0]})") from None
+        return _open_rdb(url)
     if scheme is not None:
         raise PeftnerError(f"--storage {url}: unknown scheme {scheme!r} (use sqlite:///FILE, an RDB URL or a "
                            "journal file path)")
@@ -80,6 +77,24 @@ def open_storage(url: str, repair: bool = True):
         reason = f"a record lacks the key {err}" if isinstance(err, KeyError) else str(err).splitlines()[0][:120]
         raise PeftnerError(f"--storage {url}: not an Optuna journal ({reason}); move it aside or name another "
                            "--storage") from None
+
+
+def _open_rdb(url: str, attempts: int = 8):
+    """``RDBStorage(url)``, retried: workers started at the same moment on a new database race to
+    create its tables (one wins, the others see "table already exists" or a duplicate schema
+    version) — a moment later the tables are there and opening succeeds."""
+    import random
+
+    optuna = _optuna()
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except Exception as err:  # noqa: BLE001 - SQLAlchemy raises many kinds; one line for the user
+            racing = any(sign in str(err) for sign in ("already exists", "UNIQUE constraint", "Duplicate",
+                                                       "database is locked"))
+            if attempt == attempts - 1 or not racing:
+                raise PeftnerError(f"--storage {url}: cannot open ({str(err).splitlines()[0]})") from None
+            time.sleep(random.uniform(0.1, 0.5) * (attempt + 1))
 
 
 JOURNAL_RECORD = b'{"op_code"'  # how every record of Optuna's journal begins

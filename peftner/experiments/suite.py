@@ -95,7 +95,7 @@ def load_plan(path: Path) -> list[Cell]:
     if unknown:
         raise PeftnerError(f"{path}: unknown key {sorted(unknown)[0]!r} (expected seeds, extra, entries)")
     seeds = _count(data.get("seeds", 3), f"{path}: seeds")
-    extra = shlex.split(str(data.get("extra") or ""))
+    extra = _split_flags(data.get("extra"), f"{path}: extra")
     cells, seen = [], set()
     for number, entry in enumerate(data["entries"], start=1):
         where = f"{path}: entry {number}"
@@ -115,7 +115,7 @@ def load_plan(path: Path) -> list[Cell]:
         datasets = _datasets(entry.get("datasets"), where)
         labels = _labels(entry.get("methods"), where)
         entry_seeds = _count(entry.get("seeds", seeds), f"{where}: seeds")
-        entry_extra = [*extra, *shlex.split(str(entry.get("extra") or ""))]
+        entry_extra = [*extra, *_split_flags(entry.get("extra"), f"{where}: extra")]
         reuse = _reuse(entry.get("reuse"), path, where)
         tune = _tune(entry.get("tune"), where)
         for dataset, data_flags in datasets.items():
@@ -184,6 +184,14 @@ def _count(value, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise PeftnerError(f"{where} must be a whole number of at least 1, got {value!r}")
     return value
+
+
+def _split_flags(text, where: str) -> list[str]:
+    """Recipe flags written as one string (shell quoting), or one line naming where they are malformed."""
+    try:
+        return shlex.split(str(text or ""))
+    except ValueError as err:  # an unbalanced quote
+        raise PeftnerError(f"{where}: {err}") from None
 
 
 def _labels(methods, where: str) -> dict[str, tuple[str, list[str]]]:
