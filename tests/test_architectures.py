@@ -51,7 +51,7 @@ def expected_trainable(arch: str, method: str, s: dict, total: int, C: int = len
     if arch == "modernbert":  # its prediction head block (dense d x d, LayerNorm weight) trains too
         head = d * C + C + d * d + d
     r, n_prompt, n_prefix, m = 8, 20, 64, d // 32  # LoRA: the cells pass --r 8
-    llama_like = arch in ("llama", "qwen2", "mistral", "gemma")
+    llama_like = arch in ("llama", "qwen2", "mistral", "gemma", "gemma3")
     fused = arch in ("modernbert", "gpt2")  # one d -> 3d query/key/value projection
     lora_per_layer = r * (d + 3 * d) if fused else r * (2 * d + d + kv) if llama_like else r * 2 * 2 * d
     # IA3's default (query-key-value-ffn): l_q, l_k, l_v on their outputs, l_ff on the feed-forward activation

@@ -9,7 +9,7 @@ from conftest import memorise_argv
 from peftner.recipe import main
 from peftner.testing.tiny import build_checkpoint
 
-DECODERS = ("gpt2", "llama", "qwen2", "mistral", "gemma")
+DECODERS = ("gpt2", "llama", "qwen2", "mistral", "gemma", "gemma3")
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,57 @@ def test_decoder_tokenizer_pads_and_spaces_words(name, decoders):
     words = tokenizer(["Alice", "lives"], is_split_into_words=True, add_special_tokens=False).input_ids
     text = tokenizer(" Alice lives", add_special_tokens=False).input_ids
     assert words == text  # each word encoded as it appears inside a sentence, after a space
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama", "gemma3"])
+@pytest.mark.parametrize("with_mask", [False, True], ids=["no-mask", "padding-mask"])
+def test_bidirectional_from_a_layer_keeps_the_layers_below_causal(name, with_mask, decoders):
+    """--bidirectional-from 1 on 2 layers: layer 0's output at position 0 still ignores a later token,
+    the final output there sees it; right padding stays masked."""
+    from peftner.models.decoders import make_bidirectional
+    from peftner.models.loading import load_token_classifier
+
+    model = load_token_classifier(str(decoders[name]), {0: "O", 1: "B-PER"}).eval()
+    first = torch.tensor([[10, 11, 12, 13, 14]])
+    second = torch.tensor([[10, 11, 12, 13, 40]])
+    mask = torch.tensor([[1, 1, 1, 1, 1]]) if with_mask else None
+    assert make_bidirectional(model, 1) == 1  # the attention of layer 1 of 2
+    with torch.no_grad():
+        a = model(input_ids=first, attention_mask=mask, output_hidden_states=True)
+        b = model(input_ids=second, attention_mask=mask, output_hidden_states=True)
+    torch.testing.assert_close(a.hidden_states[1][:, :4], b.hidden_states[1][:, :4])  # layer 0: causal
+    assert not torch.allclose(a.logits[:, 0], b.logits[:, 0], atol=1e-6)  # layer 1 lets position 0 see it
+    short = _logits(model, torch.tensor([[10, 11, 12]]), torch.tensor([[1, 1, 1]]))
+    padded = _logits(model, torch.tensor([[10, 11, 12, 0, 0]]), torch.tensor([[1, 1, 1, 0, 0]]))
+    torch.testing.assert_close(padded[:, :3], short, atol=1e-5, rtol=1e-4)
+
+
+def test_bidirectional_from_run_reloads_it(decoders, memorisable_files, tmp_path):
+    import json
+
+    from peftner.reuse import Tagger
+
+    main("lora", memorise_argv(memorisable_files, decoders["llama"], tmp_path / "out", "--epochs", 1,
+                               "--bidirectional-from", 1, "--keep-checkpoints", 0))
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["config"]["bidirectional_from"] == 1 and metrics["config"]["bidirectional"] is False
+    saved = json.loads((tmp_path / "out" / "adapter" / "config.json").read_text())
+    assert saved["peftner_bidirectional_from"] == 1 and saved.get("is_causal", True) is True
+    tagger = Tagger.from_pretrained(tmp_path / "out" / "adapter", device="cpu")
+    attention = [m for m in tagger.model.modules() if hasattr(m, "is_causal") and hasattr(m, "q_proj")]
+    assert [m.is_causal for m in attention] == [True, False]
+    first, second = torch.tensor([[10, 11, 12, 13, 14]]), torch.tensor([[10, 11, 12, 13, 40]])
+    assert not torch.allclose(_logits(tagger.model, first)[:, 0], _logits(tagger.model, second)[:, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("model, argv, fragment", [
+    ("bert", ["--bidirectional-from", 1], "--bidirectional-from: this bert model has no causal attention"),
+    ("llama", ["--bidirectional-from", 2], "--bidirectional-from must be below the model's 2 layers"),
+    ("llama", ["--bidirectional-from", 1, "--bidirectional"], "pass one of them"),
+    ("llama", ["--bidirectional-from", 0], "--bidirectional-from must be at least 1"),
+])
+def test_bidirectional_from_refusals(model, argv, fragment, decoders, memorisable_files, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main("lora", memorise_argv(memorisable_files, decoders[model], tmp_path / "out", *argv))
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and fragment in err, err

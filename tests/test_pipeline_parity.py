@@ -73,5 +73,7 @@ def test_word_units_and_iob2_helpers(tiny_tokenizer):
     groups = [{"entity_group": "PER", "start": 0, "end": 5, "word": "alice"},
               {"entity_group": "LOC", "start": 15, "end": 23, "word": "new york"}]
     assert tags_from_groups(groups, spans) == ["B-PER", "O", "O", "B-LOC", "I-LOC"]
+    bare = {"entity_group": "ORG", "start": 6, "end": 7, "word": ""}  # a lone "▁" piece the pipeline tagged
+    assert tags_from_groups([bare, *groups], spans) == ["B-PER", "O", "O", "B-LOC", "I-LOC"]
     with pytest.raises(PeftnerError, match="aggregation must be first, average or max"):
         Tagger.predict(object.__new__(Tagger), [["a"]], aggregation="simple")

@@ -1,7 +1,11 @@
 """Word ↔ subword alignment and windowing of long sentences.
 
-A sentence is tokenised once (fast tokenizer, ``word_ids``). Each word's label goes on its first
-subword; the other positions get -100 and are not scored. ``label_all_subwords`` trains the inner
+A sentence is tokenised once (fast tokenizer, ``word_ids``). Each word's label goes on its *head*:
+its first subword that carries some of the word's characters. SentencePiece tokenizers (XLM-R, e5)
+often split a word into a bare word-boundary piece ``▁`` and the word's own pieces (``東京`` → ``▁``,
+``東京``), and byte-level BPE can do the same with ``Ġ``; such a piece is the same for every word, so a
+label there cannot be learnt (and a prediction there says nothing about the word). The other
+positions get -100 and are not scored. ``label_all_subwords`` trains the inner
 subwords too, with the word's label, except that inner subwords of a ``B-X`` word get ``I-X`` (as the
 Transformers token-classification example does): they continue the entity, they do not start one. Sentences longer than the model's limit are cut into overlapping windows: every word is
 *owned* by exactly one window, which is the only one that trains on it and predicts it, and the
@@ -9,7 +13,7 @@ rest of a window is context on both sides. So every input word gets exactly one 
 truncated.
 
 The one exception is a single word with more subwords than fit in a window (e.g. a 600-character
-URL): its first ``budget`` subwords are used; its label sits on the first one, so it is still tagged.
+URL): its first ``budget`` subwords are used; its label sits on its head, so it is still tagged.
 """
 
 from __future__ import annotations
@@ -64,6 +68,32 @@ def subwords_per_word(tokenizer, sentences_tokens: list[list[str]]) -> list[list
                 pieces[word_id].append(token_id)
         result.append([p if p else [unk] for p in pieces])
     return result
+
+
+def head_pieces(tokenizer, pieces_all: list[list[list[int]]]) -> list[list[int]]:
+    """Index, within each word's subwords, of the piece its label and prediction sit on.
+
+    The first piece that decodes to more than whitespace: bare word-boundary pieces (``▁``, ``Ġ``)
+    are skipped. A word made of such pieces only keeps its first one.
+    """
+    bare: dict[int, bool] = {}
+
+    def is_bare(token_id: int) -> bool:
+        if token_id not in bare:
+            text = tokenizer.convert_tokens_to_string([tokenizer.convert_ids_to_tokens(token_id)])
+            bare[token_id] = not text.strip()
+        return bare[token_id]
+
+    heads = []
+    for pieces in pieces_all:
+        row = []
+        for ids in pieces:
+            k = 0
+            while k < len(ids) - 1 and is_bare(ids[k]):
+                k += 1
+            row.append(k if k < len(ids) and not is_bare(ids[k]) else 0)
+        heads.append(row)
+    return heads
 
 
 def plan_windows(lengths: list[int], budget: int) -> list[tuple[int, int, int, int]]:
@@ -129,15 +159,17 @@ def encode_sentences(sentences_tokens, sentences_tags, tokenizer, label2id, max_
 
     Each feature has ``input_ids``, ``attention_mask``, ``labels`` (or all -100 when tags are None),
     and for mapping predictions back: ``example_id`` (sentence index) and ``word_index`` (the word a
-    position predicts, -1 elsewhere). ``subword_owner`` adds ``subword_word``: the owned word of
-    *every* subword (-1 elsewhere), for predictions that aggregate all subwords of a word.
+    position predicts: the word's head piece, -1 elsewhere). ``subword_owner`` adds ``subword_word``:
+    the owned word of every subword from its head on (-1 elsewhere), for predictions that aggregate
+    the subwords of a word.
     """
     special = SpecialTokens.of(tokenizer)
     budget = window_budget(tokenizer, max_length, special)
     pieces_all = subwords_per_word(tokenizer, sentences_tokens)
+    heads_all = head_pieces(tokenizer, pieces_all)
     inner = inner_subword_labels(label2id) if label_all_subwords else {}
     features = []
-    for example_id, pieces in enumerate(pieces_all):
+    for example_id, (pieces, heads) in enumerate(zip(pieces_all, heads_all)):
         tags = sentences_tags[example_id] if sentences_tags is not None else None
         for start, end, own_start, own_end in plan_windows([len(p) for p in pieces], budget):
             input_ids = list(special.prefix)
@@ -146,14 +178,16 @@ def encode_sentences(sentences_tokens, sentences_tags, tokenizer, label2id, max_
             owner = [-1] * len(special.prefix)
             for w in range(start, end):
                 ids = pieces[w][:budget]
+                head = heads[w] if heads[w] < len(ids) else 0
                 owned = own_start <= w < own_end
                 label = label2id[tags[w]] if (tags is not None and owned) else IGNORE_INDEX
                 inner_label = inner.get(label, label) if label_all_subwords else IGNORE_INDEX
                 for k, token_id in enumerate(ids):
                     input_ids.append(token_id)
-                    labels.append(label if k == 0 else inner_label)
-                    word_index.append(w if (owned and k == 0) else -1)
-                    owner.append(w if owned else -1)
+                    # pieces before the head are bare word-boundary markers: never trained or scored
+                    labels.append(label if k == head else inner_label if k > head else IGNORE_INDEX)
+                    word_index.append(w if (owned and k == head) else -1)
+                    owner.append(w if (owned and k >= head) else -1)
             input_ids += special.suffix
             labels += [IGNORE_INDEX] * len(special.suffix)
             word_index += [-1] * len(special.suffix)

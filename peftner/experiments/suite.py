@@ -368,6 +368,10 @@ def collect(cells: list[Cell], out: Path) -> list[SuiteRow]:
 
 def model_note(metrics: RunMetrics) -> str:
     """What the run's metrics say about the backbone's weights (provenance of a converted checkpoint)."""
+    from peftner.report import describe_backbone
+
+    if metrics.backbone:  # a backbone built from package files (peftner.models.packaged)
+        return describe_backbone(metrics.backbone)
     provenance = metrics.extra.get("model_provenance") or {}
     if isinstance(provenance, dict) and provenance:
         return str(provenance.get("note") or provenance.get("source") or "")

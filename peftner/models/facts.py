@@ -102,11 +102,14 @@ def _first_attr(config, *names):
 
 
 def _uses_attention_interface(model) -> bool:
-    """Whether the model's attention calls transformers' pluggable attention functions."""
+    """Whether the model's attention calls transformers' pluggable attention functions (read in the
+    backbone's module: a head class of peftner's own lives elsewhere)."""
     import inspect
     import sys
 
-    module = sys.modules.get(type(model).__module__)
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    backbone = getattr(model, prefix, None) if prefix else None
+    module = sys.modules.get(type(backbone if backbone is not None else model).__module__)
     try:
         source = inspect.getsource(module) if module else ""
     except (OSError, TypeError):
@@ -123,6 +126,9 @@ def inspect_model(model_name: str, trust_remote_code: bool = False, num_labels: 
         config = AutoConfig.from_pretrained(model_name, trust_remote_code=trust_remote_code, num_labels=num_labels)
     except (OSError, ValueError) as err:
         raise PeftnerError(f"{model_name}: could not read the model config: {str(err).splitlines()[0]}") from None
+    from peftner.models.heads import ensure_token_classifier
+
+    ensure_token_classifier(config)
     try:
         with torch.device("meta"):
             model = AutoModelForTokenClassification.from_config(config, trust_remote_code=trust_remote_code)

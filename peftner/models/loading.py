@@ -110,7 +110,8 @@ def _add_prefix_space(pre_tokenizer) -> bool:
 
 def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = False, complete: bool = False,
                           with_head: bool = False, **kwargs):
-    """``AutoModelForTokenClassification`` with a head for ``id2label``; safetensors only.
+    """``AutoModelForTokenClassification`` with a head for ``id2label``; safetensors only. A model type
+    transformers has no token classifier for gets peftner's (:mod:`peftner.models.heads`).
 
     Pickle checkpoints (``pytorch_model.bin``) are refused: unpickling can run arbitrary code.
     ``complete``: the directory is a trained token classifier, so every weight must come from it
@@ -122,6 +123,8 @@ def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = F
     """
     from transformers import AutoModelForTokenClassification
 
+    from peftner.models.heads import ensure_token_classifier_for
+
     check_model_path(name)
     directory = Path(name)
     if directory.is_dir() and not any(directory.glob("*.safetensors")):
@@ -129,6 +132,7 @@ def load_token_classifier(name: str, id2label: dict, trust_remote_code: bool = F
         found = f" (found {', '.join(pickles[:3])})" if pickles else ""
         raise PeftnerError(f"{name}: no .safetensors weights{found}; peftner loads weights only from "
                            "safetensors, never from pickle files (convert them with a trusted tool first)")
+    ensure_token_classifier_for(name, trust_remote_code)  # model types with no head class in transformers
     labels = [id2label[i] for i in range(len(id2label))]
     source = None if complete else classifier_labels(name, trust_remote_code)
     load_labels = source or labels  # load the head as saved (no size mismatch), then fit it to ours

@@ -77,6 +77,10 @@ def model_card(meta: dict, metrics: RunMetrics | None = None) -> str:
     lines += [f"# {meta.get('method', 'peftner')} token classifier", ""]
     lines += [f"- **Method:** {meta.get('method')}" + (" (PEFT adapter on a frozen base)" if meta.get("is_peft") else ""),
               f"- **Base model:** {base}" + (" (embedded default of peftner)" if meta.get("base_model_embedded") else "")]
+    if metrics.backbone:
+        from peftner.report import describe_backbone
+
+        lines.append(f"- **Backbone weights:** {describe_backbone(metrics.backbone)} (license: {metrics.backbone.get('license')})")
     precision = meta.get("precision") or {}
     if precision.get("quantization_config"):
         lines.append(f"- **Backbone precision:** {precision['backbone']} (bitsandbytes; peftner reloads it so, "

@@ -1,9 +1,9 @@
 """Inference with a trained adapter (or full model): batched, windowed, word-level, with entity spans.
 
 Inputs go through the same alignment as training (:func:`peftner.data.encode_sentences`): each word
-is predicted at its first subword, and inputs longer than the model limit are cut into overlapping
-windows where every word is predicted by exactly one window. Word tags can also aggregate all of a
-word's subwords (``average`` / ``max``), like ``transformers.pipeline``'s aggregation strategies.
+is predicted at its head (its first subword with characters of the word), and inputs longer than
+the model limit are cut into overlapping windows where every word is predicted by exactly one
+window. Word tags can also aggregate all of a word's subwords (``average`` / ``max``), like ``transformers.pipeline``'s aggregation strategies.
 
 Several PEFT adapters can share one backbone in one process (:meth:`Tagger.add_adapter`): PEFT keeps
 each adapter's weights side by side and :meth:`predict` activates the requested one per call. Each
@@ -43,7 +43,7 @@ class Entity:
 
     ``start``/``end`` are word indices (end exclusive); ``start_char``/``end_char`` are character
     offsets into the input text (only for raw-text inputs). ``score`` is the *mean*, over the
-    entity's words, of the softmax probability of each word's predicted tag (at its first subword).
+    entity's words, of the softmax probability of each word's predicted tag (at its head subword).
     """
 
     text: str
@@ -354,7 +354,7 @@ class Tagger:
         Returns one :class:`Prediction` per input, in input order. ``adapter`` picks one of the
         adapters loaded with :meth:`add_adapter` (default: the first). ``aggregation`` turns subword
         predictions into word tags as ``transformers.pipeline(aggregation_strategy=...)`` does:
-        ``first`` (the first subword's tag: what training optimises), ``average`` (argmax of the
+        ``first`` (the head subword's tag: what training optimises), ``average`` (argmax of the
         mean probabilities over the word's subwords) or ``max`` (the tag of the subword with the
         most confident prediction). ``batch_size`` defaults to the run's evaluation batch size, so
         the test file is batched as it was scored.
@@ -548,7 +548,7 @@ class Tagger:
 
 def _store_word_scores(scores, words, logits, probs, aggregation: str):
     """Each word's score per label, in log space, from the one batch that holds all of its subwords
-    (every word is owned by exactly one window): ``first`` its first subword's logits, ``average`` the
+    (every word is owned by exactly one window): ``first`` its head subword's logits, ``average`` the
     log of its mean probabilities, ``max`` the best log-probability of each label over its subwords."""
     import torch
 

@@ -31,10 +31,17 @@ def pipeline_words(tokenizer, words: list[str]) -> list[str]:
 
 
 def tags_from_groups(groups: list[dict], spans: list[tuple[int, int]]) -> list[str]:
-    """IOB2 word tags from the pipeline's entity groups over words at character ``spans``."""
+    """IOB2 word tags from the pipeline's entity groups over words at character ``spans``.
+
+    A group of bare word-boundary pieces only (SentencePiece's ``▁``, whose text is empty) is skipped:
+    the pipeline treats that piece as a word of its own, while peftner predicts each word on its first
+    piece with characters (:func:`peftner.data.alignment.head_pieces`).
+    """
     tags = ["O"] * len(spans)
     starts = {start: i for i, (start, _) in enumerate(spans)}
     for group in groups:
+        if not str(group["word"]).strip():
+            continue
         first = starts.get(int(group["start"]))
         if first is None:
             raise ValueError(f"entity group {group['word']!r} starts inside a word (character {group['start']})")

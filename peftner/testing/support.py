@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from peftner.methods import FILE_METHODS
 
-ARCHITECTURES = ("bert", "deberta-v2", "distilbert", "modernbert", "t5", "gpt2", "llama", "qwen2", "mistral", "gemma")
+ARCHITECTURES = ("bert", "deberta-v2", "distilbert", "modernbert", "t5", "gpt2", "llama", "qwen2", "mistral", "gemma", "gemma3")
 # Every hand-written method but the config-file route ``peft`` (its cells depend on the file;
 # tests/test_methods_peft.py). The PEFT-type rows (vera, loha, ...) are checked on a tiny BERT and a tiny
 # Llama by tests/test_peft_coverage.py.
@@ -26,6 +26,7 @@ REFUSALS = {
     ("llama", "bitfit"): ("no bias terms", "LLaMA has no biases (only the head would train)"),
     ("mistral", "bitfit"): ("no bias terms", "Mistral has no biases (only the head would train)"),
     ("gemma", "bitfit"): ("no bias terms", "Gemma has no biases (only the head would train)"),
+    ("gemma3", "bitfit"): ("no bias terms", "Gemma 3 has no biases (only the head would train)"),
 }
 
 

@@ -52,6 +52,11 @@ SPECS = {s.name: s for s in (
     TinySpec("mistral", "mistral", "causal_lm", "bpe", {"num_key_value_heads": 1, "sliding_window": 16},
              decoder=True),
     TinySpec("gemma", "gemma", "causal_lm", "bpe", {"num_key_value_heads": 1}, decoder=True),
+    # Gemma 3: no token-classification class in transformers (peftner.models.heads builds one); local
+    # sliding-window layers between global ones, as in gemma-3-270m
+    TinySpec("gemma3", "gemma3_text", "causal_lm", "bpe",
+             {"num_key_value_heads": 1, "sliding_window": 16, "sliding_window_pattern": 2},
+             decoder=True),
 )}
 
 
@@ -64,7 +69,7 @@ def build_config(spec: TinySpec, vocab_size: int, hidden: int = 64, layers: int 
     position_key = "n_positions" if spec.model_type == "gpt2" else "max_position_embeddings"
     values = {h: hidden, n: layers, a: heads, f: intermediate or 2 * hidden, position_key: max_positions,
               "vocab_size": vocab_size, **spec.config, **overrides}
-    if spec.model_type in ("llama", "qwen2", "mistral", "gemma"):
+    if spec.model_type in ("llama", "qwen2", "mistral", "gemma", "gemma3_text"):
         values.setdefault("head_dim", hidden // heads)
     if spec.model_type == "t5":
         values.setdefault("d_kv", hidden // heads)
@@ -136,3 +141,60 @@ def build_checkpoint(name: str, directory, seed: int = 0, vocab_size: int | None
     auto.from_config(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+# ----------------------------------------------------------------------------- multi-script tokenizers
+# Japanese, Turkish and English words for the alignment tests: each tokenizer family splits some of
+# them into a bare word-boundary piece and the word's own pieces, as real multilingual tokenizers do.
+MULTISCRIPT_WORDS = ["東京", "に", "住んで", "います", "大陸", "İstanbul'da", "yaşıyorum", "Ankara", "Alice", "lives",
+                     "in", "Paris", "unknowns"]
+_JAPANESE = MULTISCRIPT_WORDS[:5]
+
+
+def unigram_tokenizer(max_length: int = 128):
+    """An XLM-R-style SentencePiece tokenizer (Unigram, ``▁`` word boundaries, ``<s> … </s>``) whose
+    Japanese pieces exist only without ``▁``: ``東京`` → ``▁``, ``東京``, as in multilingual-e5-small."""
+    from transformers import XLMRobertaTokenizer
+
+    whole = ["▁Ankara", "▁Alice", "▁lives", "▁in", "▁Paris", "東京", "に", "います", "大陸"]
+    pieces = whole + ["▁", "'", "da", "▁İstanbul", "▁yaşı", "yor", "um", "▁un", "know", "ns", "住", "んで"]
+    chars = sorted({c for w in MULTISCRIPT_WORDS for c in w} - set(pieces))
+    vocab = ([("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+             + [(p, -1.0 - 0.01 * i) for i, p in enumerate(dict.fromkeys(pieces))]
+             + [(c, -20.0) for c in chars] + [("<mask>", 0.0)])
+    tokenizer = XLMRobertaTokenizer(vocab=vocab)
+    tokenizer.model_max_length = max_length
+    return tokenizer
+
+
+def multiscript_bpe_tokenizer(max_length: int = 128):
+    """A byte-level BPE (GPT-2 / SmolLM2 style) that learnt Japanese words without a leading space, so
+    ``に`` with a prefix space becomes a bare ``Ġ`` and the word's bytes."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    english = " ".join(w for w in MULTISCRIPT_WORDS if w not in _JAPANESE)
+    corpus = ["".join(_JAPANESE), " " + english] * 8
+    backend.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>",
+                                        bos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    tokenizer.model_max_length = max_length
+    return tokenizer
+
+
+def multiscript_wordpiece_tokenizer(max_length: int = 128):
+    """A multilingual-BERT-style WordPiece: CJK characters are words of their own, no bare pieces."""
+    from transformers import BertTokenizer
+
+    vocab = WORDPIECE_SPECIALS + ["東", "京", "に", "住", "ん", "##で", "い", "##ます", "大", "陸", "İstanbul", "'", "da",
+                                  "ya", "##şı", "##yorum", "Ankara", "Alice", "lives", "in", "Paris", "un", "##known",
+                                  "##s"]
+    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=False)
+    tokenizer.model_max_length = max_length
+    return tokenizer
