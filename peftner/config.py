@@ -110,13 +110,20 @@ def _flags(f: dataclasses.Field) -> list[str]:
     return ["--" + name.replace("_", "-") for name in (f.name, *f.metadata.get("aliases", ()))]
 
 
+def field_help(f: dataclasses.Field) -> str:
+    """A config field's help text. A callable is read only when the help is shown (the PEFT-type methods
+    quote PEFT's own help, and importing PEFT takes seconds: ``peftner --help`` must not pay for it)."""
+    text = f.metadata.get("help", "")
+    return text() if callable(text) else text
+
+
 def _add_dataclass_arguments(parser, defaults, group_title: str):
     """One flag per field of the dataclass instance ``defaults``; the help shows the default it holds."""
     group = parser.add_argument_group(group_title)
     hints = typing.get_type_hints(type(defaults))
     for f in dataclasses.fields(defaults):
         tp = _unwrap_optional(hints[f.name])
-        help_text = f"{f.metadata.get('help', '')} (default: {show_default(getattr(defaults, f.name))})".strip()
+        help_text = f"{field_help(f)} (default: {show_default(getattr(defaults, f.name))})".strip()
         if tp is bool:
             group.add_argument(*_flags(f), dest=f.name, nargs="?", const=True, type=_str2bool,
                                default=argparse.SUPPRESS, help=help_text)
@@ -264,7 +271,7 @@ def config_yaml(method: Method) -> str:
     lines += [line("", name, getattr(defaults, name)) for name in YAML_SETTINGS]
     if dataclasses.fields(knobs):
         lines += ["method:"] + [line("  ", f.name, getattr(knobs, f.name))
-                                + (f"  # {f.metadata['help']}" if f.metadata.get("help") else "")
+                                + (f"  # {field_help(f)}" if field_help(f) else "")
                                 for f in dataclasses.fields(knobs)]
     return "\n".join(lines) + "\n"
 

@@ -20,6 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import memorisable_sentences, write_conll  # noqa: E402
+from peftner.methods import METHODS  # noqa: E402
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
 BEFORE: dict = {}  # the case directory's files before the case ran (see snapshot)
@@ -727,7 +728,7 @@ CASES = [
          setup=lambda d, mp, fx: (d / "res/files_e1/runs/lora/size-all/seed-42").mkdir(parents=True) or
          (d / "res/files_e1/runs/lora/size-all/seed-42/metrics.json").write_text("")),
     Case("compare-unknown-method", "`peftner compare --methods lora,lorra`",
-         ["compare", "--methods", "lora,lorra", "--results-dir", "{d}/res"], "unknown method 'lorra'; choose from full, head, bitfit, lora, adapter, prompt, ptuning_v2, ia3, int8_lora, qlora, peft", "compare"),
+         ["compare", "--methods", "lora,lorra", "--results-dir", "{d}/res"], "unknown method 'lorra' (did you mean 'lora'?); choose from " + ", ".join(METHODS), "compare"),
 ]
 
 

@@ -32,7 +32,11 @@ def get_method(name: str) -> Method:
     except KeyError:
         from peftner.errors import PeftnerError
 
-        raise PeftnerError(f"unknown method {name!r}; choose from {', '.join(METHODS)}") from None
+        import difflib
+
+        close = difflib.get_close_matches(str(name), list(METHODS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise PeftnerError(f"unknown method {name!r}{hint}; choose from {', '.join(METHODS)}") from None
 
 
 __all__ = ["FILE_METHODS", "METHODS", "Method", "MethodConfig", "count_parameters", "get_method"]

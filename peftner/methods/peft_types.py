@@ -22,6 +22,7 @@ fails until it is).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -342,7 +343,8 @@ def config_class(row: Row) -> type:
         if isinstance(default, Fit):
             fields.append((key, kind | None, field(default=None, metadata={"help": default.help, **limits})))
         else:
-            fields.append((key, kind, field(default=default, metadata={"help": _help(row.peft_type, key), **limits})))
+            fields.append((key, kind, field(default=default, metadata={
+                "help": functools.partial(_help, row.peft_type, key), **limits})))  # PEFT is imported when shown
     space = {"learning_rate": LogUniform(*row.lr_range), **row.space}
     camel = "".join(part.title() for part in row.name.split("_"))
     cls = dataclasses.make_dataclass(f"{camel}MethodConfig", fields, bases=(MethodConfig,), namespace={
