@@ -267,3 +267,18 @@ def test_entry_points_exit_2_with_one_line_and_no_traceback(tmp_path, adapter):
         assert child.returncode == 2, (name, err)
         assert err.decode().strip() == f"peftner: error: {cases[name][1]}", (name, err)
         assert not out
+
+
+def test_a_checkpoint_half_deleted_by_a_kill_is_cleaned_up(tmp_path, tiny_model, memorisable_files):
+    """A kill while rotation deletes an old checkpoint leaves at most a ``.tmp-`` folder; a ``step-`` folder
+    without its progress file (an older version's half-deleted checkpoint) is removed at the next save."""
+    from peftner.recipe import main
+
+    out = tmp_path / "run"
+    half = out / "checkpoints" / "step-00000001"
+    half.mkdir(parents=True)
+    (half / "model.safetensors").write_bytes(b"partial")
+    main("lora", memorise_argv(memorisable_files, tiny_model, out, "--epochs", 2, "--checkpoint-every", 2,
+                               "--keep-checkpoints", 1, "--threads", 1, "--resume"))  # --resume: nothing is wiped first
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert len(kept) == 1 and kept[0].startswith("step-") and kept[0] != "step-00000001", kept

@@ -17,20 +17,28 @@ def write_plan(path, text):
     return path
 
 
-def test_suite_runs_reports_and_resumes(tmp_path, tiny_model, memorisable_files, monkeypatch):
-    from peftner.cli import main
-
-    monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])  # the runs use this checkout's peftner
-    files = " ".join(f"--{k}-file {v}" for k, v in memorisable_files.items())
-    plan = write_plan(tmp_path / "plan.yaml", f"""
+def tiny_plan(tmp_path, model, files, datasets, methods: str, more: str = ""):
+    """A one-seed, one-epoch plan of the tiny model on corpora named ``datasets`` (all the memorisation files)."""
+    flags = " ".join(f"--{k}-file {v}" for k, v in files.items())
+    corpora = ", ".join(f'{{{name}: "{flags}"}}' for name in datasets)
+    return write_plan(tmp_path / "plan.yaml", f"""
 seeds: 1
 extra: --epochs 1 --batch-size 8 --keep-checkpoints 0 --threads 1
 entries:
   - backbone: tiny
-    model: {tiny_model}
-    datasets: [{{mem-a: "{files}"}}, {{mem-b: "{files}"}}]
-    methods: [full, head, {{head_fast: "head --learning-rate 0.05"}}]
+    model: {model}
+    datasets: [{corpora}]
+    methods: {methods}
+    {more}
 """)
+
+
+def test_suite_runs_reports_and_resumes(tmp_path, tiny_model, memorisable_files, monkeypatch):
+    from peftner.cli import main
+
+    monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])  # the runs use this checkout's peftner
+    plan = tiny_plan(tmp_path, tiny_model, memorisable_files, ["mem-a", "mem-b"],
+                     '[full, head, {head_fast: "head --learning-rate 0.05"}]')
     out = tmp_path / "suite"
     assert main(["suite", str(plan), "--results-dir", str(out)]) == 0
     with open(out / "summary.csv", encoding="utf-8") as f:
@@ -78,17 +86,7 @@ def test_a_tuned_cell_searches_each_method_then_runs_its_winner(tmp_path, tiny_m
     from peftner.experiments import storage
 
     monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])
-    files = " ".join(f"--{k}-file {v}" for k, v in memorisable_files.items())
-    plan = write_plan(tmp_path / "plan.yaml", f"""
-seeds: 1
-extra: --epochs 1 --batch-size 8 --keep-checkpoints 0 --threads 1
-entries:
-  - backbone: tiny
-    model: {tiny_model}
-    datasets: [{{mem: "{files}"}}]
-    methods: [head]
-    tune: {{n_trials: 2, budget_epochs: 1}}
-""")
+    plan = tiny_plan(tmp_path, tiny_model, memorisable_files, ["mem"], "[head]", "tune: {n_trials: 2, budget_epochs: 1}")
     out = tmp_path / "suite"
     assert main(["suite", str(plan), "--results-dir", str(out)]) == 0
     trials = (out / "tiny" / "mem-tuned" / "trials_head.csv").read_text()

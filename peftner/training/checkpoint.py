@@ -224,9 +224,10 @@ class Checkpointer:
             position.accumulators = self.accelerator.gather(sums).tolist()
         name = f"{PREFIX}{result.optimizer_steps:08d}"
         temporary, final = self.directory / f".tmp-{name}", self.directory / name
-        if self.accelerator.is_main_process:  # leftovers of saves that were killed midway
+        if self.accelerator.is_main_process:  # leftovers of saves (or deletions) that were killed midway
+            complete = set(self.checkpoints())
             for partial in own_entries(self.directory):
-                if partial.name.startswith(".tmp-"):
+                if partial.name.startswith(".tmp-") or partial not in complete:
                     shutil.rmtree(partial, ignore_errors=True)
         self.accelerator.wait_for_everyone()
         try:
@@ -246,7 +247,9 @@ class Checkpointer:
                     shutil.rmtree(final)
                 os.replace(temporary, final)
                 for old in self.checkpoints()[:-self.keep]:
-                    shutil.rmtree(old, ignore_errors=True)
+                    doomed = old.with_name(f".tmp-{old.name}")  # a kill while deleting leaves a .tmp- leftover,
+                    os.replace(old, doomed)                      # never a step- folder without its progress
+                    shutil.rmtree(doomed, ignore_errors=True)
         except OSError as err:  # disk full, quota, read-only: the earlier checkpoints stay as they were
             shutil.rmtree(temporary, ignore_errors=True)
             raise PeftnerError(self.stop_message(f"could not write checkpoint {final} ({os_reason(err)})",
