@@ -145,6 +145,17 @@ def test_a_bad_flag_in_the_plan_stops_before_any_run(tmp_path, capsys):
     assert not (tmp_path / "out" / "x").exists()
 
 
+def test_only_names_a_cell_of_the_plan(tmp_path, capsys):
+    from peftner.cli import main
+
+    plan = write_plan(tmp_path / "plan.yaml", "entries:\n  - backbone: x\n    datasets: [wnut16]\n    methods: [lora]\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["suite", str(plan), "--only", "x/conll", "--results-dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == (f"peftner: error: --only: 'x/conll' is no backbone or "
+                                               f"backbone/dataset of {plan}")
+
+
 def test_the_committed_plan_loads():
     from conftest import REPO
 
