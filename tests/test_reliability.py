@@ -345,7 +345,10 @@ for part in path:
     owner = getattr(owner, part)
 def interrupted(*args, **kwargs):
     os.kill(os.getpid(), getattr(signal, name))
-    time.sleep(30)
+    # Short sleeps: when another thread (torch, tqdm) takes the signal, the main thread's sleep is not
+    # cut short, and Python runs the handler only between two steps of the main thread.
+    for _ in range(300):
+        time.sleep(0.1)
     raise AssertionError("the signal did not arrive")
 setattr(owner, last, interrupted)
 if sys.argv[3] == "recipe":  # recipes/lora_ner.py, as a user runs it
