@@ -338,6 +338,8 @@ def test_recipe_subprocess_exits_2_with_one_line_and_no_traceback(tmp_path, tiny
 # a real signal when it is called: Ctrl-C (SIGINT) or SIGTERM arrives while the command is inside it.
 SIGNAL_CHILD = """
 import importlib, os, signal, sys, time
+# A terminal delivers Ctrl-C; a job started in the background (CI, nohup) inherits SIGINT ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 module, attribute, name = sys.argv[1].split(":") + [sys.argv[2]]
 owner = importlib.import_module(module)
 *path, last = attribute.split(".")
