@@ -2,6 +2,7 @@
 resuming, and one-line refusals of bad plans."""
 
 import csv
+from pathlib import Path
 import re
 import json
 
@@ -161,3 +162,22 @@ def test_the_committed_plan_loads():
 
     cells = load_plan(REPO / "benchmarks" / "suite.yaml")
     assert {c.backbone for c in cells} >= {"minilm"} and all(c.labels for c in cells)
+
+
+def test_data_files_are_relative_to_the_plan(tmp_path, monkeypatch):
+    (tmp_path / "plans" / "data").mkdir(parents=True)
+    plan = write_plan(tmp_path / "plans" / "plan.yaml", "entries:\n  - backbone: x\n    datasets: [{mine: "
+                      '"--train-file data/a.conll --validation-file=data/b.conll --test-file /abs/c.conll"}]\n'
+                      "    methods: [lora]\n")
+    monkeypatch.chdir(tmp_path)  # not the plan's folder
+    (cell,) = load_plan(plan)
+    assert cell.data_flags == ["--train-file", str(tmp_path / "plans" / "data" / "a.conll"),
+                               f"--validation-file={tmp_path / 'plans' / 'data' / 'b.conll'}", "--test-file", "/abs/c.conll"]
+
+
+def test_the_committed_plan_names_files_that_exist():
+    from conftest import REPO
+
+    files = [flag for c in load_plan(REPO / "benchmarks" / "suite.yaml")
+             for previous, flag in zip(c.data_flags, c.data_flags[1:]) if previous.endswith("-file")]
+    assert files and all(Path(f).is_file() for f in files), files

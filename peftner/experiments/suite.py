@@ -112,7 +112,7 @@ def load_plan(path: Path) -> list[Cell]:
             model = str(model)
             if model.startswith((".", "/")):  # a local directory: relative to the plan file
                 model = str((path.parent / model).resolve())
-        datasets = _datasets(entry.get("datasets"), where)
+        datasets = _datasets(entry.get("datasets"), path, where)
         labels = _labels(entry.get("methods"), where)
         entry_seeds = _count(entry.get("seeds", seeds), f"{where}: seeds")
         entry_extra = [*extra, *_split_flags(entry.get("extra"), f"{where}: extra")]
@@ -163,8 +163,12 @@ def _reuse(reuse, path: Path, where: str) -> dict[str, Path]:
     return folders
 
 
-def _datasets(datasets, where: str) -> dict[str, list[str]]:
-    """``datasets``: ``--dataset`` names, or ``{name: "--train-file A --validation-file B --test-file C"}``."""
+DATA_FILE_FLAGS = ("--train-file", "--validation-file", "--test-file")
+
+
+def _datasets(datasets, path: Path, where: str) -> dict[str, list[str]]:
+    """``datasets``: ``--dataset`` names, or ``{name: "--train-file A --validation-file B --test-file C"}``
+    (relative files are relative to the plan file, like ``model``)."""
     if not isinstance(datasets, list) or not datasets:
         raise PeftnerError(f"{where}: datasets must be a non-empty list of dataset names")
     result = {}
@@ -173,11 +177,22 @@ def _datasets(datasets, where: str) -> dict[str, list[str]]:
             result[item] = ["--dataset", item]
         elif isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item.values())), str):
             (name, flags), = item.items()
-            result[str(name)] = shlex.split(flags)
+            words = _split_flags(flags, f"{where}: {name}")
+            result[str(name)] = [_from_plan(previous, word, path) for previous, word in zip(["", *words], words)]
         else:
             raise PeftnerError(f"{where}: a dataset is a name or {{name: '--train-file ... --test-file ...'}}, "
                                f"got {item!r}")
     return result
+
+
+def _from_plan(previous: str, word: str, path: Path) -> str:
+    """A data file flag's value (``--train-file A`` or ``--train-file=A``) made relative to the plan file."""
+    flag, is_joined, value = word.partition("=")
+    if is_joined and flag in DATA_FILE_FLAGS:
+        return f"{flag}={_from_plan(flag, value, path)}"
+    if previous in DATA_FILE_FLAGS and not Path(word).is_absolute():
+        return str((path.parent / word).resolve())
+    return word
 
 
 def _count(value, where: str) -> int:
