@@ -297,7 +297,7 @@ def suite_tables(link_prefix: str = "../") -> str | None:
     folder = RESULTS / "suite"
     if not (folder / "tables.md").exists():
         return None
-    plots = sorted(folder.glob("f1_vs_params_*.png"))
+    plots = sorted(folder.glob("f1_vs_params_*.png")) + sorted(folder.glob("pareto_*.png"))
     images = "\n\n".join(f"![{p.stem}]({link_prefix}benchmarks/results/suite/{p.name})" for p in plots)
     return (folder / "tables.md").read_text(encoding="utf-8").strip() + ("\n\n" + images if images else "")
 
@@ -329,6 +329,52 @@ def which_method() -> str | None:
     return "\n".join(lines)
 
 
+def all_methods(top: int = 10, link_prefix: str = "") -> str | None:
+    """README: the top of the all-methods comparison (the suite's tuned cells: every method searched
+    on dev first, then its winner over seeds on test), by mean test F1, with its Pareto plots."""
+    path = RESULTS / "suite" / "summary.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    tuned = [r for r in data["rows"] if r["setting"] != "defaults"]
+    if not tuned:
+        return None
+    lines = []
+    for backbone, dataset, setting in dict.fromkeys((r["backbone"], r["dataset"], r["setting"]) for r in tuned):
+        rows = sorted((r for r in tuned if (r["backbone"], r["dataset"], r["setting"]) == (backbone, dataset, setting)),
+                      key=lambda r: -r["test_f1_mean"])
+        lines += [f"{backbone} on {dataset}, each method {setting} on dev, then its winner on test: the top {min(top, len(rows))} "
+                  f"of {len(rows)} methods (generated from `benchmarks/results/suite/summary.json`; command "
+                  f"`{data['command']}`; machine: {data['machine']}).", "",
+                  "| # | method | test F1 (mean ± std) | seeds | trainable params | % of total | peak memory | vs full (F1 points) |",
+                  "|---:|---|---:|---:|---:|---:|---:|---:|"]
+        for rank, r in enumerate(rows[:top], start=1):
+            gap = "reference" if r["method"] == "full" else ("—" if r["vs_full_points"] in (None, "") else
+                                                             f"{float(r['vs_full_points']):+.2f}")
+            lines.append(f"| {rank} | {r['method']} | {r['test_f1_mean']:.4f} ± {r['test_f1_std']:.4f} | {r['seeds']} | "
+                         f"{r['trainable_params']:,} | {r['trainable_percent']:.3f}% | {r['peak_memory_mb']:,.0f} MB | {gap} |")
+        plots = [RESULTS / "suite" / f"pareto_{cost}_{backbone}_{dataset}-tuned.png" for cost in ("params", "memory")]
+        lines += [""] + [f"![{p.stem}]({link_prefix}{p.relative_to(ROOT)})" for p in plots if p.exists()] + [""]
+    return "\n".join(lines).strip()
+
+
+def reload_checks() -> str | None:
+    """docs/benchmarks.md: benchmarks/reload_check.py's rows (predict on a run's test words vs its scores)."""
+    import csv
+
+    path = RESULTS / "suite" / "reload_checks.csv"
+    if not path.exists():
+        return None
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    lines = [f"From `{path.relative_to(ROOT)}`; machine: {'; '.join(sorted({r['machine'] for r in rows}))}.", "",
+             "| run | backbone | method | test words | test_accuracy (metrics.json) | peftner predict | tags differing | exact |",
+             "|---|---|---|---:|---:|---:|---:|---|"]
+    lines += [f"| `{r['run']}` | {r['backbone']} | {r['method']} | {int(r['test_words']):,} | {float(r['test_accuracy']):.6f} | "
+              f"{float(r['predict_accuracy']):.6f} | {r['tags_differing']} | {r['exact']} |" for r in rows]
+    return "\n".join(lines)
+
+
 def sections() -> list[tuple[Path, str, str | None]]:
     return [
         (ROOT / "docs" / "methods.md", "method-defaults", method_defaults()),
@@ -341,6 +387,8 @@ def sections() -> list[tuple[Path, str, str | None]]:
         (ROOT / "docs" / "benchmarks.md", "compare-table", compare_table()),
         (ROOT / "docs" / "benchmarks.md", "suite", suite_tables()),
         (ROOT / "README.md", "which-method", which_method()),
+        (ROOT / "README.md", "all-methods", all_methods()),
+        (ROOT / "docs" / "benchmarks.md", "reload-checks", reload_checks()),
         (ROOT / "docs" / "benchmarks.md", "data-efficiency", data_efficiency()),
         (ROOT / "docs" / "benchmarks.md", "throughput", throughput()),
         (ROOT / "docs" / "benchmarks.md", "tuned", tuned_results()),

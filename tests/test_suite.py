@@ -87,7 +87,8 @@ def test_a_tuned_cell_searches_each_method_then_runs_its_winner(tmp_path, tiny_m
     from peftner.experiments import storage
 
     monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])
-    plan = tiny_plan(tmp_path, tiny_model, memorisable_files, ["mem"], "[head]", "tune: {n_trials: 2, budget_epochs: 1}")
+    plan = tiny_plan(tmp_path, tiny_model, memorisable_files, ["mem"], "[head, full]",
+                     "tune: {n_trials: 2, budget_epochs: 1}")
     out = tmp_path / "suite"
     assert main(["suite", str(plan), "--results-dir", str(out)]) == 0
     trials = (out / "tiny" / "mem-tuned" / "trials_head.csv").read_text()
@@ -97,7 +98,10 @@ def test_a_tuned_cell_searches_each_method_then_runs_its_winner(tmp_path, tiny_m
                          .read_text())
     assert metrics["config"]["learning_rate"] == pytest.approx(study.best_params["learning_rate"], rel=1e-5)
     with open(out / "summary.csv", encoding="utf-8") as f:
-        assert [r["setting"] for r in csv.DictReader(f)] == ["tuned (2 trials)"]
+        assert [(r["method"], r["setting"]) for r in csv.DictReader(f)] == [("head", "tuned (2 trials)"),
+                                                                             ("full", "tuned (2 trials)")]
+    for cost in ("params", "memory"):  # the all-methods comparison's pictures, each with its Pareto front
+        assert (out / f"pareto_{cost}_tiny_mem-tuned.png").stat().st_size > 10_000
 
 
 def _ranks(rows):

@@ -172,6 +172,10 @@ def test_versus_full_with_welch_and_pareto_front():
     assert "| -6.00 (**, p 0.00" in table and "| 20: 12 / 8 | 0.5000 |" in table and "| reference |" in table
     assert "(n.s., p" in table and "Welch" in table
     assert [s.method for s in pareto_front(summary)] == ["prompt", "ptuning_v2", "full"]  # lora: beaten at 10
+    for s, memory in zip(summary, (900.0, 300.0, 600.0, 700.0)):
+        s.peak_memory_mb_mean = memory
+    # by memory: lora is cheapest, ptuning_v2 (600 MB) and full (900 MB) score higher, prompt (700 MB) lower
+    assert [s.method for s in pareto_front(summary, "peak_memory_mb_mean")] == ["lora", "ptuning_v2", "full"]
     assert welch_p([0.5], [0.4, 0.6]) is None
 
 

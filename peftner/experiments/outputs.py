@@ -7,7 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from peftner.experiments.plots import plot_f1_vs_params, plot_f1_vs_train_size
+from peftner.experiments.plots import plot_f1_vs_cost, plot_f1_vs_train_size
 from peftner.experiments.results import CSV_COLUMNS, MethodSummary, RunRow
 from peftner.experiments.tables import table_markdown, tuned_table_markdown
 from peftner.report import format_versions
@@ -27,7 +27,7 @@ def write_outputs(out: Path, rows: list[RunRow], summary: list[MethodSummary], i
     table = tuned_table_markdown(summary, sweeps) if sweeps is not None else table_markdown(summary)
     (out / "table.md").write_text(f"Command: `{info['command']}`\n\nMachine: {info['machine']}\n\n"
                                   f"Versions: {format_versions(info['versions'])}\n\n" + table)
-    written = [out / "runs.csv", out / "summary.json", out / "table.md", plot_f1_vs_params(summary, out / "f1_vs_params.png")]
+    written = [out / "runs.csv", out / "summary.json", out / "table.md", plot_f1_vs_cost(summary, out / "f1_vs_params.png")]
     if len({s.train_size for s in summary}) > 1:
         full = max((r.train_size for r in rows if r.train_size_label == "all"), default=None)
         full = full or max(int(s.train_size) for s in summary if s.train_size != "all")

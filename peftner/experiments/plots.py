@@ -1,5 +1,5 @@
-"""The comparison as pictures: F1 against trainable parameters (with the Pareto front) and against
-training-set size."""
+"""The comparison as pictures: F1 against trainable parameters or peak memory (with the Pareto
+front) and against training-set size."""
 
 from __future__ import annotations
 
@@ -24,48 +24,58 @@ def spread_labels(xs: list[float], ys: list[float], gap: float, near_decades: fl
     return out
 
 
-def plot_f1_vs_params(summary: list[MethodSummary], path: Path, train_size: str = "all") -> Path:
+# What a comparison can be plotted against: the summary's attribute -> (axis label, its short name)
+COSTS = {"trainable_params": ("trainable parameters", "trainable parameters"),
+         "peak_memory_mb_mean": ("peak training memory, MB", "peak memory")}
+
+
+def plot_f1_vs_cost(summary: list[MethodSummary], path: Path, train_size: str = "all",
+                      cost: str = "trainable_params", title: str = "") -> Path:
+    """Test F1 (mean ± std) against a cost on a log axis (``COSTS``), the Pareto front in red."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     points = [s for s in summary if s.train_size == train_size] or summary
-    front = pareto_front(points)
+    front = pareto_front(points, cost)
+    axis_label, cost_name = COSTS[cost]
+    xs = [float(getattr(s, cost)) for s in points]
     fig, ax = plt.subplots(figsize=(8, 5))
-    # Methods with the same parameter count sit side by side (a small shift on the log axis), so each
-    # error bar stays visible.
+    # Methods with the same cost sit side by side (a small shift on the log axis), so each error bar
+    # stays visible.
     same = {}
-    for s in points:
-        same.setdefault(s.trainable_params, []).append(s)
+    for s, x in zip(points, xs):
+        same.setdefault(x, []).append(s)
     shown = {}
-    for count, group in same.items():
+    for x, group in same.items():
         for k, s in enumerate(sorted(group, key=lambda s: s.test_f1_mean)):
-            shown[id(s)] = count * 1.07 ** (k - (len(group) - 1) / 2)
+            shown[id(s)] = x * 1.07 ** (k - (len(group) - 1) / 2)
     for s in points:
         on_front = any(s is f for f in front)
         ax.errorbar(shown[id(s)], s.test_f1_mean, yerr=s.test_f1_std, fmt="o", capsize=3,
                     color="tab:red" if on_front else "tab:blue", markersize=7 if on_front else 5)
-    fx = [f.trainable_params for f in front]
+    fx = [float(getattr(f, cost)) for f in front]
     fy = [f.test_f1_mean for f in front]
-    ax.step(fx + [max(s.trainable_params for s in points) * 1.5], fy + fy[-1:], where="post", color="tab:red",
-            alpha=0.5, linestyle="--", label="Pareto front (no method scores higher with fewer parameters)")
+    ax.step(fx + [max(xs) * 1.5], fy + fy[-1:], where="post", color="tab:red",
+            alpha=0.5, linestyle="--", label=f"Pareto front (no method scores higher with less {cost_name})")
     lows = [s.test_f1_mean - s.test_f1_std for s in points]
     highs = [s.test_f1_mean + s.test_f1_std for s in points]
     span = max(max(highs) - min(lows), 0.05)
-    xs = [s.trainable_params for s in points]
-    heights = spread_labels(xs, [s.test_f1_mean for s in points], gap=0.06 * span)
-    for s, height in zip(points, heights):
-        ax.annotate(s.method, (shown[id(s)], s.test_f1_mean), xytext=(s.trainable_params * 1.6, height),
+    near = 0.6 if cost == "trainable_params" else 0.05  # memory spans a narrow range: labels crowd sooner
+    heights = spread_labels(xs, [s.test_f1_mean for s in points], gap=0.06 * span, near_decades=near)
+    reach = 1.6 if cost == "trainable_params" else 1.03
+    for s, x, height in zip(points, xs, heights):
+        ax.annotate(s.method, (shown[id(s)], s.test_f1_mean), xytext=(x * reach, height),
                     textcoords="data", fontsize=9, va="center",
                     arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.7})
     ax.set_xscale("log")
-    ax.set_xlim(min(xs) / 2, max(xs) * 8)
+    ax.set_xlim(min(xs) / (2 if cost == "trainable_params" else 1.05), max(xs) * (8 if cost == "trainable_params" else 1.3))
     ax.set_ylim(min(lows) - 0.05 * span, max(max(highs), max(heights)) + 0.08 * span)
-    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_xlabel(f"{axis_label} (log scale)")
     ax.set_ylabel("test " + ("entity F1" if points[0].metric == "entity_f1" else "token accuracy"))
     spread = "mean ± std over seeds" if any(p.runs > 1 for p in points) else "one seed"
-    ax.set_title(f"F1 vs trainable parameters ({spread}, train size {points[0].train_size})")
+    ax.set_title(title or f"F1 vs {cost_name} ({spread}, train size {points[0].train_size})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

@@ -159,10 +159,11 @@ def versus_full(summary: list[MethodSummary]):
         s.vs_full_p = welch_p(list(s.test_f1_by_seed.values()), list(ref.test_f1_by_seed.values()))
 
 
-def pareto_front(points: list[MethodSummary]) -> list[MethodSummary]:
-    """Entries no other entry beats with as few or fewer trainable parameters (by mean test F1)."""
+def pareto_front(points: list[MethodSummary], cost: str = "trainable_params") -> list[MethodSummary]:
+    """Entries no other entry beats (by mean test F1) at the same or a lower ``cost``: an attribute of
+    the summary, trainable parameters by default, or ``peak_memory_mb_mean``."""
     front, best = [], float("-inf")
-    for s in sorted(points, key=lambda s: (s.trainable_params, -s.test_f1_mean)):
+    for s in sorted(points, key=lambda s: (getattr(s, cost), -s.test_f1_mean)):
         if s.test_f1_mean > best:
             front.append(s)
             best = s.test_f1_mean

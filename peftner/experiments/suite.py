@@ -527,7 +527,29 @@ def write_report(cells: list[Cell], out: Path, command: str) -> list[Path]:
     (out / "tables.md").write_text(f"Command: `{command}` ({finished} of {planned} planned runs finished)\n\n"
                                    f"Machine (where the runs ran): {info['machine']}\n\n" + tables_markdown(rows),
                                    encoding="utf-8")
-    return [out / "summary.csv", out / "summary.json", out / "tables.md", *plot_per_backbone(rows, out)]
+    return [out / "summary.csv", out / "summary.json", out / "tables.md", *plot_per_backbone(rows, out),
+            *plot_tuned_cells(rows, out)]
+
+
+def plot_tuned_cells(rows: list[SuiteRow], out: Path) -> list[Path]:
+    """A tuned cell (each method searched first: the all-methods comparison) gets F1 against
+    trainable parameters and against peak memory, each with its Pareto front:
+    ``pareto_{params,memory}_<backbone>_<dataset>-tuned.png``."""
+    from peftner.experiments.plots import plot_f1_vs_cost
+
+    written = []
+    for (backbone, dataset, setting), cell_rows in by_cell(rows).items():
+        if setting == "defaults":
+            continue
+        summaries = [r.summary for r in cell_rows]
+        seeds = "/".join(sorted({str(r.summary.runs) for r in cell_rows}))
+        for cost, name, what in (("trainable_params", "params", "trainable parameters"),
+                                 ("peak_memory_mb_mean", "memory", "peak training memory")):
+            path = out / f"pareto_{name}_{backbone}_{dataset}-tuned.png"
+            written.append(plot_f1_vs_cost(summaries, path, summaries[0].train_size, cost=cost,
+                                           title=f"{backbone} on {dataset}, each method {setting}: F1 vs {what} "
+                                                 f"({seeds} seeds)"))
+    return written
 
 
 def suite_arguments(parser, results_dir: str = "results/suite"):
