@@ -33,6 +33,7 @@ def default_model() -> str:
 
 
 OPTIMIZER_KERNELS = ("auto", "fused", "foreach")  # AdamW implementations (training/loop.py)
+STANDARDIZE_HEAD_CHOICES = ("auto", "on", "off")  # training/head_standardization.py
 
 
 @dataclass
@@ -76,6 +77,7 @@ class TrainConfig:
     num_workers: int = field(default=0, metadata={"min": 0, "help": "DataLoader worker processes"})
     threads: int | None = field(default=None, metadata={"min": 1, "help": "CPU threads per process for torch ops (None: torch's choice, one per core)"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the training step (minutes of compilation first; pays off on long runs)"})
+    standardize_head: str = field(default="auto", metadata={"choices": STANDARDIZE_HEAD_CHOICES, "help": "train a new head as if its input were standardised, its bias starting at the tags' log-frequencies (a backbone whose features share one large direction, e.g. multilingual-e5-small, otherwise leaves the head tagging everything O for hundreds of steps): auto = where the mean holds at least 0.3 of the head input's energy (measured on the first training batches); on; off. The saved head is a plain linear layer either way"})
     optimizer_kernel: str = field(default="auto", metadata={"choices": OPTIMIZER_KERNELS, "help": "AdamW kernel: fused, foreach or auto (fused on GPU, foreach on CPU: keeps CPU results bit-identical to earlier releases)"})
     checkpoint_every: int = field(default=200, metadata={"min": 0, "help": "checkpoint every N optimizer steps, plus at each epoch end (0: epoch ends only)"})
     keep_checkpoints: int = field(default=2, metadata={"min": 0, "help": "checkpoints kept under OUTPUT_DIR/checkpoints (0: write none)"})

@@ -264,7 +264,8 @@ def save_run(run: Run, model, result, test: tuple[dict, list[list[str]]]) -> Run
         adapter_bytes=weights_bytes(adapter_dir), backbone_bytes=int(backbone_bytes(unwrapped)),
         train_seconds=float(result.train_seconds), train_tokens=int(result.train_tokens),
         train_tokens_per_second=result.train_tokens / max(result.train_seconds, 1e-9),
-        optimizer_steps=result.optimizer_steps, peak_memory_mb=float(peak_memory_mb(accelerator.device)),
+        optimizer_steps=result.optimizer_steps, head_standardization=result.head_standardization,
+        peak_memory_mb=float(peak_memory_mb(accelerator.device)),
         num_processes=accelerator.num_processes, device=str(accelerator.device), machine=machine_description(),
         mixed_precision=cfg.mixed_precision, train_sentences=len(corpus.train),
         repaired_transitions=corpus.repaired_transitions, config=config_to_dict(cfg),
@@ -318,7 +319,7 @@ def run(method: Method, cfg: TrainConfig, method_config, command: str | None = N
         model, result = train(built.model, accelerator, built.train_features, built.dev_set, data.scorer, cfg,
                               built.tokenizer.pad_token_id, callbacks=[*callbacks, tracker] if tracker else callbacks,
                               identity={"method": method.name, "method_config": config_to_dict(method_config)},
-                              initialize=initialize)
+                              initialize=initialize, fresh_head=built.head == "new")
         if initialize is not None:  # the initialisation may change the adapter's shapes (EVA's ranks)
             built.trainable, built.total = count_parameters(accelerator.unwrap_model(model))
         if method.as_saved is not None:  # scored as it is saved and reloaded

@@ -54,6 +54,7 @@ class RunMetrics:
     train_tokens: int | None = None
     train_tokens_per_second: float | None = None
     optimizer_steps: int | None = None
+    head_standardization: dict | None = None  # --standardize-head: the head input's mean share; whether the head was standardised
     peak_memory_mb: float | None = None
     num_processes: int | None = None
     device: str | None = None

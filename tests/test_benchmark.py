@@ -47,7 +47,7 @@ def test_summary_groups_by_method_and_size():
 
 def test_plan_and_sizes():
     specs = plan_runs(["lora", "full"], 2, [100, None])
-    assert [s.key for s in specs[:2]] == ["lora/size-100/seed-42", "lora/size-100/seed-43"]
+    assert [s.key for s in specs[:3]] == ["lora/size-100/seed-42", "full/size-100/seed-42", "lora/size-100/seed-43"]
     assert len(specs) == 8
     assert parse_train_sizes("100,300,all") == [100, 300, None]
     with pytest.raises(PeftnerError, match="positive integers"):

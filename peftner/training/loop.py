@@ -29,6 +29,7 @@ from peftner.metrics import score
 from peftner.training.callbacks import notify
 from peftner.methods.base import trainable_state
 from peftner.training.checkpoint import Checkpointer, Position, load_trainable_state, run_fingerprint
+from peftner.training.head_standardization import HeadStandardization
 from peftner.training.rank_allocation import RankAllocation
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class TrainResult:
     train_seconds: float = 0.0
     train_tokens: int = 0
     optimizer_steps: int = 0
+    head_standardization: dict | None = None  # the head input's measured mean share; whether the head was standardised
 
 
 def make_eval_loader(eval_set: EvalSet, batch_size: int, collator, num_workers: int = 0) -> DataLoader:
@@ -185,6 +187,7 @@ class _Run:
     checkpoints: Checkpointer
     callbacks: tuple = ()
     allocation: RankAllocation | None = None  # AdaLoRA's rank allocation, stepped after each optimizer step
+    standardization: HeadStandardization | None = None  # --standardize-head: updates as if the head input were standardised
     # where training stands: counters and history, the position to continue from, the best dev state
     result: TrainResult = field(default_factory=lambda: TrainResult(best_dev_f1=-1.0, best_epoch=0))
     position: Position = field(default_factory=Position)
@@ -210,7 +213,7 @@ def _initialization_batches(model, train_features: list[dict], collator, cfg, ac
 
 
 def _prepare(model, accelerator, train_features: list[dict], dev_set: EvalSet, scorer: Scorer, cfg: TrainConfig,
-             pad_token_id: int, identity: dict | None, callbacks, initialize=None) -> _Run:
+             pad_token_id: int, identity: dict | None, callbacks, initialize=None, fresh_head: bool = True) -> _Run:
     """Loaders, ``initialize`` (a method's data pass), AdamW, warm-up + linear decay,
     ``accelerator.prepare``, and the checkpoint bookkeeping."""
     collator = PaddingCollator(pad_token_id)
@@ -225,6 +228,18 @@ def _prepare(model, accelerator, train_features: list[dict], dev_set: EvalSet, s
 
     if initialize is not None:  # a data-driven initialisation: before the optimizer sees the parameters
         model = initialize(model, _initialization_batches(model, train_features, collator, cfg, accelerator))
+    standardization = None if cfg.standardize_head == "off" else HeadStandardization.measure(
+        model, _initialization_batches(model, train_features, collator, cfg, accelerator))
+    head_standardization = None
+    if standardization is not None:
+        head_standardization = {**standardization.describe(), "standardized": standardization.wanted(cfg.standardize_head)}
+        if head_standardization["standardized"]:
+            if fresh_head:  # a trained head (--init-adapter, a kept head) keeps its bias
+                standardization.start()
+            accelerator.print(f"head: standardised updates (the mean holds {100 * standardization.share:.0f}% of the "
+                              "head input's energy; --standardize-head off trains it plainly)")
+        else:
+            standardization = None
     steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
     epochs = math.ceil(cfg.max_steps / steps_per_epoch) if cfg.max_steps else cfg.epochs
     total_steps = cfg.max_steps or steps_per_epoch * epochs
@@ -239,9 +254,11 @@ def _prepare(model, accelerator, train_features: list[dict], dev_set: EvalSet, s
                                                                      accelerator.num_processes))
     allocation = RankAllocation.of(accelerator.unwrap_model(model), total_steps)
     checkpoints.extra = allocation  # its statistics and rank patterns travel with the checkpoints
-    return _Run(accelerator, cfg, model, compiled(model) if cfg.compile else model, optimizer, scheduler,
-                train_loader, sampler, dev_loader, dev_set, scorer, epochs, total_steps, checkpoints,
-                tuple(callbacks), allocation)
+    run = _Run(accelerator, cfg, model, compiled(model) if cfg.compile else model, optimizer, scheduler,
+               train_loader, sampler, dev_loader, dev_set, scorer, epochs, total_steps, checkpoints,
+               tuple(callbacks), allocation, standardization)
+    run.result.head_standardization = head_standardization
+    return run
 
 
 def _start_or_resume(run: _Run) -> None:
@@ -249,7 +266,7 @@ def _start_or_resume(run: _Run) -> None:
     restored = run.checkpoints.restore_latest() if run.cfg.resume else run.checkpoints.start_fresh()
     if restored:
         saved, run.position, run.best_state = restored
-        run.result = TrainResult(**saved)
+        run.result = TrainResult(**{**saved, "head_standardization": run.result.head_standardization})  # measured again
 
 
 def _optimizer_step(run: _Run, batch, where: str):
@@ -260,11 +277,16 @@ def _optimizer_step(run: _Run, batch, where: str):
         if not _finite_everywhere(accelerator, loss):
             raise PeftnerError(run.checkpoints.stop_message(f"loss became {loss.item()} at {where}"))
         accelerator.backward(loss)
+        standardized = run.standardization is not None and accelerator.sync_gradients
+        if standardized:
+            run.standardization.before_step()
         grad_norm = None
         if accelerator.sync_gradients and run.cfg.max_grad_norm > 0:
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), run.cfg.max_grad_norm)
         lr = run.scheduler.get_last_lr()[0]
         run.optimizer.step()
+        if standardized:
+            run.standardization.after_step()
         run.scheduler.step()
         run.result.optimizer_steps += int(accelerator.sync_gradients)
         if run.allocation is not None and accelerator.sync_gradients:
@@ -341,7 +363,7 @@ def _evaluate(run: _Run, epoch: int, mean_loss: float | None, train_seconds: flo
 
 def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, scorer: Scorer, cfg: TrainConfig,
           pad_token_id: int, identity: dict | None = None, callbacks=(),
-          initialize=None) -> tuple[object, TrainResult]:
+          initialize=None, fresh_head: bool = True) -> tuple[object, TrainResult]:
     """Train ``model`` on ``train_features``; returns the prepared model holding the best dev state.
 
     Checkpoints every ``cfg.checkpoint_every`` optimizer steps and at each epoch end; with
@@ -351,10 +373,11 @@ def train(model, accelerator, train_features: list[dict], dev_set: EvalSet, scor
     ``cfg.eval_steps`` also scores dev every N steps, not only at epoch ends.
     ``callbacks``: objects with any of the hooks of :class:`peftner.training.callbacks.Callback`.
     ``initialize(model, batches) -> model`` (``Method.initialize``): run once before the optimizer is
-    built, with an iterator over one epoch of training batches.
+    built, with an iterator over one epoch of training batches. ``fresh_head``: the head is new, so
+    ``--standardize-head`` may set its starting bias (:mod:`peftner.training.head_standardization`).
     """
     run = _prepare(model, accelerator, train_features, dev_set, scorer, cfg, pad_token_id, identity, callbacks,
-                   initialize)
+                   initialize, fresh_head)
     _start_or_resume(run)
     batches = len(run.train_loader)
     with tqdm(total=run.epochs * batches, desc="training", unit="batch",
