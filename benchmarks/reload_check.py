@@ -19,6 +19,7 @@ from pathlib import Path
 
 from peftner.report import machine_description, model_label
 from peftner.recipe import PREDICTIONS_FILE
+from peftner.reuse.text import read_tagged_conll
 
 ROOT = Path(__file__).resolve().parent
 CHECKS = ROOT / "results" / "suite" / "reload_checks.csv"
@@ -26,22 +27,10 @@ COLUMNS = ("run", "backbone", "method", "test_words", "test_accuracy", "predict_
            "predict_seconds", "machine")
 
 
-def read_columns(path: Path) -> list[list[list[str]]]:
-    """Sentences of tab-separated columns (blank line between sentences)."""
-    sentences, current = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            current.append(line.split("\t"))
-        elif current:
-            sentences.append(current)
-            current = []
-    return sentences + ([current] if current else [])
-
-
 def check(run: Path) -> dict:
     """Predict the run's scored test words again and compare (token, gold, predicted) word by word."""
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-    scored = read_columns(run / PREDICTIONS_FILE)  # token, gold, predicted
+    scored = read_tagged_conll(run / PREDICTIONS_FILE)  # token, gold, predicted
     with tempfile.TemporaryDirectory(prefix="peftner-reload-") as tmp:
         words = Path(tmp) / "test.conll"
         words.write_text("".join("".join(f"{w[0]}\n" for w in s) + "\n" for s in scored), encoding="utf-8")
@@ -53,7 +42,7 @@ def check(run: Path) -> dict:
         seconds = time.perf_counter() - started
         if done.returncode != 0:
             raise SystemExit(f"{run}: peftner predict failed: {done.stderr.strip().splitlines()[-1:]}")
-        predicted = read_columns(Path(tmp) / "predicted.conll")
+        predicted = read_tagged_conll(Path(tmp) / "predicted.conll")
     pairs = [(p[-1], s[2], s[1]) for ps, ss in zip(predicted, scored) for p, s in zip(ps, ss)]
     same_words = [[w[0] for w in s] for s in predicted] == [[w[0] for w in s] for s in scored]
     accuracy = sum(tag == gold for tag, _, gold in pairs) / len(pairs)

@@ -98,3 +98,28 @@ def test_compare_end_to_end_on_tiny_model_resumes(tmp_path, tiny_model, memorisa
     again = main(argv)  # everything is done: nothing reruns, same numbers
     assert metrics.stat().st_mtime_ns == stamp
     assert again["summary"] == result["summary"]
+
+
+def test_reload_check_finds_a_run_exact_and_a_tampered_one_not(tmp_path, tiny_model, memorisable_files, monkeypatch):
+    """benchmarks/reload_check.py: peftner predict on a run's test words, compared word by word."""
+    import importlib.util
+
+    from conftest import REPO, memorise_argv, subprocess_env
+    from peftner.recipe import PREDICTIONS_FILE, main
+
+    monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])  # predict runs this checkout's peftner
+    spec = importlib.util.spec_from_file_location("reload_check", REPO / "benchmarks" / "reload_check.py")
+    reload_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reload_check)
+    run = tmp_path / "run"
+    metrics = main("lora", memorise_argv(memorisable_files, tiny_model, run, "--epochs", 2))
+    row = reload_check.check(run)
+    assert row["exact"] == "yes" and row["tags_differing"] == 0
+    assert row["predict_accuracy"] == metrics["test_accuracy"] and row["test_words"] > 0
+    scored = run / PREDICTIONS_FILE  # flip one scored tag: the check must see it
+    lines = scored.read_text().splitlines()
+    token, gold, predicted = lines[0].split("\t")
+    lines[0] = "\t".join([token, gold, "O" if predicted != "O" else gold if gold != "O" else "B-X"])
+    scored.write_text("\n".join(lines) + "\n")
+    row = reload_check.check(run)
+    assert row["exact"] == "no" and row["tags_differing"] == 1

@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from conftest import memorisable_sentences, memorise_argv, subprocess_env, write_conll
 from peftner.recipe import PREDICTIONS_FILE, main
 from peftner.reuse import Tagger
+from peftner.reuse.text import read_tagged_conll
 
 REPO = Path(__file__).resolve().parents[1]
 LOHA = {"peft_type": "LOHA", "r": 2, "alpha": 4, "target_modules": ["query", "value"]}
@@ -44,18 +45,6 @@ CASES = {
     "loha": ("peft", ["--learning-rate", "3e-2", "--peft-config", "loha.json"]),
     "adalora": ("peft", ["--learning-rate", "3e-2", "--peft-config", "adalora.json"]),
 }
-
-
-def read_columns(path: Path) -> list[list[list[str]]]:
-    """Sentences of a tab-separated CoNLL file: per sentence, per word, its columns."""
-    sentences, current = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            current.append(line.split("\t"))
-        elif current:
-            sentences.append(current)
-            current = []
-    return sentences + ([current] if current else [])
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +83,9 @@ def runs(data, tiny_model) -> dict[str, Path]:
 @pytest.mark.parametrize("case", list(CASES))
 def test_predict_reproduces_the_scored_test_accuracy(case, runs):
     metrics = json.loads((runs[case] / "metrics.json").read_text())
-    gold = [[w[-1] for w in s] for s in read_columns(runs["test"])]
-    scored = read_columns(runs[case] / PREDICTIONS_FILE)  # token, gold, predicted
-    predicted = read_columns(runs[case] / "predict.conll")  # token, tag
+    gold = [[w[-1] for w in s] for s in read_tagged_conll(runs["test"])]
+    scored = read_tagged_conll(runs[case] / PREDICTIONS_FILE)  # token, gold, predicted
+    predicted = read_tagged_conll(runs[case] / "predict.conll")  # token, tag
     assert [[w[0] for w in s] for s in predicted] == [[w[0] for w in s] for s in scored]
     assert [[w[1] for w in s] for s in scored] == gold
     tags = [[w[1] for w in s] for s in predicted]
@@ -120,7 +109,7 @@ def test_quantized_runs_reload_quantized_unless_asked(case, layer, backbone, run
     full = Tagger.from_pretrained(runs[case] / "adapter", device="cpu", full_precision=True)
     assert layer in _layer_types(quantized) and layer not in _layer_types(full)
     assert quantized.memory_report()["backbone"] < full.memory_report()["backbone"]
-    words = [w[0] for w in read_columns(runs["test"])[0]]
+    words = [w[0] for w in read_tagged_conll(runs["test"])[0]]
     assert len(full.predict([words])[0].tags) == len(words)  # full precision still tags (maybe differently)
 
 
@@ -182,7 +171,7 @@ def test_head_and_bitfit_save_only_what_trained(case, runs, tiny_model, tmp_path
     full_bytes = json.loads((runs["full"] / "metrics.json").read_text())["adapter_bytes"]
     assert metrics["adapter_bytes"] < full_bytes / 10
     # Export (base + trained tensors = a plain model) and continued training still work.
-    words = [[w[0] for w in s] for s in read_columns(runs["test"])]
+    words = [[w[0] for w in s] for s in read_tagged_conll(runs["test"])]
     exported = export_model(adapter, tmp_path / "plain")
     assert [p.tags for p in Tagger.from_pretrained(exported, device="cpu").predict(words)] == \
            [p.tags for p in Tagger.from_pretrained(adapter, device="cpu").predict(words)]
@@ -199,7 +188,7 @@ def test_mixed_precision_run_is_replayed_under_its_autocast(data, tiny_model, tm
     subprocess.run([sys.executable, str(REPO / "recipes" / "lora_ner.py"), *argv], check=True, cwd=tmp_path,
                    env=subprocess_env(), capture_output=True)
     assert json.loads((out / "adapter" / "peftner.json").read_text())["precision"]["mixed_precision"] == "bf16"
-    scored = read_columns(out / PREDICTIONS_FILE)
+    scored = read_tagged_conll(out / PREDICTIONS_FILE)
     words = [[w[0] for w in s] for s in scored]
     replayed = Tagger.from_pretrained(out / "adapter", device="cpu").predict(words)
     assert [p.tags for p in replayed] == [[w[2] for w in s] for s in scored]

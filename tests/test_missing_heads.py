@@ -14,7 +14,7 @@ import pytest
 from conftest import memorisable_sentences, memorise_argv, subprocess_env, write_conll
 from peftner.recipe import PREDICTIONS_FILE, main
 from peftner.testing.tiny import build_checkpoint
-from test_exact_reuse import read_columns
+from peftner.reuse.text import read_tagged_conll
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def _predict(adapter, test, out):
                "--output-format", "conll", "--output", str(out)]
     done = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    return [[w[1] for w in s] for s in read_columns(out)]
+    return [[w[1] for w in s] for s in read_tagged_conll(out)]
 
 
 @pytest.mark.parametrize("method, rate", [("lora", "3e-2"), ("qlora", "3e-2")])
@@ -49,8 +49,8 @@ def test_gemma3_trains_reloads_in_a_fresh_process_and_exports_merged(method, rat
     metrics = main(method, memorise_argv(gemma3["files"], gemma3["model"], out, "--epochs", 3,
                                          "--learning-rate", rate, "--keep-checkpoints", 0))
     assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
-    scored = [[w[2] for w in s] for s in read_columns(out / PREDICTIONS_FILE)]
-    gold = [[w[1] for w in s] for s in read_columns(out / PREDICTIONS_FILE)]
+    scored = [[w[2] for w in s] for s in read_tagged_conll(out / PREDICTIONS_FILE)]
+    gold = [[w[1] for w in s] for s in read_tagged_conll(out / PREDICTIONS_FILE)]
     tags = _predict(out / "adapter", gemma3["files"]["test"], tmp_path / "predict.conll")
     assert tags == scored
     correct = sum(p == g for ps, gs in zip(tags, gold) for p, g in zip(ps, gs))
@@ -59,6 +59,6 @@ def test_gemma3_trains_reloads_in_a_fresh_process_and_exports_merged(method, rat
         merged = export_model(out / "adapter", tmp_path / "merged", merge=True)
         config = json.loads((merged / "config.json").read_text())
         assert config["architectures"] == ["Gemma3TextForTokenClassification"]
-        words = [[w[0] for w in s] for s in read_columns(out / PREDICTIONS_FILE)]
+        words = [[w[0] for w in s] for s in read_tagged_conll(out / PREDICTIONS_FILE)]
         assert [p.tags for p in Tagger.from_pretrained(merged, device="cpu").predict(words)] == scored
         assert _predict(merged, gemma3["files"]["test"], tmp_path / "merged.conll") == scored

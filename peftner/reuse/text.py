@@ -133,3 +133,15 @@ def write_tagged_conll(path, sentences: list[list[str]], *columns: list[list[str
         lines += ["\t".join([token, *(column[i][j] for column in columns)]) for j, token in enumerate(tokens)]
         lines.append("")
     Path(path).write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+
+
+def read_tagged_conll(path) -> list[list[list[str]]]:
+    """The sentences of a :func:`write_tagged_conll` file, each a list of its lines' columns."""
+    sentences, current = [], []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            current.append(line.split("\t"))
+        elif current:
+            sentences.append(current)
+            current = []
+    return sentences + ([current] if current else [])
