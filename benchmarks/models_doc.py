@@ -86,6 +86,11 @@ from the model's `model_type` (`peftner/models/layouts.py`). This page is genera
   than chance; the encoder finds each Japanese and Turkish sentence's English translation), and
   `peftner_backbone.json` in the directory records the provenance, which a run's summary,
   metrics.json (`backbone`) and model card name. `verify` re-checks a built directory.
+* **Backbones whose features share one direction.** multilingual-e5-small's token features carry about
+  two thirds of their energy in their mean (MiniLM's: at most a seventh): a new head trained plainly
+  on them tagged everything `O` with the LoRA defaults. `--standardize-head auto` (the default) trains
+  such a head as if its input were standardised ([docs/training.md](training.md#the-loop-peftnertrainingloopy));
+  the saved head is a plain linear layer.
 * **P-tuning v2** uses peftner's BERT-family attention layer where it applies and otherwise adds the
   prefix inside transformers' attention interface (any model whose attention calls
   `ALL_ATTENTION_FUNCTIONS`: DistilBERT, ModernBERT, GPT-2, LLaMA, Qwen2, ...): the keys and values

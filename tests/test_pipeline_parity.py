@@ -21,7 +21,7 @@ SENTENCES = [["Alice", "lives", "in", "Paris"], ["Bob", "Carol", "visited", "the
 def models(tmp_path_factory, memorisable_files, tiny_model):
     root = tmp_path_factory.mktemp("parity")
     main("lora", memorise_argv(memorisable_files, tiny_model, root / "lora", "--epochs", 3, "--learning-rate", "3e-2"))
-    main("full", memorise_argv(memorisable_files, tiny_model, root / "full", "--epochs", 2, "--learning-rate", "1e-3"))
+    main("full", memorise_argv(memorisable_files, tiny_model, root / "full", "--epochs", 2, "--learning-rate", "1e-2"))  # leaves the all-O start
     merged = export_model(root / "lora" / "adapter", root / "merged", merge=True)
     return {"merged": merged, "full": root / "full" / "adapter"}
 
