@@ -35,7 +35,7 @@ def check(run: Path) -> dict:
         words = Path(tmp) / "test.conll"
         words.write_text("".join("".join(f"{w[0]}\n" for w in s) + "\n" for s in scored), encoding="utf-8")
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "peftner.cli", "predict", "--adapter", str(run / "adapter"),
+        done = subprocess.run([sys.executable, "-m", "peftner.cli", "predict", "--adapter", str(run.resolve() / "adapter"),
                                "--input", str(words), "--format", "conll", "--output-format", "conll",
                                "--output", str(Path(tmp) / "predicted.conll")],
                               capture_output=True, text=True, cwd=tmp)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -113,7 +114,8 @@ def test_reload_check_finds_a_run_exact_and_a_tampered_one_not(tmp_path, tiny_mo
     spec.loader.exec_module(reload_check)
     run = tmp_path / "run"
     metrics = main("lora", memorise_argv(memorisable_files, tiny_model, run, "--epochs", 2))
-    row = reload_check.check(run)
+    monkeypatch.chdir(tmp_path)
+    row = reload_check.check(Path("run"))  # as typed: relative to where the command runs
     assert row["exact"] == "yes" and row["tags_differing"] == 0
     assert row["predict_accuracy"] == metrics["test_accuracy"] and row["test_words"] > 0
     scored = run / PREDICTIONS_FILE  # flip one scored tag: the check must see it
