@@ -96,8 +96,9 @@ class HeadStandardization:
         variance = (squares / count - mean.pow(2)).clamp_min(0)
         std = variance.sqrt().clamp_min(1e-3 * float(variance.sqrt().mean()) + 1e-12)
         share = float(mean.pow(2).sum() / (squares.sum() / count)) if float(squares.sum()) else 0.0
-        dtype = head.weight.dtype
-        return cls(head, mean.to(dtype), std.to(dtype), share, (tags / tags.sum()).log().to(dtype))
+        # on the head's device once (the model was placed before measuring), not in every step
+        place = {"dtype": head.weight.dtype, "device": head.weight.device}
+        return cls(head, mean.to(**place), std.to(**place), share, (tags / tags.sum()).log().to(**place))
 
     def wanted(self, mode: str) -> bool:
         return mode == "on" or (mode == "auto" and self.share >= SHARE_THRESHOLD)
@@ -108,14 +109,13 @@ class HeadStandardization:
     def start(self) -> None:
         """A new head's bias starts at the tags' log-frequencies: ``c = log p``, so ``b = log p - W mu``."""
         with torch.no_grad():
-            weight = self.head.weight
-            self.head.bias.copy_(self.log_prior.to(weight.device) - weight @ self.mean.to(weight.device))
+            self.head.bias.copy_(self.log_prior - self.head.weight @ self.mean)
 
     def before_step(self) -> None:
         """W's gradient as the centred parametrisation's; remembers W to rescale the step after it."""
         weight, bias = self.head.weight, self.head.bias
         if weight.grad is not None and bias.grad is not None:
-            weight.grad.sub_(torch.outer(bias.grad.to(weight.grad.dtype), self.mean.to(weight.grad)))
+            weight.grad.sub_(torch.outer(bias.grad, self.mean))
         self._weight_before = weight.detach().clone()
 
     def after_step(self) -> None:
@@ -124,7 +124,7 @@ class HeadStandardization:
             return
         with torch.no_grad():
             weight = self.head.weight
-            change = (weight - self._weight_before) / self.std.to(weight.device)
+            change = (weight - self._weight_before) / self.std
             weight.copy_(self._weight_before + change)
-            self.head.bias.sub_((change @ self.mean.to(weight.device)).to(self.head.bias.dtype))
+            self.head.bias.sub_(change @ self.mean)
         self._weight_before = None
