@@ -21,6 +21,8 @@ sys.path.insert(0, str(ROOT))
 
 from peftner.data.builtin import datasets_doc, describe  # noqa: E402
 from peftner.report import RunMetrics, format_summary, format_versions  # noqa: E402
+from peftner.experiments.plots import COSTS  # noqa: E402
+from peftner.experiments.suite import tuned_plot_name  # noqa: E402
 
 
 def replace_section(path: Path, name: str, body: str) -> bool:
@@ -353,7 +355,7 @@ def all_methods(top: int = 10, link_prefix: str = "") -> str | None:
                                                              f"{float(r['vs_full_points']):+.2f}")
             lines.append(f"| {rank} | {r['method']} | {r['test_f1_mean']:.4f} ± {r['test_f1_std']:.4f} | {r['seeds']} | "
                          f"{r['trainable_params']:,} | {r['trainable_percent']:.3f}% | {r['peak_memory_mb']:,.0f} MB | {gap} |")
-        plots = [RESULTS / "suite" / f"pareto_{cost}_{backbone}_{dataset}-tuned.png" for cost in ("params", "memory")]
+        plots = [RESULTS / "suite" / tuned_plot_name(axis.file_part, backbone, dataset) for axis in COSTS.values()]
         lines += [""] + [f"![{p.stem}]({link_prefix}{p.relative_to(ROOT)})" for p in plots if p.exists()] + [""]
     return "\n".join(lines).strip()
 

@@ -535,7 +535,7 @@ def plot_tuned_cells(rows: list[SuiteRow], out: Path) -> list[Path]:
     """A tuned cell (each method searched first: the all-methods comparison) gets F1 against
     trainable parameters and against peak memory, each with its Pareto front:
     ``pareto_{params,memory}_<backbone>_<dataset>-tuned.png``."""
-    from peftner.experiments.plots import plot_f1_vs_cost
+    from peftner.experiments.plots import COSTS, plot_f1_vs_cost
 
     written = []
     for (backbone, dataset, setting), cell_rows in by_cell(rows).items():
@@ -543,13 +543,17 @@ def plot_tuned_cells(rows: list[SuiteRow], out: Path) -> list[Path]:
             continue
         summaries = [r.summary for r in cell_rows]
         seeds = "/".join(sorted({str(r.summary.runs) for r in cell_rows}))
-        for cost, name, what in (("trainable_params", "params", "trainable parameters"),
-                                 ("peak_memory_mb_mean", "memory", "peak training memory")):
-            path = out / f"pareto_{name}_{backbone}_{dataset}-tuned.png"
-            written.append(plot_f1_vs_cost(summaries, path, summaries[0].train_size, cost=cost,
-                                           title=f"{backbone} on {dataset}, each method {setting}: F1 vs {what} "
+        for cost, axis in COSTS.items():
+            written.append(plot_f1_vs_cost(summaries, out / tuned_plot_name(axis.file_part, backbone, dataset),
+                                           summaries[0].train_size, cost=cost,
+                                           title=f"{backbone} on {dataset}, each method {setting}: F1 vs {axis.name} "
                                                  f"({seeds} seeds)"))
     return written
+
+
+def tuned_plot_name(file_part: str, backbone: str, dataset: str) -> str:
+    """The file of a tuned cell's Pareto plot (``plots.COSTS[...].file_part``: params, memory)."""
+    return f"pareto_{file_part}_{backbone}_{dataset}-tuned.png"
 
 
 def suite_arguments(parser, results_dir: str = "results/suite"):
