@@ -21,21 +21,23 @@ from peftner.report import machine_description, model_label
 from peftner.recipe import PREDICTIONS_FILE
 from peftner.reuse.text import read_tagged_conll
 
-ROOT = Path(__file__).resolve().parent
-CHECKS = ROOT / "results" / "suite" / "reload_checks.csv"
+BENCHMARKS = Path(__file__).resolve().parent
+REPO = BENCHMARKS.parent
+CHECKS = BENCHMARKS / "results" / "suite" / "reload_checks.csv"
 COLUMNS = ("run", "backbone", "method", "test_words", "test_accuracy", "predict_accuracy", "tags_differing", "exact",
            "predict_seconds", "machine")
 
 
 def check(run: Path) -> dict:
     """Predict the run's scored test words again and compare (token, gold, predicted) word by word."""
+    run = run.resolve()
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     scored = read_tagged_conll(run / PREDICTIONS_FILE)  # token, gold, predicted
     with tempfile.TemporaryDirectory(prefix="peftner-reload-") as tmp:
         words = Path(tmp) / "test.conll"
         words.write_text("".join("".join(f"{w[0]}\n" for w in s) + "\n" for s in scored), encoding="utf-8")
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "peftner.cli", "predict", "--adapter", str(run.resolve() / "adapter"),
+        done = subprocess.run([sys.executable, "-m", "peftner.cli", "predict", "--adapter", str(run / "adapter"),
                                "--input", str(words), "--format", "conll", "--output-format", "conll",
                                "--output", str(Path(tmp) / "predicted.conll")],
                               capture_output=True, text=True, cwd=tmp)
@@ -48,7 +50,7 @@ def check(run: Path) -> dict:
     accuracy = sum(tag == gold for tag, _, gold in pairs) / len(pairs)
     differing = sum(tag != was for tag, was, _ in pairs)
     backbone = (metrics.get("backbone") or {}).get("name") or model_label(metrics["model"])
-    return {"run": str(run.resolve().relative_to(ROOT.parent)) if run.resolve().is_relative_to(ROOT.parent) else str(run),
+    return {"run": str(run.relative_to(REPO)) if run.is_relative_to(REPO) else str(run),
             "backbone": backbone, "method": metrics["method"], "test_words": len(pairs),
             "test_accuracy": metrics["test_accuracy"], "predict_accuracy": accuracy, "tags_differing": differing,
             "exact": "yes" if same_words and differing == 0 and accuracy == metrics["test_accuracy"] else "no",

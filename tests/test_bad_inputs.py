@@ -251,6 +251,8 @@ CASES = [
          "--num-workers must be at least 0, got -1"),
     Case("mixed-precision-fp7", "`--mixed-precision fp7`", ["--mixed-precision", "fp7"],
          "--mixed-precision must be one of no, fp16, bf16, got 'fp7'"),
+    Case("standardize-head-yes", "`--standardize-head yes`", ["--standardize-head", "yes"],
+         "--standardize-head must be one of auto, on, off, got 'yes'"),
     Case("warmup-ratio", "`--warmup-ratio 1.5`", ["--warmup-ratio", "1.5"], "--warmup-ratio must be at most 1, got 1.5"),
     Case("weight-decay", "`--weight-decay -0.1`", ["--weight-decay", "-0.1"],
          "--weight-decay must be at least 0, got -0.1"),

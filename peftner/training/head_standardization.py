@@ -128,3 +128,22 @@ class HeadStandardization:
             weight.copy_(self._weight_before + change)
             self.head.bias.sub_(change @ self.mean)
         self._weight_before = None
+
+
+def standardize_head(mode: str, model, batches, fresh_head: bool,
+                     say=print) -> tuple[HeadStandardization | None, dict | None]:
+    """``--standardize-head MODE`` before the optimizer is built: measures the head input on
+    ``batches`` (a lazy iterator, not read when ``off``), starts a fresh head's bias where standardising is wanted (a trained
+    head, from ``--init-adapter`` or kept, keeps its bias), and says so. Returns the standardisation the
+    loop applies at each step (None: train the head plainly) and what the run records of it."""
+    measured = None if mode == "off" else HeadStandardization.measure(model, batches)
+    if measured is None:
+        return None, None
+    record = {**measured.describe(), "standardized": measured.wanted(mode)}
+    if not record["standardized"]:
+        return None, record
+    if fresh_head:
+        measured.start()
+    say(f"head: standardised updates (the mean holds {100 * measured.share:.0f}% of the head input's energy; "
+        "--standardize-head off trains it plainly)")
+    return measured, record

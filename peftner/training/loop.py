@@ -29,7 +29,7 @@ from peftner.metrics import score
 from peftner.training.callbacks import notify
 from peftner.methods.base import trainable_state
 from peftner.training.checkpoint import Checkpointer, Position, load_trainable_state, run_fingerprint
-from peftner.training.head_standardization import HeadStandardization
+from peftner.training.head_standardization import HeadStandardization, standardize_head
 from peftner.training.rank_allocation import RankAllocation
 
 if TYPE_CHECKING:
@@ -228,18 +228,9 @@ def _prepare(model, accelerator, train_features: list[dict], dev_set: EvalSet, s
 
     if initialize is not None:  # a data-driven initialisation: before the optimizer sees the parameters
         model = initialize(model, _initialization_batches(model, train_features, collator, cfg, accelerator))
-    standardization = None if cfg.standardize_head == "off" else HeadStandardization.measure(
-        model, _initialization_batches(model, train_features, collator, cfg, accelerator))
-    head_standardization = None
-    if standardization is not None:
-        head_standardization = {**standardization.describe(), "standardized": standardization.wanted(cfg.standardize_head)}
-        if head_standardization["standardized"]:
-            if fresh_head:  # a trained head (--init-adapter, a kept head) keeps its bias
-                standardization.start()
-            accelerator.print(f"head: standardised updates (the mean holds {100 * standardization.share:.0f}% of the "
-                              "head input's energy; --standardize-head off trains it plainly)")
-        else:
-            standardization = None
+    standardization, head_standardization = standardize_head(
+        cfg.standardize_head, model, _initialization_batches(model, train_features, collator, cfg, accelerator),
+        fresh_head, accelerator.print)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
     epochs = math.ceil(cfg.max_steps / steps_per_epoch) if cfg.max_steps else cfg.epochs
     total_steps = cfg.max_steps or steps_per_epoch * epochs
