@@ -130,6 +130,9 @@ def _ranks(rows):
     ("entries:\n  - {backbone: x, datasets: [wnut16], methods: [lora], tune: {n_trials: 2, budget_epochs: 1, "
      "budget_steps: 5}}", "either budget_epochs or budget_steps"),
     ("entries:\n  - {backbone: x, datasets: [wnut16], methods: [lora], reuse: {conll: x}}", "reuse"),
+    ("entries:\n  - {backbone: x, datasets: [wnut16], methods: [[lora], ia3]}", "either a list of methods or a list of groups"),
+    ("entries:\n  - {backbone: x, datasets: [wnut16], methods: [[lora], []]}", "a group of methods is empty"),
+    ("entries:\n  - {backbone: x, datasets: [wnut16], methods: [[lora], [ia3, lora]]}", "method 'lora' listed twice"),
 ])
 def test_bad_plans_are_one_line_errors(tmp_path, text, message):
     plan = write_plan(tmp_path / "plan.yaml", text)
@@ -166,6 +169,18 @@ def test_the_committed_plan_loads():
 
     cells = load_plan(REPO / "benchmarks" / "suite.yaml")
     assert {c.backbone for c in cells} >= {"minilm"} and all(c.labels for c in cells)
+
+
+def test_method_groups_run_one_after_another_each_seed_by_seed(tmp_path):
+    from peftner.experiments.suite import cell_matrix
+
+    plan = write_plan(tmp_path / "plan.yaml", "seeds: 2\nentries:\n  - backbone: x\n    datasets: [wnut16]\n"
+                                               "    methods: [[lora, {fast: ia3 --learning-rate 0.1}], [full]]\n")
+    cell, = load_plan(plan)
+    assert list(cell.labels) == ["lora", "fast", "full"] and cell.labels["fast"] == ("ia3", ["--learning-rate", "0.1"])
+    assert list(cell_matrix(cell, tmp_path, ["python"]).specs) == [
+        "lora/size-all/seed-42", "fast/size-all/seed-42", "lora/size-all/seed-43", "fast/size-all/seed-43",
+        "full/size-all/seed-42", "full/size-all/seed-43"]
 
 
 def test_data_files_are_relative_to_the_plan(tmp_path, monkeypatch):

@@ -105,6 +105,25 @@ def test_storage_errors_are_one_line(tmp_path):
     assert sweep.open_storage(f"sqlite:///{tmp_path}/storage.db") is not None
 
 
+def test_run_queue_follows_the_order_of_its_keys_when_the_queue_was_filled_in_another(tmp_path):
+    storage = sweep.open_storage(str(tmp_path / "queue.journal"))
+    study = sweep.load_study(storage, "compare-x")
+    for key in ["c", "b", "a"]:  # queued by an older plan, in its order
+        study.enqueue_trial({}, user_attrs={"run": key})
+    done = []
+    assert sweep.run_queue(storage, "compare-x", ["a", "b", "c"], lambda key: done.append(key) or 1.0) == \
+        {"a": 1.0, "b": 1.0, "c": 1.0}
+    assert done == ["a", "b", "c"]
+    trials = sweep.load_study(storage, "compare-x").trials
+    assert [t.user_attrs["run"] for t in trials if t.state.name == "COMPLETE"] == ["a", "b", "c"]
+    assert sweep.counts(sweep.load_study(storage, "compare-x"))["failed"] == 0  # the old entries were handed back
+    done.clear()  # in order now: nothing is queued again
+    study.enqueue_trial({}, user_attrs={"run": "d"})
+    study.enqueue_trial({}, user_attrs={"run": "e"})
+    sweep.run_queue(storage, "compare-x", ["d", "e"], lambda key: done.append(key) or 1.0)
+    assert done == ["d", "e"] and len(sweep.load_study(storage, "compare-x").trials) == len(trials) + 2
+
+
 def test_run_queue_runs_each_key_once_and_requeues_a_dead_workers_run(tmp_path):
     storage = sweep.open_storage(str(tmp_path / "queue.journal"))
     done = []
@@ -127,7 +146,9 @@ def test_run_queue_runs_each_key_once_and_requeues_a_dead_workers_run(tmp_path):
     waiting = [t.user_attrs["run"] for t in sweep.load_study(storage, "compare-x").trials if t.state.name == "WAITING"]
     assert waiting == ["other"]
     states = [t.state.name for t in sweep.load_study(storage, "compare-x").trials]
-    assert states.count("COMPLETE") == 4 and states.count("FAIL") == 2  # the dead worker's, one handed back
+    # the dead worker's; b's requeued entry came before a and c, so the three were queued again in order
+    # and their old entries handed back; the other matrix's run handed back once
+    assert states.count("COMPLETE") == 4 and states.count("FAIL") == 5
 
 
 def test_reaping_by_heartbeat_for_other_hosts():

@@ -169,10 +169,13 @@ class Matrix:
     recipe_args: dict[str, list[str]]  # method (or label) -> its recipe flags
     launcher: list[str] = field(default_factory=lambda: [sys.executable])
     trains: dict[str, str] = field(default_factory=dict)  # label -> the method it trains (default: itself)
+    groups: list[list[str]] | None = None  # methods in groups that run one after another (None: one group)
 
     @property
     def specs(self) -> dict[str, RunSpec]:
-        return {spec.key: spec for spec in plan_runs(self.methods, self.seeds, self.sizes)}
+        """Every run, in the order workers take them: group by group, each in :func:`plan_runs`' order."""
+        return {spec.key: spec for group in self.groups or [self.methods]
+                for spec in plan_runs(group, self.seeds, self.sizes)}
 
 
 def run_matrix(matrix: Matrix, workers: shared.Workers | None = None, queue: str | None = None) -> list[RunRow]:

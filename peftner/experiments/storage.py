@@ -310,7 +310,7 @@ class Workers:
 
 def run_queue(storage, study_name: str, keys: list[str], work, stale_after: float = STALE_AFTER,
               progress: ProgressLine | None = None, label: str = "runs") -> dict[str, float]:
-    """Run each of ``keys`` exactly once across all workers sharing ``storage``.
+    """Run each of ``keys`` exactly once across all workers sharing ``storage``, in the order of ``keys``.
 
     ``work(key) -> float`` does one run and returns its score. Runs already COMPLETE are skipped;
     interrupted ones are requeued. Returns ``{key: score}`` of every completed run (all workers').
@@ -325,6 +325,7 @@ def run_queue(storage, study_name: str, keys: list[str], work, stale_after: floa
         if key not in claimed:
             study.enqueue_trial({}, user_attrs={"run": key})
     wanted = set(keys)
+    superseded = _queue_in_order(study, keys)
     while True:
         if not any(t.user_attrs.get("run") in wanted for t in study.get_trials(deepcopy=False, states=(state.WAITING,))):
             break
@@ -332,6 +333,10 @@ def run_queue(storage, study_name: str, keys: list[str], work, stale_after: floa
         key = trial.user_attrs.get("run")
         if key is None:  # another worker took the last waiting run between our look and our ask
             trial.set_user_attr("empty_queue", True)
+            study.tell(trial, state=state.FAIL)
+            continue
+        if trial.number in superseded:  # queued in an older order: the same run waits again further on
+            trial.set_user_attr("handed_back", True)
             study.tell(trial, state=state.FAIL)
             continue
         if key not in wanted:  # a run of another matrix sharing this queue: hand it back
@@ -365,6 +370,23 @@ def run_queue(storage, study_name: str, keys: list[str], work, stale_after: floa
                           f"{len(wanted) - c['complete'] - c['running']} left", force=True)
     return {t.user_attrs["run"]: t.value for t in study.get_trials(deepcopy=False, states=(state.COMPLETE,))
             if t.user_attrs.get("run") in wanted}
+
+
+def _queue_in_order(study, keys: list[str]) -> set[int]:
+    """Waiting runs follow ``keys``' order: when they were queued in another order (a plan reordered
+    since), each is queued again in this order and the numbers of the old entries are returned, for
+    the worker to hand back when Optuna, which hands out the oldest waiting trial first, gives it one.
+    The new entries are queued before any old one is dropped, so the queue never looks empty to
+    another worker; a run that one takes meanwhile from the old entries is caught as a duplicate."""
+    state = _optuna().trial.TrialState
+    place = {key: n for n, key in enumerate(keys)}
+    waiting = [t for t in study.get_trials(deepcopy=False, states=(state.WAITING,)) if t.user_attrs.get("run") in place]
+    pending = [t.user_attrs["run"] for t in waiting]
+    if pending == sorted(pending, key=place.__getitem__):
+        return set()
+    for key in sorted(set(pending), key=place.__getitem__):
+        study.enqueue_trial({}, user_attrs={"run": key})
+    return {t.number for t in waiting}
 
 
 def export_csv(study, path: Path) -> Path:

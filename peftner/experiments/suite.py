@@ -14,6 +14,9 @@ and its ``--model``), the corpora (``--dataset`` names), the methods and the see
         datasets: [wnut16]
         methods: [lora, {lora_bidirectional: lora --bidirectional}]   # a label: a method and its flags
         seeds: 1
+      - backbone: minilm
+        datasets: [conll2003]
+        methods: [[lora, full], [ia3]]     # groups: every seed of lora and full before ia3 starts
 
 Each (backbone, corpus) cell is one run matrix under ``RESULTS/<backbone>/<dataset>/`` that every
 worker sharing the storage splits (:mod:`peftner.experiments.matrix`): start the same command N
@@ -64,6 +67,7 @@ class Cell:
     extra: list[str] = field(default_factory=list)
     reuse: Path | None = None  # a matrix folder whose runs of the same flags count as this cell's
     tune: dict | None = None  # {"n_trials": N, "budget": [flags]}: each method searched on dev first
+    groups: list[list[str]] | None = None  # labels in groups run one after another (None: one group)
 
     @property
     def folder(self) -> str:
@@ -113,14 +117,14 @@ def load_plan(path: Path) -> list[Cell]:
             if model.startswith((".", "/")):  # a local directory: relative to the plan file
                 model = str((path.parent / model).resolve())
         datasets = _datasets(entry.get("datasets"), path, where)
-        labels = _labels(entry.get("methods"), where)
+        labels, groups = _labels(entry.get("methods"), where)
         entry_seeds = _count(entry.get("seeds", seeds), f"{where}: seeds")
         entry_extra = [*extra, *_split_flags(entry.get("extra"), f"{where}: extra")]
         reuse = _reuse(entry.get("reuse"), path, where)
         tune = _tune(entry.get("tune"), where)
         for dataset, data_flags in datasets.items():
             cell = Cell(backbone, model, dataset, data_flags, labels, entry_seeds, entry_extra, reuse.get(dataset),
-                        tune)
+                        tune, groups)
             if cell.name in seen:
                 raise PeftnerError(f"{where}: {backbone} on {dataset} ({cell.setting}) is planned twice")
             seen.add(cell.name)
@@ -209,26 +213,35 @@ def _split_flags(text, where: str) -> list[str]:
         raise PeftnerError(f"{where}: {err}") from None
 
 
-def _labels(methods, where: str) -> dict[str, tuple[str, list[str]]]:
-    """``methods``: names, or ``{label: "method --flags"}`` mappings."""
+def _labels(methods, where: str) -> tuple[dict[str, tuple[str, list[str]]], list[list[str]]]:
+    """``methods``: names, or ``{label: "method --flags"}`` mappings; or lists of them, groups that run
+    one after another. Returns the labels and the groups (one group when the list is flat)."""
     if not isinstance(methods, list) or not methods:
         raise PeftnerError(f"{where}: methods must be a non-empty list")
-    labels = {}
-    for item in methods:
-        if isinstance(item, str):
-            label, spec = item, item
-        elif isinstance(item, dict) and len(item) == 1:
-            (label, spec), = item.items()
-        else:
-            raise PeftnerError(f"{where}: a method is a name or {{label: 'method --flags'}}, got {item!r}")
-        words = shlex.split(str(spec))
-        if not words or words[0] not in METHODS:
-            raise PeftnerError(f"{where}: {label}: unknown method {words[0] if words else ''!r}; choose from "
-                               f"{', '.join(METHODS)}")
-        if label in labels:
-            raise PeftnerError(f"{where}: method {label!r} listed twice")
-        labels[str(label)] = (words[0], words[1:])
-    return labels
+    nested = [isinstance(item, list) for item in methods]
+    if any(nested) and not all(nested):
+        raise PeftnerError(f"{where}: methods is either a list of methods or a list of groups (lists) of methods")
+    labels, groups = {}, []
+    for group in methods if all(nested) else [methods]:
+        if not group:
+            raise PeftnerError(f"{where}: a group of methods is empty")
+        groups.append([])
+        for item in group:
+            if isinstance(item, str):
+                label, spec = item, item
+            elif isinstance(item, dict) and len(item) == 1:
+                (label, spec), = item.items()
+            else:
+                raise PeftnerError(f"{where}: a method is a name or {{label: 'method --flags'}}, got {item!r}")
+            words = shlex.split(str(spec))
+            if not words or words[0] not in METHODS:
+                raise PeftnerError(f"{where}: {label}: unknown method {words[0] if words else ''!r}; choose from "
+                                   f"{', '.join(METHODS)}")
+            if label in labels:
+                raise PeftnerError(f"{where}: method {label!r} listed twice")
+            labels[str(label)] = (words[0], words[1:])
+            groups[-1].append(str(label))
+    return labels, groups
 
 
 def check_flags(cells: list[Cell]) -> None:
@@ -261,7 +274,7 @@ def cell_matrix(cell: Cell, out: Path, launcher: list[str], winners: dict[str, l
     return Matrix(out / cell.backbone / cell.folder, list(cell.labels), cell.seeds, [None],
                   {label: [*base_argv(cell), *flags, *winners.get(label, [])]
                    for label, (_, flags) in cell.labels.items()}, launcher,
-                  trains={label: method for label, (method, _) in cell.labels.items()})
+                  trains={label: method for label, (method, _) in cell.labels.items()}, groups=cell.groups)
 
 
 def search_cell(cell: Cell, out: Path, workers: shared.Workers, command: str) -> dict[str, list[str]]:
