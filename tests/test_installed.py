@@ -58,7 +58,7 @@ def test_every_command_works_installed_from_another_directory(installed, tmp_pat
     assert (work / "run" / "metrics.json").exists() and (work / "run" / "adapter" / "adapter_model.safetensors").exists()
 
     extra = " ".join([*data[2:], *fast])  # compare takes --model itself
-    _run([*peftner, "compare", "--methods", "lora,head", "--seeds", "1", "--epochs", "1", "--model", str(tiny_model),
+    _run([*peftner, "compare", "--methods", "head", "--seeds", "1", "--epochs", "1", "--model", str(tiny_model),
           "--extra", extra, "--results-dir", "compared", "--name", "tiny"], work, env)
     assert (work / "compared" / "tiny" / "table.md").exists()
     assert (work / "compared" / "tiny" / "runs" / "head" / "size-all" / "seed-42" / "metrics.json").exists()
