@@ -182,6 +182,14 @@ def test_method_groups_run_one_after_another_each_seed_by_seed(tmp_path):
         "full/size-all/seed-42", "full/size-all/seed-43"]
 
 
+def test_the_report_names_the_whole_plans_command_not_a_workers_cells():
+    from peftner.experiments.suite import plan_command
+
+    assert plan_command("python benchmarks/suite.py plan.yaml --only tiny/mem-a --stale-after 60") == \
+        "python benchmarks/suite.py plan.yaml --stale-after 60"
+    assert plan_command("peftner suite 'my plan.yaml' --only=tiny --report-only") == "peftner suite 'my plan.yaml'"
+
+
 def test_data_files_are_relative_to_the_plan(tmp_path, monkeypatch):
     (tmp_path / "plans" / "data").mkdir(parents=True)
     plan = write_plan(tmp_path / "plans" / "plan.yaml", "entries:\n  - backbone: x\n    datasets: [{mine: "

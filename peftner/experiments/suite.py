@@ -582,6 +582,16 @@ def suite_arguments(parser, results_dir: str = "results/suite"):
                         help="seconds without a heartbeat after which another host's running run is retried")
 
 
+def plan_command(command: str) -> str:
+    """The command a report names: the whole plan's, whichever cells (``--only``) a worker took."""
+    words, kept = shlex.split(command), []
+    for previous, word in zip(["", *words], words):
+        if word == "--only" or word.startswith("--only=") or word == "--report-only" or previous == "--only":
+            continue
+        kept.append(word)
+    return " ".join(shlex.quote(w) for w in kept)
+
+
 def suite(args, argv: list[str], prog: str = "peftner suite") -> list[Path]:
     cells = load_plan(Path(args.plan))
     if args.only:
@@ -595,10 +605,10 @@ def suite(args, argv: list[str], prog: str = "peftner suite") -> list[Path]:
     else:
         run_cells = cells
     out = Path(args.results_dir)
-    command = f"{prog} " + " ".join(shlex.quote(a) for a in argv)
+    command = plan_command(f"{prog} " + " ".join(shlex.quote(a) for a in argv))
     previous = out / "summary.json"
     if args.report_only and previous.exists():  # the report names the command that ran the runs
-        command = json.loads(previous.read_text(encoding="utf-8")).get("command", command)
+        command = plan_command(json.loads(previous.read_text(encoding="utf-8")).get("command", command))
     if not args.report_only:
         check_flags(run_cells)
         out.mkdir(parents=True, exist_ok=True)
