@@ -335,14 +335,13 @@ def run_queue(storage, study_name: str, keys: list[str], work, stale_after: floa
             trial.set_user_attr("empty_queue", True)
             study.tell(trial, state=state.FAIL)
             continue
-        if trial.number in superseded:  # queued in an older order: the same run waits again further on
+        # hand back an entry queued in an older order (the same run waits again further on), or a run of
+        # another matrix sharing this queue (queued again for it)
+        if trial.number in superseded or key not in wanted:
             trial.set_user_attr("handed_back", True)
             study.tell(trial, state=state.FAIL)
-            continue
-        if key not in wanted:  # a run of another matrix sharing this queue: hand it back
-            trial.set_user_attr("handed_back", True)
-            study.tell(trial, state=state.FAIL)
-            study.enqueue_trial({}, user_attrs={"run": key})
+            if key not in wanted:
+                study.enqueue_trial({}, user_attrs={"run": key})
             continue
         owner = min((t.number for t in study.get_trials(deepcopy=False, states=(state.RUNNING, state.COMPLETE))
                      if t.user_attrs.get("run") == key), default=trial.number)

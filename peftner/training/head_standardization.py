@@ -132,10 +132,11 @@ class HeadStandardization:
 
 def standardize_head(mode: str, model, batches, fresh_head: bool,
                      say=print) -> tuple[HeadStandardization | None, dict | None]:
-    """``--standardize-head MODE`` before the optimizer is built: measures the head input on
-    ``batches`` (a lazy iterator, not read when ``off``), starts a fresh head's bias where standardising is wanted (a trained
-    head, from ``--init-adapter`` or kept, keeps its bias), and says so. Returns the standardisation the
-    loop applies at each step (None: train the head plainly) and what the run records of it."""
+    """``--standardize-head MODE`` before the optimizer is built: measures the head input on ``batches``
+    (a lazy iterator, not read when ``off``), starts a fresh head's bias where standardising is wanted
+    (a trained head, from ``--init-adapter`` or kept, keeps its bias), and says so. Returns the
+    standardisation the loop applies at each step (None: train the head plainly) and what the run
+    records of it."""
     measured = None if mode == "off" else HeadStandardization.measure(model, batches)
     if measured is None:
         return None, None
