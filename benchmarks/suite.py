@@ -6,15 +6,14 @@ benchmarks/results/suite/ (`peftner suite` itself writes to ./results/suite).
     python benchmarks/suite.py benchmarks/suite.yaml --report-only    # rewrite the report from the runs
 """
 
-import argparse
 import sys
 from pathlib import Path
 
-from peftner.errors import INTERRUPTED_STATUS, PeftnerError, interrupted_line
+from peftner.errors import INTERRUPTED_STATUS, OneLineParser, PeftnerError, interrupted_line
 from peftner.experiments.suite import suite, suite_arguments
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python benchmarks/suite.py", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python benchmarks/suite.py", description=__doc__.splitlines()[0])
     suite_arguments(parser, results_dir=str(Path(__file__).resolve().parent / "results" / "suite"))
     try:
         suite(parser.parse_args(), sys.argv[1:], prog="python benchmarks/suite.py")

@@ -190,6 +190,15 @@ def test_the_report_names_the_whole_plans_command_not_a_workers_cells():
     assert plan_command("peftner suite 'my plan.yaml' --only=tiny --report-only") == "peftner suite 'my plan.yaml'"
 
 
+def test_suite_options_are_not_abbreviated(capsys):
+    from peftner.cli import main
+
+    with pytest.raises(SystemExit) as stop:  # else the report would name a worker's `--onl` cells
+        main(["suite", "plan.yaml", "--onl", "tiny"])
+    assert stop.value.code == 2
+    assert "unrecognized arguments: --onl tiny" in capsys.readouterr().err
+
+
 def test_data_files_are_relative_to_the_plan(tmp_path, monkeypatch):
     (tmp_path / "plans" / "data").mkdir(parents=True)
     plan = write_plan(tmp_path / "plans" / "plan.yaml", "entries:\n  - backbone: x\n    datasets: [{mine: "
