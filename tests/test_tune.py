@@ -249,6 +249,7 @@ def test_two_workers_share_one_study(tmp_path, tiny_model, memorisable_files):
     assert completed == ["lora/size-all/seed-42"]  # run once, by one of the workers
     reports = [line for out in outputs for line in out.splitlines() if line.startswith("best trial")]
     assert len(reports) == 1, outputs
+    assert not [out for out in outputs if "LOAD REPORT" in out], "a trial's model loading reached the console"
     best = search.best_trial(study)
     assert reports[0].startswith(f"best trial {best.number} of tune-lora: dev F1 {best.value:.4f}")
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())

@@ -136,6 +136,11 @@ def run_trial(method, trial, space: dict, base_argv: list[str], log_dir: Path, o
     shared.stamp(trial)
     log_dir.mkdir(parents=True, exist_ok=True)
     cfg, method_cfg = parse_args(method, [*base_argv, *flags, "--output-dir", str(log_dir), "--keep-checkpoints", "0"])
+    import transformers
+
+    # transformers' log handler writes to the console it started with, past the redirection into log.txt:
+    # without this, every trial printed the model's load report on the sweep's console.
+    transformers.logging.set_verbosity_error()
 
     with open(log_dir / "log.txt", "w", encoding="utf-8") as log, \
             contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
