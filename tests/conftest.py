@@ -16,6 +16,12 @@ torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items):
+    """Files marked ``slow`` first: pytest-xdist hands out whole files, and a slow one started last would
+    leave one worker running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: order kept within each group
+
+
 def subprocess_env(**extra) -> dict:
     """Environment for test subprocesses: this checkout's peftner first, one thread each."""
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))

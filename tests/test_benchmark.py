@@ -13,6 +13,8 @@ from peftner.experiments.tables import table_markdown
 from peftner.errors import PeftnerError
 from peftner.report import RunMetrics
 
+pytestmark = pytest.mark.slow  # minutes of training: run first (conftest.py)
+
 
 def fake_metrics(f1, trainable, total=1000, dev=0.5, tps=100.0):
     return RunMetrics.from_dict({"test_f1": f1, "best_dev_f1": dev, "trainable_params": trainable, "total_params": total,

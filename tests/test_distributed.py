@@ -15,6 +15,8 @@ import pytest
 from conftest import (assert_tensorboard_equals_metrics, memorisable_sentences, memorise_argv, subprocess_env,
                       write_conll)
 
+pytestmark = pytest.mark.slow  # minutes of training: run first (conftest.py)
+
 SCRIPTS = Path(__file__).parent / "dist_scripts"
 ROOT = Path(__file__).resolve().parent.parent
 

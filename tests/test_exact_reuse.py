@@ -24,6 +24,8 @@ from peftner.recipe import PREDICTIONS_FILE, main
 from peftner.reuse import Tagger
 from peftner.reuse.text import read_tagged_conll
 
+pytestmark = pytest.mark.slow  # minutes of training: run first (conftest.py)
+
 REPO = Path(__file__).resolve().parents[1]
 LOHA = {"peft_type": "LOHA", "r": 2, "alpha": 4, "target_modules": ["query", "value"]}
 ADALORA = {"peft_type": "ADALORA", "init_r": 4, "target_r": 2, "lora_alpha": 8, "target_modules": ["query", "value"]}

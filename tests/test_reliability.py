@@ -18,6 +18,8 @@ from peftner.methods import get_method
 from peftner.recipe import main
 from peftner.training.checkpoint import PROGRESS, complete_checkpoints
 
+pytestmark = pytest.mark.slow  # minutes of training: run first (conftest.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 SCORES = ("test_f1", "test_precision", "test_recall", "test_accuracy", "per_type", "best_dev_f1",
           "best_epoch", "history", "optimizer_steps", "train_tokens")

@@ -12,6 +12,8 @@ from conftest import subprocess_env
 from peftner.errors import PeftnerError
 from peftner.experiments.suite import SUMMARY_COLUMNS, load_plan
 
+pytestmark = pytest.mark.slow  # minutes of training: run first (conftest.py)
+
 
 def write_plan(path, text):
     path.write_text(text, encoding="utf-8")

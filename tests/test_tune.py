@@ -10,6 +10,8 @@ import pytest
 
 from conftest import REPO, memorise_argv, subprocess_env
 
+pytestmark = pytest.mark.slow  # minutes of training: run first (conftest.py)
+
 optuna = pytest.importorskip("optuna")
 
 from peftner.experiments import search  # noqa: E402
