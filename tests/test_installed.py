@@ -1,5 +1,5 @@
 """peftner as an installed package: the wheel, installed (not editable) into a fresh virtual environment
-that reuses this environment's dependencies, runs train, compare, tune, predict and export from a
+that reuses this environment's dependencies, runs train, compare, tune, suite, predict and export from a
 directory outside the checkout, and writes only where it is told."""
 
 import os
@@ -67,10 +67,17 @@ def test_every_command_works_installed_from_another_directory(installed, tmp_pat
           "--extra", " ".join([*data, *fast]), "--results-dir", "tuned"], work, env)
     assert (work / "tuned" / "study.journal").exists() and (work / "tuned" / "table.md").exists()
 
+    plan = tmp_path / "plan.yaml"  # the corpus files as flags, the model by its absolute path
+    plan.write_text(f"seeds: 1\nextra: --epochs 1 {' '.join(fast)}\nentries:\n  - backbone: tiny\n"
+                    f"    model: {tiny_model}\n    datasets: [{{mem: \"{' '.join(data[2:])}\"}}]\n    methods: [head]\n",
+                    encoding="utf-8")
+    _run([*peftner, "suite", str(plan)], work, env)
+    assert "| head | 1 |" in (work / "results" / "suite" / "tables.md").read_text()
+
     _run([*peftner, "predict", "--adapter", "run/adapter", "--input", str(memorisable_files["test"]),
           "--output", "tags.jsonl"], work, env)
     assert (work / "tags.jsonl").read_text().count("\n") > 0
     _run([*peftner, "export", "--adapter", "run/adapter", "--output", "exported", "--merge"], work, env)
     assert any((work / "exported").glob("*.safetensors"))
 
-    assert sorted(p.name for p in work.iterdir()) == ["compared", "exported", "run", "tags.jsonl", "tuned"]
+    assert sorted(p.name for p in work.iterdir()) == ["compared", "exported", "results", "run", "tags.jsonl", "tuned"]
