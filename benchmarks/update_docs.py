@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from peftner.data.builtin import datasets_doc, describe  # noqa: E402
 from peftner.report import RunMetrics, format_summary, format_versions  # noqa: E402
 from peftner.experiments.plots import COSTS  # noqa: E402
-from peftner.experiments.suite import tuned_plot_name  # noqa: E402
+from peftner.experiments.suite_report import tuned_plot_name  # noqa: E402
 
 
 def replace_section(path: Path, name: str, body: str) -> bool:

@@ -3,7 +3,6 @@
 import json
 import shutil
 
-import pytest
 import torch
 
 from conftest import memorise_argv

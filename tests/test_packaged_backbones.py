@@ -9,7 +9,6 @@ import zipfile
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import memorise_argv
 from peftner.errors import PeftnerError

@@ -5,7 +5,6 @@ import importlib
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from conftest import REPO, subprocess_env

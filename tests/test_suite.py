@@ -10,7 +10,8 @@ import pytest
 
 from conftest import subprocess_env
 from peftner.errors import PeftnerError
-from peftner.experiments.suite import SUMMARY_COLUMNS, load_plan
+from peftner.experiments.suite_plan import load_plan
+from peftner.experiments.suite_report import SUMMARY_COLUMNS
 
 pytestmark = pytest.mark.slow  # minutes of training: run first (conftest.py)
 

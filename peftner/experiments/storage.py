@@ -51,7 +51,7 @@ def open_storage(url: str, repair: bool = True):
     A journal whose last record was cut off by a crash is repaired first (:func:`repair_journal`);
     ``repair=False`` (reading only: ``--status``, reports) leaves the file as it is, and Optuna's
     reader skips the cut-off record."""
-    optuna = _optuna()
+    _optuna()  # a missing optuna is one line here, and its logging quieted before any storage opens
     scheme = url.split(":", 1)[0].split("+", 1)[0] if "://" in url else None
     if scheme in RDB_SCHEMES:
         if scheme == "sqlite":
