@@ -25,7 +25,13 @@ class DataError(PeftnerError):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag as a one-line :class:`PeftnerError` (usage stays in --help)."""
+    """argparse that reports a bad flag as a one-line :class:`PeftnerError` (usage stays in --help), and
+    takes whole option names only: an abbreviation (``--lear``) kept in a run's recorded command, or in a
+    suite's report, would change meaning or stop parsing once another flag shares its start."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise PeftnerError(message)

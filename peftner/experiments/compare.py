@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from peftner.errors import PeftnerError, interrupt_on_sigterm
+from peftner.errors import OneLineParser, PeftnerError, interrupt_on_sigterm
 from peftner.methods import METHODS, get_method
 from peftner.experiments import search
 from peftner.experiments import storage as shared
@@ -32,7 +32,7 @@ DESCRIPTION = ("Run methods x seeds (x training-set sizes) through the recipes; 
 
 
 def build_parser(results_dir: str = "results") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="peftner compare", description=DESCRIPTION)
+    parser = OneLineParser(prog="peftner compare", description=DESCRIPTION)
     compare_arguments(parser, results_dir)
     return parser
 

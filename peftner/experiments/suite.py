@@ -110,9 +110,6 @@ def adopt_runs(cell: Cell, out: Path) -> list[Path]:
 
 
 def suite_arguments(parser, results_dir: str = "results/suite"):
-    # Whole option names only: the report names the plan's command without a worker's --only (plan_command),
-    # which an abbreviation such as --onl would slip past.
-    parser.allow_abbrev = False
     parser.add_argument("plan", help="the suite's YAML plan (benchmarks/suite.yaml)")
     parser.add_argument("--results-dir", default=results_dir, help=f"where the runs and the report go (default: {results_dir})")
     parser.add_argument("--storage", default=None,
