@@ -37,6 +37,38 @@ def test_max_steps_fixes_the_budget_and_eval_steps_adds_evaluations(tmp_path, ti
 
 
 
+def test_a_trial_is_the_beginning_of_its_run(tmp_path, tiny_model, memorisable_files):
+    """A budgeted trial trains on its run's own schedule and stops: its learning rates and dev scores
+    are the first ones of the whole run (not those of a shorter run, which warms up and decays faster)."""
+    from peftner.config import parse_args
+    from peftner.experiments.search import Budget
+    from peftner.methods import get_method
+    from peftner.recipe import run
+    from peftner.training.callbacks import Callback
+
+    class Rates(Callback):
+        def __init__(self):
+            self.rates = []
+
+        def on_optimizer_step(self, step, loss, lr, grad_norm):
+            self.rates.append(lr)
+
+    def train(name: str, budget: Budget, *flags):
+        rates, method = Rates(), get_method("lora")
+        cfg, method_cfg = parse_args(method, memorise_argv(memorisable_files, tiny_model, tmp_path / name, "--epochs", 3,
+                                                           "--keep-checkpoints", 0, "--threads", 1, *flags))
+        result = run(method, cfg, method_cfg, callbacks=[rates, budget.stopper()], evaluate_test=False)
+        return rates.rates, [(h["step"], h["dev_f1"]) for h in result["history"]]
+
+    whole_rates, whole_history = train("whole", Budget())  # 3 steps per epoch, 9 in all
+    rates, history = train("first-epoch", Budget(epochs=1))
+    assert rates == whole_rates[:3] and history == whole_history[:1]
+    rates, history = train("first-4-steps", Budget(steps=4), *Budget(steps=4).flags())
+    assert rates == whole_rates[:4] and [step for step, _ in history] == [1, 2, 3, 4]  # scored every 4 // 5 steps
+    assert history[2] == whole_history[0]  # the same first epoch, scored at its end
+    assert Budget(steps=4).as_flags() == ["--budget-steps", "4"] and Budget().as_flags() == []
+
+
 def test_evaluation_hook_gets_the_training_time_so_far(tmp_path, tiny_model, memorisable_files):
     sys.path.insert(0, str(REPO / "benchmarks"))
     from throughput import DevCurve

@@ -155,13 +155,13 @@ def tune_methods(args, storage, out: Path, methods, recipe_args: list[str]):
 
     progress = shared.ProgressLine()
     workers = shared.Workers(storage, args.stale_after, progress)
-    base = [*recipe_args, *search.budget_argv(args)]
+    budget = search.budget_of(args)
     n_trials = args.n_trials or search.DEFAULT_TRIALS
     studies = {}
     with tempfile.TemporaryDirectory(prefix="peftner-tune-") as tmp:
         for name in methods:
-            studies[name] = search.search(get_method(name), workers, n_trials, base, Path(tmp) / name,
-                                          status=lambda: search.sweep_status(storage, methods, n_trials))
+            studies[name] = search.search(get_method(name), workers, n_trials, recipe_args, Path(tmp) / name,
+                                          status=lambda: search.sweep_status(storage, methods, n_trials), budget=budget)
     per_method = {}
     for name, study in studies.items():
         search.wait_for_search(study, workers, n_trials)

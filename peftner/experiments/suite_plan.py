@@ -29,6 +29,7 @@ from pathlib import Path
 
 from peftner.errors import PeftnerError
 from peftner.experiments.matrix import MATRIX_FLAGS
+from peftner.experiments.search import Budget
 from peftner.methods import METHODS
 
 
@@ -44,7 +45,7 @@ class Cell:
     seeds: int
     extra: list[str] = field(default_factory=list)
     reuse: Path | None = None  # a matrix folder whose runs of the same flags count as this cell's
-    tune: dict | None = None  # {"n_trials": N, "budget": [flags]}: each method searched on dev first
+    tune: dict | None = None  # {"n_trials": N, "budget": Budget}: each method searched on dev first
     groups: list[list[str]] | None = None  # labels in groups run one after another (None: one group)
 
     @property
@@ -114,7 +115,8 @@ def load_plan(path: Path) -> list[Cell]:
 
 
 def _tune(tune, where: str) -> dict | None:
-    """``tune: {n_trials: N, budget_epochs: E | budget_steps: S}``: search each method on dev first."""
+    """``tune: {n_trials: N, budget_epochs: E | budget_steps: S}``: search each method on dev first, each
+    trial the first E epochs or S steps of the run its winner trains (:class:`~peftner.experiments.search.Budget`)."""
     if tune is None:
         return None
     if not isinstance(tune, dict) or set(tune) - {"n_trials", "budget_epochs", "budget_steps"} or "n_trials" not in tune:
@@ -123,12 +125,8 @@ def _tune(tune, where: str) -> dict | None:
     if "budget_epochs" in tune and "budget_steps" in tune:
         raise PeftnerError(f"{where}: tune: use either budget_epochs or budget_steps")
     n_trials = _count(tune["n_trials"], f"{where}: tune: n_trials")
-    budget = []
-    if "budget_epochs" in tune:
-        budget = ["--epochs", str(_count(tune["budget_epochs"], f"{where}: tune: budget_epochs"))]
-    if "budget_steps" in tune:
-        steps = _count(tune["budget_steps"], f"{where}: tune: budget_steps")
-        budget = ["--max-steps", str(steps), "--eval-steps", str(max(1, steps // 5))]
+    budget = Budget(*(_count(tune[key], f"{where}: tune: {key}") if key in tune else None
+                      for key in ("budget_epochs", "budget_steps")))
     return {"n_trials": n_trials, "budget": budget}
 
 

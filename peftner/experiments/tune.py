@@ -19,7 +19,7 @@ from peftner.experiments import storage as shared
 from peftner.experiments.matrix import Matrix, extra_flags, finish, run_matrix
 from peftner.experiments.outputs import write_outputs
 from peftner.experiments.results import row_of, summarize
-from peftner.experiments.search import (DEFAULT_TRIALS, add_sweep_arguments, best_trial, budget_argv,
+from peftner.experiments.search import (DEFAULT_TRIALS, add_sweep_arguments, best_trial, budget_of,
                                         check_sweep_arguments, default_storage, recorded_trials, search,
                                         search_space, search_status, searched_flags, study_name, sweep_summaries,
                                         wait_for_search, winner_flags)
@@ -56,15 +56,15 @@ def tune_command(args) -> int:
     check_at_least(args, {"seeds": 0})
     method = get_method(args.method)
     space = search_space(method)  # a method without a space fails before any storage is touched
-    budget = budget_argv(args)
+    budget = budget_of(args)
     # Checked once, before any trial: a typo would otherwise fail every trial of the search.
-    extra = extra_flags(args.extra, [method.name], reserved=[*searched_flags(space), *budget[::2]])
+    extra = extra_flags(args.extra, [method.name], reserved=[*searched_flags(space), *budget.flags()[::2]])
     out = results_dir(args, extra)
     out.mkdir(parents=True, exist_ok=True)
     storage = shared.open_storage(args.storage or default_storage(out), repair=not args.status)
     progress = shared.ProgressLine()
     workers = shared.Workers(storage, args.stale_after, progress)
-    base = [*extra, *budget]
+    base = extra  # the runs the winner trains; each trial trains the first part (budget) of one
     if args.status:
         study = shared.read_study(storage, study_name(method.name))
         shared.export_csv(study, out / f"trials_{method.name}.csv")
@@ -74,7 +74,7 @@ def tune_command(args) -> int:
     command = "peftner tune " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["tune"] else \
         f"peftner tune {method.name}"
     with tempfile.TemporaryDirectory(prefix="peftner-tune-") as tmp:
-        study = search(method, workers, n_trials, base, Path(tmp), command=command)
+        study = search(method, workers, n_trials, base, Path(tmp), command=command, budget=budget)
     wait_for_search(study, workers, n_trials)
     shared.export_csv(study, out / f"trials_{method.name}.csv")
     flags = winner_flags(study)

@@ -11,10 +11,11 @@ from __future__ import annotations
 class Callback:
     """The hook points, as no-ops: subclass and override the ones you need."""
 
-    def on_optimizer_step(self, step: int, loss: float, lr: float, grad_norm: float | None) -> None:
+    def on_optimizer_step(self, step: int, loss: float, lr: float, grad_norm: float | None) -> bool | None:
         """After each optimizer step: ``step`` counts from 1, ``loss`` is this process's last micro-batch
         loss, ``lr`` the learning rate the step used, ``grad_norm`` the norm before clipping (None when
-        ``max_grad_norm`` is 0, so nothing computed it)."""
+        ``max_grad_norm`` is 0, so nothing computed it). Return True to end the epoch here: it is scored
+        as an epoch end, and ``on_epoch_end`` says whether training stops (a trial's step budget)."""
 
     def on_evaluate(self, entry: dict) -> None:
         """After every dev evaluation, at epoch ends and every ``--eval-steps`` steps: ``entry`` is the

@@ -261,7 +261,8 @@ def _start_or_resume(run: _Run) -> None:
 
 
 def _optimizer_step(run: _Run, batch, where: str):
-    """One micro-batch: forward, backward, and (at accumulation boundaries) clip + step; returns the loss."""
+    """One micro-batch: forward, backward, and (at accumulation boundaries) clip + step; returns the loss
+    and whether a callback asked to end the epoch after this step."""
     accelerator, model = run.accelerator, run.model
     with accelerator.accumulate(model):
         loss = run.train_step_model(**{k: batch[k] for k in MODEL_INPUTS}).loss
@@ -283,16 +284,17 @@ def _optimizer_step(run: _Run, batch, where: str):
         if run.allocation is not None and accelerator.sync_gradients:
             run.allocation.step(run.result.optimizer_steps)  # reads the gradients: before zero_grad
         run.optimizer.zero_grad(set_to_none=True)
+    stop = False
     if run.callbacks and accelerator.sync_gradients:
-        notify(run.callbacks, "on_optimizer_step", run.result.optimizer_steps, loss.item(), lr,
-               None if grad_norm is None else float(grad_norm))
-    return loss
+        stop = any(notify(run.callbacks, "on_optimizer_step", run.result.optimizer_steps, loss.item(), lr,
+                          None if grad_norm is None else float(grad_norm)))
+    return loss, stop
 
 
 def _train_epoch(run: _Run, epoch: int) -> float:
     """Train one epoch (from where a resumed checkpoint stopped); returns its mean training loss.
 
-    Stops early when the run reaches ``--max-steps``; every ``--eval-steps`` optimizer steps it
+    Stops early when the run reaches ``--max-steps`` or a callback ends the epoch; every ``--eval-steps`` optimizer steps it
     scores dev (evaluation time is not training time).
     """
     accelerator, cfg = run.accelerator, run.cfg
@@ -306,13 +308,13 @@ def _train_epoch(run: _Run, epoch: int) -> float:
     run.sampler.set_epoch(epoch)
     batch_number = resumed.batches_done
     for batch_number, batch in enumerate(loader, start=resumed.batches_done + 1):
-        loss = _optimizer_step(run, batch, f"epoch {epoch}, batch {batch_number}")
+        loss, stop = _optimizer_step(run, batch, f"epoch {epoch}, batch {batch_number}")
         tokens += batch["attention_mask"].sum()
         loss_sum += loss.detach()
         run.progress.update(1)
         run.progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}", refresh=False)
         steps = run.result.optimizer_steps
-        finished = bool(cfg.max_steps) and steps >= cfg.max_steps
+        finished = stop or (bool(cfg.max_steps) and steps >= cfg.max_steps)
         mid_epoch = accelerator.sync_gradients and batch_number < len(run.train_loader) and not finished
         if mid_epoch and cfg.eval_steps and steps % cfg.eval_steps == 0:  # the epoch end evaluates anyway
             paused = time.perf_counter()
