@@ -63,10 +63,10 @@ def test_a_trial_is_the_beginning_of_its_run(tmp_path, tiny_model, memorisable_f
     whole_rates, whole_history = train("whole", Budget())  # 3 steps per epoch, 9 in all
     rates, history = train("first-epoch", Budget(epochs=1))
     assert rates == whole_rates[:3] and history == whole_history[:1]
-    rates, history = train("first-4-steps", Budget(steps=4), *Budget(steps=4).flags())
+    rates, history = train("first-4-steps", Budget(steps=4), *Budget(steps=4).trial_flags())
     assert rates == whole_rates[:4] and [step for step, _ in history] == [1, 2, 3, 4]  # scored every 4 // 5 steps
     assert history[2] == whole_history[0]  # the same first epoch, scored at its end
-    assert Budget(steps=4).as_flags() == ["--budget-steps", "4"] and Budget().as_flags() == []
+    assert Budget(steps=4).sweep_flags() == ["--budget-steps", "4"] and Budget().sweep_flags() == []
 
 
 def test_evaluation_hook_gets_the_training_time_so_far(tmp_path, tiny_model, memorisable_files):

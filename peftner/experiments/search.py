@@ -5,9 +5,10 @@ scale plus its main structural knob; declared in the method's file). A trial is 
 run it stands for: that run's own schedule, stopped after the budget (:class:`Budget`: the first
 ``--budget-epochs`` epochs or ``--budget-steps`` optimizer steps; by default the whole run). It trains
 in this process and scores the dev split after each evaluation, and Optuna's median pruner stops a
-trial whose dev F1 trails the median of earlier trials at the same step. The test split is never read during the search. The recipe's
-defaults are the first trial, so the search can only match or beat them. Workers on one or many
-machines share the study through ``--storage`` (:mod:`peftner.experiments.storage`).
+trial whose dev F1 trails the median of earlier trials at the same step. The test split is never
+read during the search. The recipe's defaults are the first trial, so the search can only match or
+beat them. Workers on one or many machines share the study through ``--storage``
+(:mod:`peftner.experiments.storage`).
 """
 
 from __future__ import annotations
@@ -107,11 +108,11 @@ class Budget:
     epochs: int | None = None
     steps: int | None = None
 
-    def flags(self) -> list[str]:
+    def trial_flags(self) -> list[str]:
         """Recipe flags a trial adds: a step budget scores dev five times on the way, for the pruner."""
         return ["--eval-steps", str(max(1, self.steps // 5))] if self.steps else []
 
-    def as_flags(self) -> list[str]:
+    def sweep_flags(self) -> list[str]:
         """The budget as the sweep commands spell it (recorded with a study, shown in tables)."""
         return (["--budget-epochs", str(self.epochs)] if self.epochs else []) + \
             (["--budget-steps", str(self.steps)] if self.steps else [])
@@ -181,18 +182,13 @@ def run_trial(method, trial, space: dict, base_argv: list[str], log_dir: Path, o
     trial.set_user_attr("flags", " ".join(flags))
     shared.stamp(trial)
     log_dir.mkdir(parents=True, exist_ok=True)
-    cfg, method_cfg = parse_args(method, [*base_argv, *budget.flags(), *flags, "--output-dir", str(log_dir),
+    cfg, method_cfg = parse_args(method, [*base_argv, *budget.trial_flags(), *flags, "--output-dir", str(log_dir),
                                           "--keep-checkpoints", "0"])
-    import transformers
-
-    # transformers' log handler writes to the console it started with, past the redirection into log.txt:
-    # without this, every trial printed the model's load report on the sweep's console.
-    transformers.logging.set_verbosity_error()
 
     with open(log_dir / "log.txt", "w", encoding="utf-8") as log, \
             contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        result = run(method, cfg, method_cfg, command="peftner tune", callbacks=[Pruning(trial, on_progress), budget.stopper()],
-                     evaluate_test=False)
+        result = run(method, cfg, method_cfg, command="peftner tune",
+                     callbacks=[Pruning(trial, on_progress), budget.stopper()], evaluate_test=False)
     trial.set_user_attr("trainable_params", result["trainable_params"])
     trial.set_user_attr("train_seconds", round(result["train_seconds"], 1))
     return result["best_dev_f1"]
@@ -207,10 +203,16 @@ def best_trial(study):
 def search(method, workers: shared.Workers, n_trials: int, base_argv: list[str], work_dir: Path, status=None,
            command: str | None = None, tag: str | None = None, budget: Budget = Budget()):
     """This worker's share of ``method``'s search: trials until the study holds ``n_trials`` finished
-    ones, each the beginning (``budget``) of the run of ``base_argv`` plus the trial's flags, its log under ``work_dir``.
+    ones, each the beginning (``budget``) of the run of ``base_argv`` plus the trial's flags, its log
+    under ``work_dir``.
     ``status()`` is the progress line's text (default: this study's); ``command`` is recorded at once, so
     a sweep stopped early still names the command that resumes it. ``tag`` keeps the studies of several
     searches of one method in one storage apart (:func:`study_name`)."""
+    import transformers
+
+    # transformers' log handler writes to the console it started with, past each trial's redirection into
+    # its log.txt: without this, every trial printed the model's load report on the sweep's console.
+    transformers.logging.set_verbosity_error()
     optuna = shared._optuna()
     state = optuna.trial.TrialState
     space = search_space(method)
@@ -222,7 +224,7 @@ def search(method, workers: shared.Workers, n_trials: int, base_argv: list[str],
         earlier = shared.read_study(storage, name)  # checked before this worker writes anything
     except PeftnerError:
         earlier = None
-    flags = " ".join([*base_argv, *budget.as_flags()])
+    flags = " ".join([*base_argv, *budget.sweep_flags()])
     recorded = earlier.user_attrs.get("budget_flags") if earlier else None
     if recorded is not None and recorded != flags and shared.counts(earlier)["done"]:
         raise PeftnerError(f"study {name} was searched with the recipe flags '{recorded}' and this command gives "

@@ -45,7 +45,8 @@ def search_cell(cell: Cell, out: Path, workers: shared.Workers, command: str) ->
         for label, (method, flags) in cell.labels.items():
             studies[label] = search.search(get_method(method), workers, cell.tune["n_trials"],
                                            [*base_argv(cell), *flags], Path(tmp) / label, command=command,
-                                           tag=f"suite-{cell.backbone}-{cell.dataset}-{label}", budget=cell.tune["budget"])
+                                           tag=f"suite-{cell.backbone}-{cell.dataset}-{label}",
+                                           budget=cell.tune["budget"])
     winners = {}
     for label, study in studies.items():
         search.wait_for_search(study, workers, cell.tune["n_trials"])

@@ -58,7 +58,7 @@ def tune_command(args) -> int:
     space = search_space(method)  # a method without a space fails before any storage is touched
     budget = budget_of(args)
     # Checked once, before any trial: a typo would otherwise fail every trial of the search.
-    extra = extra_flags(args.extra, [method.name], reserved=[*searched_flags(space), *budget.flags()[::2]])
+    extra = extra_flags(args.extra, [method.name], reserved=[*searched_flags(space), *budget.trial_flags()[::2]])
     out = results_dir(args, extra)
     out.mkdir(parents=True, exist_ok=True)
     storage = shared.open_storage(args.storage or default_storage(out), repair=not args.status)
