@@ -131,7 +131,7 @@ def main(argv=None):
     from peftner.report import library_versions, machine_description
     from peftner.testing.tiny import build_checkpoint
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny configs, 2 steps (checks the script)")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--methods", default=",".join(METHODS))

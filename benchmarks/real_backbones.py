@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent / "backbones"
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("command", choices=("build", "verify"))
     parser.add_argument("names", nargs="*", help=f"backbones (default: all): {', '.join(BACKBONES)}")
     parser.add_argument("--out", type=Path, default=ROOT, help="parent folder of the model directories")

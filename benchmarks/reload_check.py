@@ -58,7 +58,8 @@ def check(run: Path) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python benchmarks/reload_check.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python benchmarks/reload_check.py", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     parser.add_argument("runs", nargs="+", type=Path, help="finished run folders (metrics.json, adapter/)")
     args = parser.parse_args()
     missing = next((r for r in args.runs if not (r / "metrics.json").is_file() or not (r / "adapter").is_dir()), None)

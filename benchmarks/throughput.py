@@ -487,7 +487,7 @@ def print_serving(result: dict):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: peftner's default)")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions of the training runs")
     parser.add_argument("--step-batches", type=int, default=20)

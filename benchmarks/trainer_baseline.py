@@ -26,7 +26,7 @@ from peftner.report import library_versions, machine_description  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--epochs", type=int, default=None, help="default: peftner's default epochs")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "trainer_baseline" / "result.json"))
