@@ -106,6 +106,24 @@ def test_a_tuned_cell_searches_each_method_then_runs_its_winner(tmp_path, tiny_m
         assert (out / f"pareto_{cost}_tiny_mem-tuned.png").stat().st_size > 10_000
 
 
+def test_a_tuned_winner_that_is_the_defaults_reuses_the_defaults_runs(tmp_path, tiny_model, memorisable_files,
+                                                                        monkeypatch):
+    from peftner.cli import main
+
+    monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])
+    plan = tiny_plan(tmp_path, tiny_model, memorisable_files, ["mem"], "[head]")
+    tuned_entry = plan.read_text().split("entries:\n")[1].replace("[head]", "[head, full]")
+    write_plan(plan, plan.read_text() + tuned_entry + "    tune: {n_trials: 1, budget_epochs: 1}\n")
+    out = tmp_path / "suite"
+    assert main(["suite", str(plan), "--results-dir", str(out)]) == 0
+    defaults = out / "tiny" / "mem" / "runs" / "head" / "size-all" / "seed-42" / "metrics.json"
+    winner = out / "tiny" / "mem-tuned" / "runs" / "head" / "size-all" / "seed-42" / "metrics.json"
+    assert winner.read_bytes() == defaults.read_bytes()  # one trial: the defaults won; the same run, not retrained
+    trained = json.loads((out / "tiny" / "mem-tuned" / "runs" / "full" / "size-all" / "seed-42" / "metrics.json")
+                         .read_text())
+    assert trained["method"] == "full"  # no defaults run of full to reuse: trained
+
+
 def _ranks(rows):
     """Each method's ranks by test F1 on the two corpora (the expected mean rank's inputs)."""
     by = {}

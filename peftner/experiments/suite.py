@@ -61,8 +61,7 @@ def run_suite(cells: list[Cell], out: Path, workers: shared.Workers, launcher: l
         print(f"[suite {number}/{len(cells)}] {cell.name}: {len(cell.labels)} methods x {cell.seeds} seeds"
               + (f", each searched first ({cell.tune['n_trials']} trials)" if cell.tune else ""), flush=True)
         winners = search_cell(cell, out, workers, command) if cell.tune else None
-        if not cell.tune:
-            adopt_runs(cell, out)  # a tuned cell's runs are its own
+        adopt_runs(cell, out, winners)
         run_matrix(cell_matrix(cell, out, launcher, winners), workers, queue=f"suite-{cell.backbone}-{cell.folder}")
 
 
@@ -71,10 +70,13 @@ BOOKKEEPING = {"seed", "output_dir", "run_name", "keep_checkpoints", "checkpoint
                "report_to", "experiment", "logging_dir", "resume", "config"}
 
 
-def adopt_runs(cell: Cell, out: Path) -> list[Path]:
-    """Copy the ``reuse`` folder's finished runs of this cell (same method and the same settings as
-    this cell would train, but the seed and bookkeeping: checked) into the cell, so they are not
-    trained again; a run with other settings is left alone and trained anew."""
+def adopt_runs(cell: Cell, out: Path, winners: dict[str, list[str]] | None = None) -> list[Path]:
+    """Copy finished runs of this cell's settings (method and flags but the seed and bookkeeping:
+    checked) from where they already are, so they are not trained again: the plan's ``reuse`` folder,
+    and for a tuned cell the untuned cell of its backbone and corpus (a winner that is the defaults is
+    the same run). A run with other settings is left alone and trained anew. ``winners``: each label's
+    searched flags."""
+    import itertools
     import shutil
 
     from peftner.config import config_to_dict, default_model, parse_args
@@ -82,16 +84,20 @@ def adopt_runs(cell: Cell, out: Path) -> list[Path]:
     from peftner.methods import get_method
     from peftner.models.facts import inspect_model
 
-    if cell.reuse is None:
+    sources = [cell.reuse] if cell.reuse else []
+    if cell.tune and (out / cell.backbone / cell.dataset / "runs").is_dir():
+        sources.append(out / cell.backbone / cell.dataset)
+    if not sources:
         return []
     copied = []
     facts = inspect_model(cell.model or default_model())  # runs record their configs resolved on the model
     for label, (method, flags) in cell.labels.items():
-        cfg, method_cfg = parse_args(get_method(method), [*base_argv(cell), *flags])
+        searched = (winners or {}).get(label, [])
+        cfg, method_cfg = parse_args(get_method(method), [*base_argv(cell), *flags, *searched])
         method_cfg = get_method(method).resolve(method_cfg, facts)
         wanted = {k: v for k, v in config_to_dict(cfg).items() if k not in BOOKKEEPING}
-        for seed in range(SEED_BASE, SEED_BASE + cell.seeds):
-            source = cell.reuse / "runs" / label / "size-all" / f"seed-{seed}" / "metrics.json"
+        for seed, folder in itertools.product(range(SEED_BASE, SEED_BASE + cell.seeds), sources):
+            source = folder / "runs" / label / "size-all" / f"seed-{seed}" / "metrics.json"
             target = out / cell.backbone / cell.folder / "runs" / label / "size-all" / f"seed-{seed}" / "metrics.json"
             if target.exists() or not source.exists():
                 continue
@@ -106,13 +112,14 @@ def adopt_runs(cell: Cell, out: Path) -> list[Path]:
             else:
                 print(f"    not reused (other settings): {source}", flush=True)
     if copied:
-        print(f"    reused {len(copied)} finished runs of {cell.reuse}", flush=True)
+        print(f"    reused {len(copied)} finished runs of {', '.join(map(str, sources))}", flush=True)
     return copied
 
 
 def suite_arguments(parser, results_dir: str = "results/suite"):
     parser.add_argument("plan", help="the suite's YAML plan (benchmarks/suite.yaml)")
-    parser.add_argument("--results-dir", default=results_dir, help=f"where the runs and the report go (default: {results_dir})")
+    parser.add_argument("--results-dir", default=results_dir,
+                        help=f"where the runs and the report go (default: {results_dir})")
     parser.add_argument("--storage", default=None,
                         help="Optuna storage shared by the workers (default: study.journal in the results folder)")
     parser.add_argument("--launcher", default=shlex.quote(sys.executable),
