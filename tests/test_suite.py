@@ -124,6 +124,16 @@ def test_a_tuned_winner_that_is_the_defaults_reuses_the_defaults_runs(tmp_path, 
     assert trained["method"] == "full"  # no defaults run of full to reuse: trained
 
 
+def test_a_run_that_predates_an_option_has_its_default():
+    from peftner.experiments.suite import _same_settings
+
+    defaults = {"use_dora": False, "r": 8}
+    assert _same_settings({"r": 4}, {"r": 4, "use_dora": False}, defaults)      # older run, option at its default
+    assert not _same_settings({"r": 4}, {"r": 4, "use_dora": True}, defaults)   # ... not at its default
+    assert not _same_settings({"r": 8}, {"r": 4, "use_dora": False}, defaults)  # another setting
+    assert _same_settings({"r": 4, "gone": 1}, {"r": 4}, defaults)              # an option since removed
+
+
 def _ranks(rows):
     """Each method's ranks by test F1 on the two corpora (the expected mean rank's inputs)."""
     by = {}

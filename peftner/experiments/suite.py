@@ -96,15 +96,16 @@ def adopt_runs(cell: Cell, out: Path, winners: dict[str, list[str]] | None = Non
         cfg, method_cfg = parse_args(get_method(method), [*base_argv(cell), *flags, *searched])
         method_cfg = get_method(method).resolve(method_cfg, facts)
         wanted = {k: v for k, v in config_to_dict(cfg).items() if k not in BOOKKEEPING}
+        defaults = {**config_to_dict(parse_args(get_method(method), [])[0]),
+                    "method": config_to_dict(parse_args(get_method(method), [])[1])}
         for seed, folder in itertools.product(range(SEED_BASE, SEED_BASE + cell.seeds), sources):
             source = folder / "runs" / label / "size-all" / f"seed-{seed}" / "metrics.json"
             target = out / cell.backbone / cell.folder / "runs" / label / "size-all" / f"seed-{seed}" / "metrics.json"
             if target.exists() or not source.exists():
                 continue
             metrics = RunMetrics.read(source)
-            had = {k: v for k, v in (metrics["config"] or {}).items() if k not in BOOKKEEPING}
-            same = metrics.method == method and {k: had.get(k) for k in wanted} == wanted and \
-                (metrics["method_config"] or {}) == config_to_dict(method_cfg)
+            same = metrics.method == method and _same_settings(metrics["config"] or {}, wanted, defaults) and \
+                _same_settings(metrics["method_config"] or {}, config_to_dict(method_cfg), defaults["method"])
             if same:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(source, target)
@@ -114,6 +115,12 @@ def adopt_runs(cell: Cell, out: Path, winners: dict[str, list[str]] | None = Non
     if copied:
         print(f"    reused {len(copied)} finished runs of {', '.join(map(str, sources))}", flush=True)
     return copied
+
+
+def _same_settings(had: dict, wanted: dict, defaults: dict) -> bool:
+    """A finished run's recorded settings ``had`` are ``wanted``. A setting the run predates counts as
+    its default: an option is added with the behaviour from before it as its default."""
+    return all(had.get(key, defaults.get(key)) == value for key, value in wanted.items())
 
 
 def suite_arguments(parser, results_dir: str = "results/suite"):
