@@ -120,8 +120,7 @@ def measure(model_dir: Path, method_name: str, device, batch: int, seq_len: int,
         "model_flops_per_token": flops,
         "mfu": tokens_per_second * flops / peak if peak else None,
     }
-    del model, optimizer
-    return result
+    return result  # the model and optimizer go with this frame, before the next model loads
 
 
 def main(argv=None):
