@@ -13,7 +13,7 @@ from pathlib import Path
 
 from peftner.experiments.results import MethodSummary, RunRow, row_of, summarize
 from peftner.experiments.suite_plan import Cell
-from peftner.experiments.tables import f1_cell, format_bytes
+from peftner.experiments.tables import f1_cell, format_bytes, markdown_table
 from peftner.report import RunMetrics, library_versions, machine_description, model_label
 
 # summary.csv: the issue's columns first, then what the tables also show
@@ -123,38 +123,40 @@ def tables_markdown(rows: list[SuiteRow]) -> str:
     """One table per cell, then the cross-corpus summary and the quality target."""
     lines = []
     for (backbone, dataset, setting), cell_rows in by_cell(rows).items():
-        lines += [f"#### {backbone} on {dataset}" + ("" if setting == "defaults" else f", {setting}"), "",
-                  "| method | seeds | trainable params | % of total | adapter on disk | test F1 (mean ± std) | "
-                  "vs full (F1 points) | train tokens/s | peak memory |", "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
-        for s in (r.summary for r in cell_rows):
-            vs = "reference" if s.method == "full" else "n/a" if s.vs_full_points is None else f"{s.vs_full_points:+.2f}"
-            lines.append(f"| {s.method} | {s.runs} | {s.trainable_params:,} | {s.trainable_percent:.3f}% | "
-                         f"{format_bytes(s.adapter_bytes)} | {f1_cell(s)} | {vs} | "
-                         f"{s.train_tokens_per_second_mean:,.0f} | {s.peak_memory_mb_mean:,.0f} MB |")
+        lines += [f"#### {backbone} on {dataset}" + ("" if setting == "defaults" else f", {setting}"), ""]
+        lines += markdown_table(
+            {"method": "l", "seeds": "r", "trainable params": "r", "% of total": "r", "adapter on disk": "r",
+             "test F1 (mean ± std)": "l", "vs full (F1 points)": "r", "train tokens/s": "r", "peak memory": "r"},
+            ([s.method, s.runs, f"{s.trainable_params:,}", f"{s.trainable_percent:.3f}%", format_bytes(s.adapter_bytes),
+              f1_cell(s), _points(s.vs_full_points, s.method), f"{s.train_tokens_per_second_mean:,.0f}",
+              f"{s.peak_memory_mb_mean:,.0f} MB"] for s in (r.summary for r in cell_rows)))
         notes = sorted({r.model_note for r in cell_rows if r.model_note})
         lines += ([""] + [f"Backbone: {note}" for note in notes] if notes else []) + [""]
     summary = cross_corpus(rows)
     if summary:
-        lines += ["#### Across corpora", "",
-                  "| backbone | setting | method | corpora | % trainable | mean rank | mean gap to full (F1 points) |",
-                  "|---|---|---|---:|---:|---:|---:|"]
-        for s in summary:
-            gap = "reference" if s["method"] == "full" else "n/a" if s["mean_gap_to_full"] is None \
-                else f"{s['mean_gap_to_full']:+.2f}"
-            lines.append(f"| {s['backbone']} | {s['setting']} | {s['method']} | {s['corpora']} | "
-                         f"{s['trainable_percent']:.3f}% | {s['mean_rank']:.2f} | {gap} |")
+        lines += ["#### Across corpora", ""]
+        lines += markdown_table(
+            {"backbone": "l", "setting": "l", "method": "l", "corpora": "r", "% trainable": "r", "mean rank": "r",
+             "mean gap to full (F1 points)": "r"},
+            ([s["backbone"], s["setting"], s["method"], s["corpora"], f"{s['trainable_percent']:.3f}%",
+              f"{s['mean_rank']:.2f}", _points(s["mean_gap_to_full"], s["method"])] for s in summary))
         lines.append("")
     target = quality_target(rows)
     if target:
-        lines += ["#### Quality target: the best method at ≤ 1 % trainable within 0.5 F1 points of full", "",
-                  "| backbone | corpus | setting | best ≤ 1 % method | its test F1 | full | gap (F1 points) | met | seeds |",
-                  "|---|---|---|---|---:|---:|---:|---|---:|"]
-        for t in target:
-            lines.append(f"| {t['backbone']} | {t['dataset']} | {t['setting']} | {t['best_method']} | "
-                         f"{t['best_f1']:.4f} | {t['full_f1']:.4f} | {t['gap_points']:+.2f} | "
-                         f"{'yes' if t['met'] else 'no'} | {t['seeds']} |")
+        lines += ["#### Quality target: the best method at ≤ 1 % trainable within 0.5 F1 points of full", ""]
+        lines += markdown_table(
+            {"backbone": "l", "corpus": "l", "setting": "l", "best ≤ 1 % method": "l", "its test F1": "r", "full": "r",
+             "gap (F1 points)": "r", "met": "l", "seeds": "r"},
+            ([t["backbone"], t["dataset"], t["setting"], t["best_method"], f"{t['best_f1']:.4f}",
+              f"{t['full_f1']:.4f}", f"{t['gap_points']:+.2f}", "yes" if t["met"] else "no", t["seeds"]]
+             for t in target))
         lines.append("")
     return "\n".join(lines)
+
+
+def _points(gap: float | None, method: str) -> str:
+    """A difference to full fine-tuning in F1 points (full itself: the reference)."""
+    return "reference" if method == "full" else "n/a" if gap is None else f"{gap:+.2f}"
 
 
 def plot_per_backbone(rows: list[SuiteRow], out: Path) -> list[Path]:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from peftner.experiments.results import MethodSummary
+
+
+def markdown_table(columns: dict[str, str], rows: Iterable[Sequence]) -> list[str]:
+    """A markdown table's lines. ``columns``: each heading and its alignment (``"l"`` or ``"r"``);
+    ``rows``: each row's cells, already formatted."""
+    return ["| " + " | ".join(columns) + " |", "|" + "".join("---:|" if a == "r" else "---|" for a in columns.values()),
+            *("| " + " | ".join(map(str, row)) + " |" for row in rows)]
 
 
 def f1_cell(entry: dict) -> str:
@@ -18,24 +27,22 @@ def significance_mark(p: float | None) -> str:
 
 def tuned_table_markdown(summary: list[MethodSummary], sweeps: dict[str, dict]) -> str:
     """The reader's table: tuned settings, F1 over seeds, difference to full with significance, size, time."""
-    header = ("| method | tuned settings | search (trials: complete / pruned) | best dev F1 in search | "
-              "trainable params | % of total | adapter on disk | test F1 (mean ± std) | test F1 by seed | "
-              "vs full (F1 points) | time per run |")
-    lines = [header, "|" + "---|" * 11]
+    columns = dict.fromkeys(["method", "tuned settings", "search (trials: complete / pruned)", "best dev F1 in search",
+                             "trainable params", "% of total", "adapter on disk", "test F1 (mean ± std)",
+                             "test F1 by seed", "vs full (F1 points)", "time per run"], "l")
+    rows = []
     for s in summary:
         sw = sweeps.get(s.method, {})
-        search = f"{sw['done']}: {sw['complete']} / {sw['pruned']}" if sw else "not tuned"
-        best_dev = f"{sw['best_dev_f1']:.4f}" if sw.get("best_dev_f1") is not None else "n/a"
         vs = ("reference" if s.method == "full" else "n/a" if s.vs_full_points is None else
               f"{s.vs_full_points:+.2f} ({significance_mark(s.vs_full_p)}"
               + (f", p {s.vs_full_p:.3f})" if s.vs_full_p is not None else ")"))
-        wall = f"{s.wall_seconds_mean:.0f} s" if s.wall_seconds_mean is not None else "n/a"
-        by_seed = " / ".join(f"{f1:.3f}" for f1 in s.test_f1_by_seed.values())
         # the winner's flags as given (a run's config holds resolved values, e.g. all-linear's regex)
         settings = f"`{sw['best_flags']}`" if sw.get("best_flags") else s.settings.replace("|", "\\|")
-        lines.append(f"| {s.method} | {settings} | {search} | {best_dev} | {s.trainable_params:,} | "
-                     f"{s.trainable_percent:.3f}% | {format_bytes(s.adapter_bytes)} | "
-                     f"{f1_cell(s)} | {by_seed} | {vs} | {wall} |")
+        rows.append([s.method, settings, f"{sw['done']}: {sw['complete']} / {sw['pruned']}" if sw else "not tuned",
+                     f"{sw['best_dev_f1']:.4f}" if sw.get("best_dev_f1") is not None else "n/a",
+                     f"{s.trainable_params:,}", f"{s.trainable_percent:.3f}%", format_bytes(s.adapter_bytes),
+                     f1_cell(s), _by_seed(s), vs, _wall(s)])
+    lines = markdown_table(columns, rows)
     lines += ["", "vs full: difference of mean test F1 to full fine-tuning in F1 points; significance by Welch's "
               "t-test (two-sided, unequal variances) over the seeds' test F1: ** p < 0.01, * p < 0.05, n.s. not "
               "significant. With 3 seeds per side only large differences can reach significance."]
@@ -50,18 +57,22 @@ def format_bytes(n: float) -> str:
 
 
 def table_markdown(summary: list[MethodSummary]) -> str:
-    header = ("| method | train size | trainable params | % of total | adapter on disk | backbone in memory | "
-              "test F1 (mean ± std) | test F1 by seed | best dev F1 | train tokens/s | peak memory | wall time |")
-    lines = [header, "|" + "---|" * 12]
-    for s in summary:
-        wall = f"{s.wall_seconds_mean:.0f} s" if s.wall_seconds_mean is not None else "n/a"
-        by_seed = " / ".join(f"{f1:.3f}" for f1 in s.test_f1_by_seed.values())  # spots a collapsed seed
-        lines.append(
-            f"| {s.method} | {s.train_size} | {s.trainable_params:,} | {s.trainable_percent:.3f}% | "
-            f"{format_bytes(s.adapter_bytes)} | {format_bytes(s.backbone_bytes)} | "
-            f"{f1_cell(s)} | {by_seed} | {s.best_dev_f1_mean:.4f} | "
-            f"{s.train_tokens_per_second_mean:,.0f} | {s.peak_memory_mb_mean:,.0f} MB | {wall} |")
+    columns = dict.fromkeys(["method", "train size", "trainable params", "% of total", "adapter on disk",
+                             "backbone in memory", "test F1 (mean ± std)", "test F1 by seed", "best dev F1",
+                             "train tokens/s", "peak memory", "wall time"], "l")
+    lines = markdown_table(columns, ([
+        s.method, s.train_size, f"{s.trainable_params:,}", f"{s.trainable_percent:.3f}%", format_bytes(s.adapter_bytes),
+        format_bytes(s.backbone_bytes), f1_cell(s), _by_seed(s), f"{s.best_dev_f1_mean:.4f}",
+        f"{s.train_tokens_per_second_mean:,.0f}", f"{s.peak_memory_mb_mean:,.0f} MB", _wall(s)] for s in summary))
     return "\n".join(lines) + "\n"
+
+
+def _by_seed(s: MethodSummary) -> str:
+    return " / ".join(f"{f1:.3f}" for f1 in s.test_f1_by_seed.values())  # spots a collapsed seed
+
+
+def _wall(s: MethodSummary) -> str:
+    return f"{s.wall_seconds_mean:.0f} s" if s.wall_seconds_mean is not None else "n/a"
 
 
 def print_rich_table(summary: list[MethodSummary]):
