@@ -115,7 +115,7 @@ def measure(model_dir: Path, method_name: str, device, batch: int, seq_len: int,
     peak = peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
     result = {
         "trainable_params": int(trainable), "total_params": int(n_total),
-        "tokens_per_second": tokens_per_second, "seconds": seconds, "final_loss": float(loss),
+        "tokens_per_second": tokens_per_second, "seconds": seconds, "final_loss": float(loss.detach()),
         "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         "model_flops_per_token": flops,
         "mfu": tokens_per_second * flops / peak if peak else None,
