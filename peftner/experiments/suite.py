@@ -92,20 +92,19 @@ def adopt_runs(cell: Cell, out: Path, winners: dict[str, list[str]] | None = Non
     copied = []
     facts = inspect_model(cell.model or default_model())  # runs record their configs resolved on the model
     for label, (method, flags) in cell.labels.items():
-        searched = (winners or {}).get(label, [])
-        cfg, method_cfg = parse_args(get_method(method), [*base_argv(cell), *flags, *searched])
-        method_cfg = get_method(method).resolve(method_cfg, facts)
+        trains = get_method(method)
+        cfg, method_cfg = parse_args(trains, [*base_argv(cell), *flags, *(winners or {}).get(label, [])])
         wanted = {k: v for k, v in config_to_dict(cfg).items() if k not in BOOKKEEPING}
-        defaults = {**config_to_dict(parse_args(get_method(method), [])[0]),
-                    "method": config_to_dict(parse_args(get_method(method), [])[1])}
+        wanted_method = config_to_dict(trains.resolve(method_cfg, facts))
+        default_cfg, default_method_cfg = map(config_to_dict, parse_args(trains, []))
         for seed, folder in itertools.product(range(SEED_BASE, SEED_BASE + cell.seeds), sources):
             source = folder / "runs" / label / "size-all" / f"seed-{seed}" / "metrics.json"
             target = out / cell.backbone / cell.folder / "runs" / label / "size-all" / f"seed-{seed}" / "metrics.json"
             if target.exists() or not source.exists():
                 continue
             metrics = RunMetrics.read(source)
-            same = metrics.method == method and _same_settings(metrics["config"] or {}, wanted, defaults) and \
-                _same_settings(metrics["method_config"] or {}, config_to_dict(method_cfg), defaults["method"])
+            same = metrics.method == method and _same_settings(metrics["config"] or {}, wanted, default_cfg) and \
+                _same_settings(metrics["method_config"] or {}, wanted_method, default_method_cfg)
             if same:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(source, target)
