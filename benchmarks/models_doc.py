@@ -14,6 +14,8 @@ import re
 import sys
 from pathlib import Path
 
+from peftner.markdown import markdown_table
+
 DOC = Path(__file__).resolve().parent.parent / "docs" / "models.md"
 
 INTRO = """\
@@ -144,8 +146,7 @@ def defaults_table(facts) -> str:
     from peftner.methods.targets import lora_targets
 
     ia3_default = METHODS["ia3"].config_cls().target_modules
-    rows = ["| architecture | class | head | LoRA `query-value` | IA3 default (feed-forward) | prompt width | "
-            "adapter after | P-tuning v2 | causal |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = []
     for name, (cls, f) in facts.items():
         ia3 = _try(ia3_modules, f, ia3_default, None, None)
         ia3_text = ia3 if isinstance(ia3, str) else f"{_code(ia3[0])} ({_code(ia3[1])})" + (
@@ -155,24 +156,20 @@ def defaults_table(facts) -> str:
             _code([_module_suffix(p) for p in (f.layout.adapter_attention, f.layout.adapter_feedforward)])
         ptuning = _try(ptuning_v2_mode, f)
         ptuning_text = {"bert": "BERT attention layer", "interface": "attention interface"}.get(ptuning, ptuning)
-        rows.append(f"| {name} (`{f.model_type}`) | `{cls}` | {_code(f.head)} | {_code(lora_targets(f, None))} | "
-                    f"{ia3_text} | {f.token_dim} (embedding width) | {adapter_text} | {ptuning_text} | "
-                    f"{'yes (`--bidirectional` to lift)' if f.decoder else 'no'} |")
-    return "\n".join(rows)
+        rows.append([f"{name} (`{f.model_type}`)", f"`{cls}`", _code(f.head), _code(lora_targets(f, None)), ia3_text,
+                     f"{f.token_dim} (embedding width)", adapter_text, ptuning_text,
+                     "yes (`--bidirectional` to lift)" if f.decoder else "no"])
+    columns = dict.fromkeys(["architecture", "class", "head", "LoRA `query-value`", "IA3 default (feed-forward)",
+                             "prompt width", "adapter after", "P-tuning v2", "causal"], "l")
+    return "\n".join(markdown_table(columns, rows))
 
 
 def matrix_table() -> str:
     from peftner.testing import support
 
-    rows = ["| architecture | " + " | ".join(support.METHODS) + " |",
-            "|---|" + "---|" * len(support.METHODS)]
-    for arch in support.ARCHITECTURES:
-        cells = []
-        for method in support.METHODS:
-            refusal = support.REFUSALS.get((arch, method))
-            cells.append(f"refused¹: {refusal[1]}" if refusal else "✓")
-        rows.append(f"| {arch} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+    rows = [[arch] + [f"refused¹: {support.REFUSALS[arch, method][1]}" if (arch, method) in support.REFUSALS else "✓"
+                      for method in support.METHODS] for arch in support.ARCHITECTURES]
+    return "\n".join(markdown_table(dict.fromkeys(["architecture", *support.METHODS], "l"), rows))
 
 
 def layouts_table() -> str:
@@ -181,12 +178,11 @@ def layouts_table() -> str:
     groups: dict = {}
     for model_type, layout in LAYOUTS.items():
         groups.setdefault(layout.name, (layout, []))[1].append(model_type)
-    rows = ["| layout | model types | LoRA `query-value` | IA3 `key-value-ffn` (feed-forward) | notes |",
-            "|---|---|---|---|---|"]
-    for name, (layout, types) in groups.items():
-        rows.append(f"| {name} | {_code(types)} | {_code(layout.lora)} | {_code(layout.ia3)} "
-                    f"({_code(layout.ia3_feedforward)}) | {layout.notes or ''} |")
-    return "\n".join(rows)
+    rows = [[name, _code(types), _code(layout.lora), f"{_code(layout.ia3)} ({_code(layout.ia3_feedforward)})",
+             layout.notes or ""] for name, (layout, types) in groups.items()]
+    columns = dict.fromkeys(["layout", "model types", "LoRA `query-value`", "IA3 `key-value-ffn` (feed-forward)",
+                             "notes"], "l")
+    return "\n".join(markdown_table(columns, rows))
 
 
 def render() -> str:

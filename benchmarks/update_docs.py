@@ -20,6 +20,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 
 from peftner.data.builtin import datasets_doc, describe  # noqa: E402
+from peftner.markdown import markdown_table, mean_and_spread  # noqa: E402
 from peftner.report import RunMetrics, format_summary, format_versions  # noqa: E402
 from peftner.experiments.plots import COSTS  # noqa: E402
 from peftner.experiments.suite_report import tuned_plot_name  # noqa: E402
@@ -54,12 +55,11 @@ def trainer_baseline() -> str | None:
     return "\n".join([
         f"Command: `{r['command'].strip()}` — machine: {r['machine']}; {r['epochs']} epochs, seed {r['seed']}.",
         "",
-        "| recipe | learning rate | batch | test F1 | test P | test R |",
-        "|---|---:|---:|---:|---:|---:|",
-        f"| peftner full fine-tuning (defaults) | {p['learning_rate']:g} | {p['batch_size']} | "
-        f"{p['test_f1']:.4f} | {p['test_precision']:.4f} | {p['test_recall']:.4f} |",
-        f"| Transformers `Trainer` tutorial recipe | {t['learning_rate']:g} | {t['batch_size']} | "
-        f"{t['test_f1']:.4f} | {t['test_precision']:.4f} | {t['test_recall']:.4f} |",
+        *markdown_table(
+            {"recipe": "l", "learning rate": "r", "batch": "r", "test F1": "r", "test P": "r", "test R": "r"},
+            ([name, f"{x['learning_rate']:g}", x["batch_size"], f"{x['test_f1']:.4f}", f"{x['test_precision']:.4f}",
+              f"{x['test_recall']:.4f}"]
+             for name, x in (("peftner full fine-tuning (defaults)", p), ("Transformers `Trainer` tutorial recipe", t)))),
     ])
 
 
@@ -93,9 +93,9 @@ def throughput() -> str | None:
              f"Versions: {format_versions(r['versions'])}", ""]
     if "training" in r:
         t = r["training"]
-        lines += ["| recipe | train tokens/s | test F1 |", "|---|---:|---:|"]
-        for name in (n for n in t if n != "ratios"):
-            lines.append(f"| {name} | {t[name]['train_tokens_per_second']:,.0f} | {t[name]['test_f1']:.4f} |")
+        lines += markdown_table({"recipe": "l", "train tokens/s": "r", "test F1": "r"},
+                                ([name, f"{t[name]['train_tokens_per_second']:,.0f}", f"{t[name]['test_f1']:.4f}"]
+                                 for name in t if name != "ratios"))
         lines.append("")
         for key, ratio in t["ratios"].items():
             mine, theirs = key.split("_vs_")
@@ -118,13 +118,13 @@ def method_defaults() -> str:
     from peftner.config import run_defaults, show_default
     from peftner.methods import METHODS
 
-    lines = ["| method | learning rate | knobs (flag: default) |", "|---|---:|---|"]
+    rows = []
     for method in METHODS.values():
         knobs = method.default_config()
         shown = ", ".join(f"`--{f.name.replace('_', '-')} {show_default(getattr(knobs, f.name))}`"
                           for f in dataclasses.fields(knobs)) or "none"
-        lines.append(f"| {method.name} | {run_defaults(method).learning_rate:g} | {shown} |")
-    return "\n".join(lines)
+        rows.append([method.name, f"{run_defaults(method).learning_rate:g}", shown])
+    return "\n".join(markdown_table({"method": "l", "learning rate": "r", "knobs (flag: default)": "l"}, rows))
 
 
 def peft_coverage() -> str:
@@ -135,14 +135,11 @@ def peft_coverage() -> str:
     from peftner.methods import METHODS
     from peftner.methods.peft_types import COVERED, REFUSED
 
-    lines = ["| PEFT type | peftner | what it trains, or why it is refused |", "|---|---|---|"]
-    for peft_type in sorted(t.value for t in PeftType):
-        if peft_type in COVERED:
-            method = METHODS[COVERED[peft_type]]
-            lines.append(f"| {peft_type} | `peftner train {method.name}` | {method.summary} |")
-        else:
-            lines.append(f"| {peft_type} | refused | {REFUSED[peft_type]} |")
-    return "\n".join(lines)
+    rows = [[peft_type, f"`peftner train {METHODS[COVERED[peft_type]].name}`", METHODS[COVERED[peft_type]].summary]
+            if peft_type in COVERED else [peft_type, "refused", REFUSED[peft_type]]
+            for peft_type in sorted(t.value for t in PeftType)]
+    columns = dict.fromkeys(["PEFT type", "peftner", "what it trains, or why it is refused"], "l")
+    return "\n".join(markdown_table(columns, rows))
 
 
 def search_spaces() -> str:
@@ -150,7 +147,7 @@ def search_spaces() -> str:
     from peftner.methods import METHODS
     from peftner.experiments.search import default_values
 
-    lines = ["| method | learning rate | structural knob(s) | recipe default (the first trial) |", "|---|---|---|---|"]
+    rows = []
     for method in METHODS.values():
         space = method.search_space
         if not space:
@@ -158,8 +155,9 @@ def search_spaces() -> str:
         knobs = "; ".join(f"`{name}`: {spec.describe()}" for name, spec in space.items() if name != "learning_rate")
         defaults = default_values(method, space) or {}
         default = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in defaults.items())
-        lines.append(f"| {method.name} | {space['learning_rate'].describe()} | {knobs or '—'} | {default} |")
-    return "\n".join(lines)
+        rows.append([method.name, space["learning_rate"].describe(), knobs or "—", default])
+    columns = dict.fromkeys(["method", "learning rate", "structural knob(s)", "recipe default (the first trial)"], "l")
+    return "\n".join(markdown_table(columns, rows))
 
 
 def tuned_results(link_prefix: str = "../") -> str | None:
@@ -172,8 +170,7 @@ def tuned_results(link_prefix: str = "../") -> str | None:
     if table is None and not csvs:
         return None
     lines = [table, "", "Each method's sweep (its trials as CSV):", ""] if table else ["No tuned method has its 3-seed test runs yet; the search so far:", ""]
-    lines += ["| study | complete | pruned | failed | interrupted (its settings requeued) | running | "
-              "best dev F1 so far | its settings |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    studies = []
     for path in csvs:
         with open(path, encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
@@ -182,9 +179,12 @@ def tuned_results(link_prefix: str = "../") -> str | None:
         failed = sum(r["state"] == "FAIL" and r.get("interrupted") != "True" for r in rows)
         complete = [r for r in rows if r["state"] == "COMPLETE"]
         best = max(complete, key=lambda r: float(r["value"]), default=None)
-        lines.append(f"| [{path.stem.removeprefix('trials_')}]({link_prefix}{path.relative_to(ROOT)}) | "
-                     f"{count['COMPLETE']} | {count['PRUNED']} | {failed} | {interrupted} | {count['RUNNING']} | "
-                     + (f"{float(best['value']):.4f} | `{best['flags']}` |" if best else "— | — |"))
+        studies.append([f"[{path.stem.removeprefix('trials_')}]({link_prefix}{path.relative_to(ROOT)})", count["COMPLETE"],
+                     count["PRUNED"], failed, interrupted, count["RUNNING"],
+                     *([f"{float(best['value']):.4f}", f"`{best['flags']}`"] if best else ["—", "—"])])
+    lines += markdown_table({"study": "l", "complete": "r", "pruned": "r", "failed": "r",
+                             "interrupted (its settings requeued)": "r", "running": "r", "best dev F1 so far": "r",
+                             "its settings": "l"}, studies)
     return "\n".join(lines)
 
 
@@ -196,13 +196,12 @@ def time_to_quality() -> str | None:
     t = r["trainer"]
     lines = [f"Command: `{r['command'].strip()}` — machine: {r['machine']}, torch threads {r['torch_threads']}.", "",
              f"Target: the Transformers `Trainer` tutorial recipe's dev F1 after its {t['epochs']} epochs, "
-             f"**{r['target_dev_f1']:.4f}**, reached in {t['train_seconds']:.0f} s of training.", "",
-             "| peftner | reached at step | training seconds | / Trainer's time | best dev F1 |", "|---|---:|---:|---:|---:|"]
-    for name in ("full", "lora"):
-        m = r[name]
-        lines.append(f"| {name} | {m['step'] if m['reached'] else 'not reached'} | "
-                     + (f"{m['seconds']:.0f} | **{m['ratio_to_trainer']:.2f}×** |" if m["reached"] else "— | — |")
-                     + f" {m['best_dev_f1']:.4f} |")
+             f"**{r['target_dev_f1']:.4f}**, reached in {t['train_seconds']:.0f} s of training.", ""]
+    lines += markdown_table(
+        {"peftner": "l", "reached at step": "r", "training seconds": "r", "/ Trainer's time": "r", "best dev F1": "r"},
+        ([name, m["step"] if m["reached"] else "not reached",
+          *([f"{m['seconds']:.0f}", f"**{m['ratio_to_trainer']:.2f}×**"] if m["reached"] else ["—", "—"]),
+          f"{m['best_dev_f1']:.4f}"] for name, m in ((name, r[name]) for name in ("full", "lora"))))
     return "\n".join(lines)
 
 
@@ -219,31 +218,32 @@ def serving(name: str = "result.json") -> str | None:
              f"{r['note']}.", "", f"Versions: {format_versions(r['versions'])}", "",
              f"Served model: {t['model']}; {t['sentences']} test sentences, {t['words']:,} words "
              f"({t['entity_words']:,} tagged as entities), split into the pipeline's words; median of "
-             f"{t['rounds']} interleaved passes each.", "",
-             "| tagger | batch size | words/s | / pipeline at its best batch size | word tags differing from "
-             "the pipeline's (all its batch sizes) | sentences re-checked exactly |", "|---|---:|---:|---:|---:|---:|"]
+             f"{t['rounds']} interleaved passes each.", ""]
+    rows = []
     for mode, m in t["modes"].items():
         rechecked = (f"{m['rechecked_inputs']} ({100 * m['rechecked_fraction']:.1f}%)" if "rechecked_inputs" in m
                      else "—")
         label = (f"`Tagger` precision `{mode.split(',')[0]}`"
                  + (", `compile=True` (torch.compile)" if m.get("compiled") else ""))
-        lines.append(f"| {label} | {t['tagger_batch_size']} | {m['words_per_second']:,.0f} | "
-                     f"**{m['over_pipeline_best']:.2f}×** | {max(m['differing_from_pipeline'].values())} | "
-                     f"{rechecked} |")
+        rows.append([label, t["tagger_batch_size"], f"{m['words_per_second']:,.0f}", f"**{m['over_pipeline_best']:.2f}×**",
+                     max(m["differing_from_pipeline"].values()), rechecked])
     for key, speed in speeds.items():
         if key.startswith("pipeline_bs"):
             size = int(key.removeprefix("pipeline_bs"))
             notes = [n for n, on in (("default", size == t["pipeline_default_batch_size"]), ("best", size == best))
                      if on]
             label = "`pipeline(aggregation_strategy=\"first\")`" + (f" ({', '.join(notes)})" if notes else "")
-            lines.append(f"| {label} | {size} | {speed:,.0f} | {speed / speeds[f'pipeline_bs{best}']:.2f}× | — | — |")
+            rows.append([label, size, f"{speed:,.0f}", f"{speed / speeds[f'pipeline_bs{best}']:.2f}×", "—", "—"])
     for key, speed in speeds.items():
         if key.startswith("pipeline_compiled_bs"):
             size = int(key.removeprefix("pipeline_compiled_bs"))
             label = ("`pipeline(aggregation_strategy=\"first\")`, model forward compiled (float32)"
                      + (" (best compiled)" if size == t["pipeline_compiled_best_batch_size"] else ""))
-            lines.append(f"| {label} | {size} | {speed:,.0f} | {speed / speeds[f'pipeline_bs{best}']:.2f}× | "
-                         f"{t['pipeline_compiled_differing_from_pipeline'][str(size)]} | — |")
+            rows.append([label, size, f"{speed:,.0f}", f"{speed / speeds[f'pipeline_bs{best}']:.2f}×",
+                         t["pipeline_compiled_differing_from_pipeline"][str(size)], "—"])
+    lines += markdown_table({"tagger": "l", "batch size": "r", "words/s": "r", "/ pipeline at its best batch size": "r",
+                             "word tags differing from the pipeline's (all its batch sizes)": "r",
+                             "sentences re-checked exactly": "r"}, rows)
     lines.append("")
     headline = t["headline_mode"]
     if headline is None:
@@ -274,11 +274,11 @@ def serving(name: str = "result.json") -> str | None:
                          f"{t['pipeline_compiled_best_batch_size']}; this mode is "
                          f"**{m['over_compiled_pipeline_best']:.2f}×** that.")
     lines += ["", f"Quantized backbones (same merged model loaded through the int8_lora / qlora settings, "
-              f"`Tagger.predict` batch {q['batch_size']}, median of {q['rounds']} interleaved passes):", "",
-              "| backbone | weights in memory | words/s | word tags equal to fp32 |", "|---|---:|---:|---:|"]
-    for name, b in q["backbones"].items():
-        lines.append(f"| {name} | {b['weights_bytes'] / 2**20:.1f} MiB | {b['words_per_second']:,.0f} | "
-                     f"{100 * b['agreement_with_fp32']:.2f}% |")
+              f"`Tagger.predict` batch {q['batch_size']}, median of {q['rounds']} interleaved passes):", ""]
+    lines += markdown_table(
+        {"backbone": "l", "weights in memory": "r", "words/s": "r", "word tags equal to fp32": "r"},
+        ([name, f"{b['weights_bytes'] / 2**20:.1f} MiB", f"{b['words_per_second']:,.0f}",
+          f"{100 * b['agreement_with_fp32']:.2f}%"] for name, b in q["backbones"].items()))
     return "\n".join(lines)
 
 
@@ -314,10 +314,8 @@ def which_method() -> str | None:
     lines = [f"Generated from `benchmarks/results/suite/summary.json` ({data['finished_runs']} of "
              f"{data['planned_runs']} planned runs finished; command `{data['command']}`, machine: "
              f"{data['machine']}). Lower rank is better; the gap is mean test F1 minus full fine-tuning's, in F1 "
-             "points, over the corpora where both ran.", "",
-             "| backbone | best method at ≤ 1 % trainable | corpora | mean rank | mean gap to full | runner-up |",
-             "|---|---|---:|---:|---:|---|"]
-    rows = data["across_corpora"]
+             "points, over the corpora where both ran.", ""]
+    rows, table = data["across_corpora"], []
     for backbone in dict.fromkeys(r["backbone"] for r in rows):
         efficient = sorted((r for r in rows if r["backbone"] == backbone and r.get("setting", "defaults") == "defaults"
                             and r["trainable_percent"] <= 1.0),
@@ -326,8 +324,9 @@ def which_method() -> str | None:
             continue
         best, second = efficient[0], (efficient[1]["method"] if len(efficient) > 1 else "—")
         gap = "no full run" if best["mean_gap_to_full"] is None else f"{best['mean_gap_to_full']:+.2f}"
-        lines.append(f"| {backbone} | {best['method']} | {best['corpora']} | {best['mean_rank']:.2f} | {gap} | "
-                     f"{second} |")
+        table.append([backbone, best["method"], best["corpora"], f"{best['mean_rank']:.2f}", gap, second])
+    lines += markdown_table({"backbone": "l", "best method at ≤ 1 % trainable": "l", "corpora": "r", "mean rank": "r",
+                             "mean gap to full": "r", "runner-up": "l"}, table)
     return "\n".join(lines)
 
 
@@ -347,17 +346,22 @@ def all_methods(top: int = 10, link_prefix: str = "") -> str | None:
                       key=lambda r: -r["test_f1_mean"])
         lines += [f"{backbone} on {dataset}, each method {setting} on dev, then its winner on test: the top {min(top, len(rows))} "
                   f"of {len(rows)} methods (generated from `benchmarks/results/suite/summary.json`; command "
-                  f"`{data['command']}`; machine: {data['machine']}).", "",
-                  "| # | method | test F1 (mean ± std) | seeds | trainable params | % of total | peak memory | vs full (F1 points) |",
-                  "|---:|---|---:|---:|---:|---:|---:|---:|"]
-        for rank, r in enumerate(rows[:top], start=1):
-            gap = "reference" if r["method"] == "full" else ("—" if r["vs_full_points"] in (None, "") else
-                                                             f"{float(r['vs_full_points']):+.2f}")
-            lines.append(f"| {rank} | {r['method']} | {r['test_f1_mean']:.4f} ± {r['test_f1_std']:.4f} | {r['seeds']} | "
-                         f"{r['trainable_params']:,} | {r['trainable_percent']:.3f}% | {r['peak_memory_mb']:,.0f} MB | {gap} |")
+                  f"`{data['command']}`; machine: {data['machine']}).", ""]
+        lines += markdown_table(
+            {"#": "r", "method": "l", "test F1 (mean ± std)": "r", "seeds": "r", "trainable params": "r",
+             "% of total": "r", "peak memory": "r", "vs full (F1 points)": "r"},
+            ([rank, r["method"], mean_and_spread(r["test_f1_mean"], r["test_f1_std"], r["seeds"]), r["seeds"],
+              f"{r['trainable_params']:,}", f"{r['trainable_percent']:.3f}%", f"{r['peak_memory_mb']:,.0f} MB",
+              _gap_to_full(r)] for rank, r in enumerate(rows[:top], start=1)))
         plots = [RESULTS / "suite" / tuned_plot_name(axis.file_part, backbone, dataset) for axis in COSTS.values()]
         lines += [""] + [f"![{p.stem}]({link_prefix}{p.relative_to(ROOT)})" for p in plots if p.exists()] + [""]
     return "\n".join(lines).strip()
+
+
+def _gap_to_full(row: dict) -> str:
+    if row["method"] == "full":
+        return "reference"
+    return "—" if row["vs_full_points"] in (None, "") else f"{float(row['vs_full_points']):+.2f}"
 
 
 def reload_checks() -> str | None:
@@ -369,11 +373,12 @@ def reload_checks() -> str | None:
         return None
     with open(path, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
-    lines = [f"From `{path.relative_to(ROOT)}`; machine: {'; '.join(sorted({r['machine'] for r in rows}))}.", "",
-             "| run | backbone | method | test words | test_accuracy (metrics.json) | peftner predict | tags differing | exact |",
-             "|---|---|---|---:|---:|---:|---:|---|"]
-    lines += [f"| `{r['run']}` | {r['backbone']} | {r['method']} | {int(r['test_words']):,} | {float(r['test_accuracy']):.6f} | "
-              f"{float(r['predict_accuracy']):.6f} | {r['tags_differing']} | {r['exact']} |" for r in rows]
+    lines = [f"From `{path.relative_to(ROOT)}`; machine: {'; '.join(sorted({r['machine'] for r in rows}))}.", ""]
+    lines += markdown_table(
+        {"run": "l", "backbone": "l", "method": "l", "test words": "r", "test_accuracy (metrics.json)": "r",
+         "peftner predict": "r", "tags differing": "r", "exact": "l"},
+        ([f"`{r['run']}`", r["backbone"], r["method"], f"{int(r['test_words']):,}", f"{float(r['test_accuracy']):.6f}",
+          f"{float(r['predict_accuracy']):.6f}", r["tags_differing"], r["exact"]] for r in rows))
     return "\n".join(lines)
 
 

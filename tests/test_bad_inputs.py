@@ -20,6 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import memorisable_sentences, write_conll  # noqa: E402
+from peftner.markdown import markdown_table  # noqa: E402
 from peftner.methods import METHODS  # noqa: E402
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
@@ -838,14 +839,14 @@ def test_every_numeric_setting_declares_its_limits():
 
 def doc_table() -> str:
     """The Markdown table of docs/reliability.md, generated from CASES."""
-    rows = ["| input | recipe or command | message (after `peftner: error: `; exit status 2) |", "|---|---|---|"]
+    rows = []
     for case in CASES:
         message = (case.message.replace("{d}/", "").replace("{d}", "DIR").replace("{nan_key}", "NAME")
                    .replace("{head_key}", "NAME")
                    .replace("{model}", "MODEL").replace("|", "\\|"))
-        command = case.method if case.command == "train" else case.command
-        rows.append(f"| {case.what} | {command} | `{message}` |")
-    return "\n".join(rows)
+        rows.append([case.what, case.method if case.command == "train" else case.command, f"`{message}`"])
+    columns = dict.fromkeys(["input", "recipe or command", "message (after `peftner: error: `; exit status 2)"], "l")
+    return "\n".join(markdown_table(columns, rows))
 
 
 def test_reliability_doc_lists_every_case():

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from peftner.data.readers import Sentence, read_conll
+from peftner.markdown import markdown_table
 
 SPLIT_SEED = 20161
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -167,24 +168,25 @@ def describe(name: str = "wnut16") -> str:
     splits = load_builtin(name)
     entities = any(split_tag(t)[0] in ("B", "S") for s in splits["train"] for t in s.tags)
     last = "entities" if entities else "distinct tags"
-    rows = [f"| split | sentences | tokens | {last} |", "|---|---:|---:|---:|"]
+    rows = []
     for split, sentences in splits.items():
         tokens = sum(len(s.tokens) for s in sentences)
         count = (sum(split_tag(t)[0] in ("B", "S") for s in sentences for t in s.tags) if entities
                  else len({t for s in sentences for t in s.tags}))
-        rows.append(f"| {split} | {len(sentences)} | {tokens} | {count} |")
-    return "\n".join(rows)
+        rows.append([split, len(sentences), tokens, count])
+    return "\n".join(markdown_table({"split": "l", "sentences": "r", "tokens": "r", last: "r"}, rows))
 
 
 def datasets_doc() -> str:
     """docs/data.md's table of built-in datasets and their counts (written by benchmarks/update_docs.py)."""
-    rows = ["| `--dataset` | task | package (file) | split | licence | source |", "|---|---|---|---|---|---|"]
+    rows = []
     for spec in DATASETS.values():
         split = "its own train/dev/test" if spec.read is read_hebrew_ner else \
             f"shuffled with `random.Random({SPLIT_SEED})`, 80/10/10"
-        rows.append(f"| `{spec.name}` | {spec.task} | `{spec.package}=={spec.version}` (`{spec.path}`) | {split} | "
-                    f"{spec.license} | {spec.source} |")
-    parts = ["\n".join(rows)]
+        rows.append([f"`{spec.name}`", spec.task, f"`{spec.package}=={spec.version}` (`{spec.path}`)", split,
+                     spec.license, spec.source])
+    columns = dict.fromkeys(["`--dataset`", "task", "package (file)", "split", "licence", "source"], "l")
+    parts = ["\n".join(markdown_table(columns, rows))]
     parts += [f"`{name}`:\n\n{describe(name)}" for name in BUILTIN_DATASETS if name != "wnut16"]
     return "\n\n".join(parts)
 

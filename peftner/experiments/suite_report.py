@@ -13,7 +13,8 @@ from pathlib import Path
 
 from peftner.experiments.results import MethodSummary, RunRow, row_of, summarize
 from peftner.experiments.suite_plan import Cell
-from peftner.experiments.tables import f1_cell, format_bytes, markdown_table
+from peftner.experiments.tables import f1_cell, format_bytes
+from peftner.markdown import markdown_table
 from peftner.report import RunMetrics, library_versions, machine_description, model_label
 
 # summary.csv: the columns first, then what the tables also show

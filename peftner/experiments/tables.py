@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-
 from peftner.experiments.results import MethodSummary
+from peftner.markdown import markdown_table, mean_and_spread
 
 
-def markdown_table(columns: dict[str, str], rows: Iterable[Sequence]) -> list[str]:
-    """A markdown table's lines. ``columns``: each heading and its alignment (``"l"`` or ``"r"``);
-    ``rows``: each row's cells, already formatted."""
-    return ["| " + " | ".join(columns) + " |", "|" + "".join("---:|" if a == "r" else "---|" for a in columns.values()),
-            *("| " + " | ".join(map(str, row)) + " |" for row in rows)]
-
-
-def f1_cell(entry: dict) -> str:
-    """Mean ± sample std over seeds; one seed has no spread to show (not ± 0)."""
-    if entry.runs < 2:
-        return f"{entry.test_f1_mean:.4f} (1 seed)"
-    return f"{entry.test_f1_mean:.4f} ± {entry.test_f1_std:.4f}"
+def f1_cell(entry: MethodSummary) -> str:
+    """Test F1 over the entry's seeds (mean ± sample std, or the one seed's)."""
+    return mean_and_spread(entry.test_f1_mean, entry.test_f1_std, entry.runs)
 
 
 def significance_mark(p: float | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from peftner.markdown import markdown_table
 from peftner.report import RunMetrics
 from peftner.reuse.artifact import EMBEDDED_HUB_ID, write_metadata
 
@@ -94,15 +95,15 @@ def model_card(meta: dict, metrics: RunMetrics | None = None) -> str:
         lines.append(f"- **Merged from adapter:** {meta['merged_from']}")
     if metrics.test_f1 is not None:
         score = metrics.score_name
-        lines += ["", "## Results", "", "| split | " + score + " | precision | recall |", "|---|---|---|---|",
-                  f"| test | {_fmt(metrics.test_f1)} | {_fmt(metrics.test_precision)} | "
-                  f"{_fmt(metrics.test_recall)} |",
-                  f"| dev (best epoch {metrics.best_epoch}) | {_fmt(metrics.best_dev_f1)} | | |"]
+        lines += ["", "## Results", ""] + markdown_table(
+            dict.fromkeys(["split", score, "precision", "recall"], "l"),
+            [["test", _fmt(metrics.test_f1), _fmt(metrics.test_precision), _fmt(metrics.test_recall)],
+             [f"dev (best epoch {metrics.best_epoch})", _fmt(metrics.best_dev_f1), "", ""]])
         if metrics.per_type:
-            lines += ["", "| type | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-            for etype, s in sorted(metrics.per_type.items()):
-                lines.append(f"| {etype} | {_fmt(s.get('precision'))} | {_fmt(s.get('recall'))} | "
-                             f"{_fmt(s.get('f1'))} | {s.get('number', '')} |")
+            lines += [""] + markdown_table(
+                dict.fromkeys(["type", "precision", "recall", "F1", "support"], "l"),
+                ([etype, _fmt(s.get("precision")), _fmt(s.get("recall")), _fmt(s.get("f1")), s.get("number", "")]
+                 for etype, s in sorted(metrics.per_type.items())))
         lines += ["", "## Parameters", "",
                   f"- trainable: {metrics.trainable_params:,} of {metrics.total_params:,} "
                   f"({metrics.trainable_percent or 0:.3f}%)",
