@@ -428,6 +428,22 @@ def test_reports_leave_a_committed_journal_unchanged(tmp_path):
         sweep.read_study(storage, "tune-full")
 
 
+def test_a_worker_joining_a_study_appends_nothing_to_its_journal(tmp_path):
+    """Every worker start loads each study and records its settings: once the study exists with the same
+    settings, that writes nothing (a committed journal grew by a record per study per worker start)."""
+    journal = tmp_path / "study.journal"
+    storage = sweep.open_storage(str(journal))
+    study = sweep.load_study(storage, "tune-lora")
+    sweep.set_study_attrs(study, method="lora", budget_flags="--budget-epochs 2")
+    before = journal.read_bytes()
+    again = sweep.load_study(sweep.open_storage(str(journal)), "tune-lora")
+    sweep.set_study_attrs(again, method="lora", budget_flags="--budget-epochs 2")
+    assert journal.read_bytes() == before
+    sweep.set_study_attrs(again, method="lora", budget_flags="--budget-epochs 3")
+    assert journal.read_bytes() != before
+    assert sweep.read_study(storage, "tune-lora").user_attrs["budget_flags"] == "--budget-epochs 3"
+
+
 def test_status_counts_against_the_trials_the_study_was_run_with(tmp_path, capsys):
     """`peftner tune M --status` on a finished 3-trial study: 3/3, none left (not 3/20, 17 left)."""
     from peftner.cli import main

@@ -231,10 +231,8 @@ def search(method, workers: shared.Workers, n_trials: int, base_argv: list[str],
                            f"'{flags}': their trials would not compare; give the same --extra and "
                            "budget, or another --storage (or --results-dir)")
     study = shared.load_study(storage, name, sampler=sampler, pruner=make_pruner())
-    study.set_user_attr("method", method.name)
-    study.set_user_attr("budget_flags", flags)
-    if command:
-        study.set_user_attr("command", command)  # the shared table names every method's own command
+    # the shared table names every method's own command
+    shared.set_study_attrs(study, method=method.name, budget_flags=flags, **({"command": command} if command else {}))
     shared.reap_stale(study, storage, stale_after)
     if not study.get_trials(deepcopy=False):
         defaults = default_values(method, space)

@@ -191,9 +191,22 @@ def repair_journal(path: Path, backend, write: bool = True) -> None:
 
 
 def load_study(storage, name: str, sampler=None, pruner=None):
-    """The study for a worker, created if new (each call appends a record to a journal file)."""
-    return _optuna().create_study(storage=storage, study_name=name, load_if_exists=True, direction="maximize",
-                                  sampler=sampler, pruner=pruner)
+    """The study for a worker, created if new. Loading an existing one writes nothing (creating appends a
+    record to a journal file even when the study exists, and every worker start would add one)."""
+    optuna = _optuna()
+    try:
+        return optuna.load_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner)
+    except KeyError:
+        return optuna.create_study(storage=storage, study_name=name, load_if_exists=True, direction="maximize",
+                                   sampler=sampler, pruner=pruner)
+
+
+def set_study_attrs(study, **attrs):
+    """Record ``attrs`` on ``study``, writing only those that are new or changed."""
+    recorded = study.user_attrs
+    for key, value in attrs.items():
+        if recorded.get(key) != value:
+            study.set_user_attr(key, value)
 
 
 def read_study(storage, name: str):
