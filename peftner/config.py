@@ -91,6 +91,27 @@ class TrainConfig:
         check_fields(self)
 
 
+# Settings that say where a run writes, logs and checkpoints and how many threads it uses, never what it
+# computes: resumes, reused runs and searches compare runs without them.
+BOOKKEEPING = frozenset({"output_dir", "resume", "checkpoint_every", "keep_checkpoints", "num_workers", "threads",
+                         "report_to", "experiment", "run_name", "logging_dir"})
+
+
+def without_bookkeeping(argv: list[str]) -> list[str]:
+    """``argv`` less its :data:`BOOKKEEPING` flags and their values: the flags that decide what a run computes."""
+    names = {"--" + name.replace("_", "-") for name in BOOKKEEPING}
+    kept, value_follows = [], False
+    for token in argv:
+        if value_follows and not token.startswith("--"):
+            value_follows = False
+            continue
+        flag, has_value = token.split("=", 1)[0], "=" in token
+        value_follows = flag in names and not has_value
+        if flag not in names:
+            kept.append(token)
+    return kept
+
+
 def _unwrap_optional(tp):
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     return args[0] if (typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args) else tp

@@ -88,6 +88,26 @@ def test_resume_after_sigkill_reproduces_uninterrupted_scores(long_run, tiny_mod
     assert len(kept) == 2 and all(name.startswith("step-") for name in kept)  # --keep-checkpoints 2, no .tmp-
 
 
+def test_a_matrix_run_stopped_after_a_checkpoint_continues_from_it(long_run, tiny_model, tmp_path, monkeypatch):
+    """A compare or suite run whose worker was stopped continues from its last checkpoint when the matrix
+    resumes (not from the first step), scoring as the uninterrupted run; a finished run's checkpoints go."""
+    from peftner.experiments.matrix import RunSpec, run_one
+
+    files, baseline = long_run
+    monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])  # the run subprocess uses this checkout
+    run_dir = tmp_path / "runs" / "lora" / "size-all" / "seed-0"
+    shutil.copytree(baseline["output_dir"], run_dir)
+    (run_dir / "metrics.json").unlink()
+    last, before = complete_checkpoints(run_dir / "checkpoints")[::-1][:2]
+    shutil.rmtree(last)  # stopped between these two checkpoints
+    recipe_args = ["--model", str(tiny_model), "--train-file", str(files["train"]), "--validation-file",
+                   str(files["validation"]), "--test-file", str(files["test"]), "--batch-size", "8", *map(str, LONG_RUN)]
+    run_one(RunSpec("lora", 0, None), run_dir, recipe_args, [sys.executable])
+    assert f"resuming from {before}" in (run_dir / "log.txt").read_text()
+    assert scores(json.loads((run_dir / "metrics.json").read_text())) == scores(baseline)
+    assert not (run_dir / "checkpoints").exists()
+
+
 def test_rerun_with_same_seed_reproduces_scores(long_run, tiny_model, tmp_path):
     files, baseline = long_run
     again = main("lora", memorise_argv(files, tiny_model, tmp_path / "again", *LONG_RUN))

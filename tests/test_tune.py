@@ -444,6 +444,28 @@ def test_a_worker_joining_a_study_appends_nothing_to_its_journal(tmp_path):
     assert sweep.read_study(storage, "tune-lora").user_attrs["budget_flags"] == "--budget-epochs 3"
 
 
+def test_a_search_continues_where_only_threads_or_checkpointing_differ(tmp_path):
+    """A study searched with --threads 1 --keep-checkpoints 0 goes on with other threads or checkpointing
+    (its record unchanged); another learning rate is refused."""
+    import optuna
+
+    from peftner.config import without_bookkeeping
+
+    assert without_bookkeeping(["--threads", "1", "--lr", "0.1", "--keep-checkpoints=0", "--resume", "--seed", "3",
+                                "--report-to", "none"]) == ["--lr", "0.1", "--seed", "3"]
+    storage = sweep.open_storage(str(tmp_path / "s.journal"))
+    recorded = "--keep-checkpoints 0 --threads 1 --budget-epochs 1"
+    study = optuna.create_study(storage=storage, study_name="tune-lora", direction="maximize")
+    study.set_user_attr("budget_flags", recorded)
+    study.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={}))
+    budget = search.Budget(epochs=1)
+    search.search(get_method("lora"), sweep.Workers(storage), 1, ["--threads", "2"], tmp_path / "work", budget=budget)
+    assert sweep.read_study(storage, "tune-lora").user_attrs["budget_flags"] == recorded
+    with pytest.raises(PeftnerError, match="would not compare"):
+        search.search(get_method("lora"), sweep.Workers(storage), 1, ["--threads", "1", "--learning-rate", "0.1"],
+                      tmp_path / "work", budget=budget)
+
+
 def test_status_counts_against_the_trials_the_study_was_run_with(tmp_path, capsys):
     """`peftner tune M --status` on a finished 3-trial study: 3/3, none left (not 3/20, 17 left)."""
     from peftner.cli import main

@@ -8,6 +8,8 @@ storage (:mod:`peftner.experiments.storage`) several workers split it.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import subprocess
 import sys
 import time
@@ -90,12 +92,6 @@ def extra_flags(text: str, methods, reserved=(), given: list[str] | None = None)
     return argv
 
 
-# Settings that may differ between a finished run and the matrix that reuses it (where it ran, how it
-# logged and checkpointed: not what it computed).
-CACHE_VOLATILE = {"output_dir", "resume", "checkpoint_every", "keep_checkpoints", "num_workers", "threads",
-                  "report_to", "experiment", "run_name", "logging_dir"}
-
-
 def check_cached(spec: RunSpec, run_dir: Path, metrics: RunMetrics, recipe_args: list[str],
                  method_name: str | None = None) -> None:
     """A finished run is reused only if it ran with the settings this matrix asks for: a folder named
@@ -103,7 +99,7 @@ def check_cached(spec: RunSpec, run_dir: Path, metrics: RunMetrics, recipe_args:
     comparison could otherwise report old runs as its own. Method settings are compared resolved for
     the model, as the run recorded them; unset ones (``None``) and ones a recorded metrics.json
     predates are not compared."""
-    from peftner.config import config_to_dict, default_model, parse_args
+    from peftner.config import BOOKKEEPING, config_to_dict, default_model, parse_args
     from peftner.methods import get_method
     from peftner.models.facts import inspect_model
 
@@ -118,7 +114,7 @@ def check_cached(spec: RunSpec, run_dir: Path, metrics: RunMetrics, recipe_args:
     recorded = {**(metrics.config or {}), **{f"{method.name}.{k}": v for k, v in (metrics.method_config or {}).items()}}
     wanted = {**config_to_dict(cfg), **{f"{method.name}.{k}": v for k, v in config_to_dict(method_cfg).items()}}
     diffs = [f"{k}: {recorded[k]!r} -> {v!r}" for k, v in wanted.items()
-             if k in recorded and k not in CACHE_VOLATILE and v is not None and recorded[k] != v]
+             if k in recorded and k not in BOOKKEEPING and v is not None and recorded[k] != v]
     if diffs:
         raise PeftnerError(f"{run_dir / 'metrics.json'}: this finished run had other settings ({'; '.join(diffs[:3])}); "
                            "give the new settings another --results-dir (or --name), or delete that run folder to "
@@ -130,21 +126,27 @@ def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list
     """Train one run in a subprocess, ``LAUNCHER -m peftner.cli train METHOD`` (``method``, default the
     spec's; skipped when its metrics.json exists); returns its metrics.
 
-    The wall time of the subprocess is added to metrics.json as ``wall_seconds`` (``extra``).
+    A run killed before (a stopped worker) continues from its last checkpoint (``--resume``; a checkpoint
+    of other settings stops it with one line naming its folder); a finished run's checkpoints go, as
+    they only serve a resume. The wall time of the subprocess is added to metrics.json as
+    ``wall_seconds`` (``extra``), of the last attempt when resumed.
     """
+    from peftner.training.checkpoint import complete_checkpoints, own_entries
+
     metrics_path = run_dir / "metrics.json"
     if metrics_path.exists():
         metrics = RunMetrics.read(metrics_path)
         check_cached(spec, run_dir, metrics, recipe_args, method)
         metrics.extra.setdefault("wall_seconds", None)
         return metrics
+    resume = bool(complete_checkpoints(run_dir / "checkpoints"))
     command = [*launcher, "-m", "peftner.cli", "train", method or spec.method, "--seed", str(spec.seed),
-               "--output-dir", str(run_dir), *recipe_args]
+               "--output-dir", str(run_dir), *recipe_args, *(["--resume"] if resume else [])]
     if spec.train_size is not None:
         command += ["--max-train-samples", str(spec.train_size)]
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with open(run_dir / "log.txt", "w", encoding="utf-8") as log:
+    with open(run_dir / "log.txt", "a" if resume else "w", encoding="utf-8") as log:
         result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - started
     if result.returncode != 0:
@@ -154,6 +156,10 @@ def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list
     metrics = RunMetrics.read(metrics_path)
     metrics.extra["wall_seconds"] = wall
     metrics.write(metrics_path)
+    for entry in own_entries(run_dir / "checkpoints"):
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    with contextlib.suppress(OSError):  # left when it holds files of the user's
+        (run_dir / "checkpoints").rmdir()
     return metrics
 
 

@@ -200,6 +200,13 @@ def best_trial(study):
     return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
 
 
+def _computes(flags: str) -> list[str]:
+    """A study's recorded flags less bookkeeping (threads, checkpoints, logging): what its trials computed."""
+    from peftner.config import without_bookkeeping
+
+    return without_bookkeeping(flags.split())
+
+
 def search(method, workers: shared.Workers, n_trials: int, base_argv: list[str], work_dir: Path, status=None,
            command: str | None = None, tag: str | None = None, budget: Budget = Budget()):
     """This worker's share of ``method``'s search: trials until the study holds ``n_trials`` finished
@@ -226,13 +233,15 @@ def search(method, workers: shared.Workers, n_trials: int, base_argv: list[str],
         earlier = None
     flags = " ".join([*base_argv, *budget.sweep_flags()])
     recorded = earlier.user_attrs.get("budget_flags") if earlier else None
-    if recorded is not None and recorded != flags and shared.counts(earlier)["done"]:
+    same_search = recorded is not None and _computes(recorded) == _computes(flags)
+    if recorded is not None and not same_search and shared.counts(earlier)["done"]:
         raise PeftnerError(f"study {name} was searched with the recipe flags '{recorded}' and this command gives "
                            f"'{flags}': their trials would not compare; give the same --extra and "
                            "budget, or another --storage (or --results-dir)")
     study = shared.load_study(storage, name, sampler=sampler, pruner=make_pruner())
-    # the shared table names every method's own command
-    shared.set_study_attrs(study, method=method.name, budget_flags=flags, **({"command": command} if command else {}))
+    # the record stays when only bookkeeping differs; the shared table names every method's own command
+    shared.set_study_attrs(study, method=method.name, budget_flags=recorded if same_search else flags,
+                           **({"command": command} if command else {}))
     shared.reap_stale(study, storage, stale_after)
     if not study.get_trials(deepcopy=False):
         defaults = default_values(method, space)

@@ -65,9 +65,8 @@ def run_suite(cells: list[Cell], out: Path, workers: shared.Workers, launcher: l
         run_matrix(cell_matrix(cell, out, launcher, winners), workers, queue=f"suite-{cell.backbone}-{cell.folder}")
 
 
-# Settings that do not change what a run computes: a reused run may differ in these only.
-BOOKKEEPING = {"seed", "output_dir", "run_name", "keep_checkpoints", "checkpoint_every", "threads", "num_workers",
-               "report_to", "experiment", "logging_dir", "resume", "config"}
+# What a reused run may differ in: the seed (each seed's run is looked for) and bookkeeping.
+NOT_COMPARED = {"seed", "config"}
 
 
 def adopt_runs(cell: Cell, out: Path, winners: dict[str, list[str]] | None = None) -> list[Path]:
@@ -79,7 +78,7 @@ def adopt_runs(cell: Cell, out: Path, winners: dict[str, list[str]] | None = Non
     import itertools
     import shutil
 
-    from peftner.config import config_to_dict, default_model, parse_args
+    from peftner.config import BOOKKEEPING, config_to_dict, default_model, parse_args
     from peftner.experiments.matrix import SEED_BASE
     from peftner.methods import get_method
     from peftner.models.facts import inspect_model
@@ -94,7 +93,7 @@ def adopt_runs(cell: Cell, out: Path, winners: dict[str, list[str]] | None = Non
     for label, (method, flags) in cell.labels.items():
         trains = get_method(method)
         cfg, method_cfg = parse_args(trains, [*base_argv(cell), *flags, *(winners or {}).get(label, [])])
-        wanted = {k: v for k, v in config_to_dict(cfg).items() if k not in BOOKKEEPING}
+        wanted = {k: v for k, v in config_to_dict(cfg).items() if k not in BOOKKEEPING | NOT_COMPARED}
         wanted_method = config_to_dict(trains.resolve(method_cfg, facts))
         default_cfg, default_method_cfg = map(config_to_dict, parse_args(trains, []))
         for seed, folder in itertools.product(range(SEED_BASE, SEED_BASE + cell.seeds), sources):

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from peftner.config import BOOKKEEPING
 from peftner.errors import PeftnerError
 from peftner.integrity import checksum_problem, os_reason, write_checksums
 from peftner.methods.base import trainable_state
@@ -48,9 +49,7 @@ PREFIX = "step-"
 OWN_ENTRY = re.compile(r"(\.tmp-)?step-\d{8}")
 # Settings that may change between a run and its resume without changing what it computes (data
 # files are compared by content instead: the hash of the encoded training and dev data).
-VOLATILE_SETTINGS = {"output_dir", "resume", "checkpoint_every", "keep_checkpoints", "num_workers",
-                     "threads", "train_file", "validation_file", "test_file",
-                     "report_to", "experiment", "run_name", "logging_dir"}  # logging never changes results
+VOLATILE_SETTINGS = BOOKKEEPING | {"train_file", "validation_file", "test_file"}
 
 
 def load_trainable_state(model, state: dict[str, torch.Tensor], source: str = "checkpoint"):
