@@ -9,7 +9,6 @@ storage (:mod:`peftner.experiments.storage`) several workers split it.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
 import sys
 import time
@@ -131,7 +130,7 @@ def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list
     they only serve a resume. The wall time of the subprocess is added to metrics.json as
     ``wall_seconds`` (``extra``), of the last attempt when resumed.
     """
-    from peftner.training.checkpoint import complete_checkpoints, own_entries
+    from peftner.training.checkpoint import complete_checkpoints, remove_own_entries
 
     metrics_path = run_dir / "metrics.json"
     if metrics_path.exists():
@@ -156,8 +155,7 @@ def run_one(spec: RunSpec, run_dir: Path, recipe_args: list[str], launcher: list
     metrics = RunMetrics.read(metrics_path)
     metrics.extra["wall_seconds"] = wall
     metrics.write(metrics_path)
-    for entry in own_entries(run_dir / "checkpoints"):
-        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    remove_own_entries(run_dir / "checkpoints")
     with contextlib.suppress(OSError):  # left when it holds files of the user's
         (run_dir / "checkpoints").rmdir()
     return metrics

@@ -118,6 +118,12 @@ def own_entries(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if OWN_ENTRY.fullmatch(p.name)) if directory.is_dir() else []
 
 
+def remove_own_entries(directory: Path) -> None:
+    """Delete what peftner wrote in ``directory`` (:func:`own_entries`); the user's files stay."""
+    for entry in own_entries(directory):
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
 def _differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
     diffs = []
     for key in sorted(set(saved) | set(current)):
@@ -163,8 +169,7 @@ class Checkpointer:
         if self.accelerator.is_main_process and own:
             logger.warning("starting from scratch: removing %d earlier checkpoint(s) in %s (pass --resume to "
                            "continue)", len(own), self.directory)
-            for entry in own:
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            remove_own_entries(self.directory)
         self.accelerator.wait_for_everyone()
 
     def restore_latest(self) -> tuple[dict, Position, dict | None] | None:
