@@ -25,6 +25,21 @@ def test_lora_learns_memorisable_set(lora_run):
     assert metrics["best_dev_f1"] >= 0.9
 
 
+def test_a_run_whose_dev_f1_stayed_zero_is_flagged_in_its_summary(lora_run):
+    """A 0 that is a failed training (RandLoRA at 5e-3 on MiniLM diverged: updates 10x the weights) says so."""
+    import dataclasses
+
+    from peftner.report import format_summary
+
+    learned = RunMetrics.read(lora_run[0] / "metrics.json")
+    assert "warning" not in format_summary(learned)
+    failed = dataclasses.replace(learned, history=[{**e, "dev_f1": 0.0} for e in learned.history])
+    line = next(line for line in format_summary(failed).splitlines() if "warning" in line)
+    assert f"all {len(learned.history)} evaluations" in line and "learning rate 0.01 " in line
+    assert "peftner tune lora" in line
+    assert "warning" not in format_summary(dataclasses.replace(failed, metric="token_accuracy"))
+
+
 def test_metrics_json_fields_and_types(lora_run):
     out, metrics = lora_run
     on_disk = json.loads((out / "metrics.json").read_text())

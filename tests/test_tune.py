@@ -158,6 +158,26 @@ def test_run_queue_follows_the_order_of_its_keys_when_the_queue_was_filled_in_an
     assert done == ["d", "e"] and len(sweep.load_study(storage, "compare-x").trials) == len(trials) + 2
 
 
+def test_run_queue_runs_again_a_finished_run_whose_result_was_deleted(tmp_path):
+    """check_cached's advice, "delete that run folder to run it again", holds for a queued matrix too."""
+    storage = sweep.open_storage(str(tmp_path / "queue.journal"))
+    results, done = {}, []
+
+    def work(key):
+        done.append(key)
+        results[key] = len(done)
+        return float(len(done))
+
+    sweep.run_queue(storage, "compare-x", ["a", "b"], work, finished=results.__contains__)
+    del results["a"]  # its folder deleted
+    assert sweep.run_queue(storage, "compare-x", ["a", "b"], work, finished=results.__contains__) == \
+        {"a": 3.0, "b": 2.0}
+    assert done == ["a", "b", "a"]
+    assert sweep.run_queue(storage, "compare-x", ["a", "b"], work, finished=results.__contains__) == \
+        {"a": 3.0, "b": 2.0} and len(done) == 3  # once: nothing runs a third time
+    assert sweep.counts(sweep.load_study(storage, "compare-x"))["failed"] == 0
+
+
 def test_run_queue_runs_each_key_once_and_requeues_a_dead_workers_run(tmp_path):
     storage = sweep.open_storage(str(tmp_path / "queue.journal"))
     done = []
@@ -464,6 +484,37 @@ def test_a_search_continues_where_only_threads_or_checkpointing_differ(tmp_path)
     with pytest.raises(PeftnerError, match="would not compare"):
         search.search(get_method("lora"), sweep.Workers(storage), 1, ["--threads", "1", "--learning-rate", "0.1"],
                       tmp_path / "work", budget=budget)
+
+
+def test_a_study_of_a_changed_search_space_is_refused_with_the_command_that_starts_it_over(tmp_path):
+    """RandLoRA's learning-rate range moved (its old trials all diverged): the old study must not go on as if
+    its trials came from the new space, and the one-line error gives Optuna's command that deletes it."""
+    import shlex
+
+    from peftner.methods.space import LogUniform
+
+    storage_path = tmp_path / "s.journal"
+    storage = sweep.open_storage(str(storage_path))
+    study = optuna.create_study(storage=storage, study_name="tune-lora", direction="maximize")
+    lora = get_method("lora")
+    old_space = {**lora.search_space, "learning_rate": LogUniform(1e-3, 5e-2)}
+    study.set_user_attr("search_space", search.describe_space(old_space))
+    study.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={}))
+    budget = search.Budget(epochs=1)
+    with pytest.raises(PeftnerError, match="space is now") as refused:
+        search.search(lora, sweep.Workers(storage), 1, [], tmp_path / "work", budget=budget)
+    assert "LogUniform(low=0.001, high=0.05)" in str(refused.value) and "\n" not in str(refused.value)
+    command = re.search(r"`(optuna delete-study [^`]+)`", str(refused.value)).group(1)
+    assert str(storage_path) in command
+    subprocess.run([sys.executable, "-c", "import sys; from optuna.cli import main; sys.exit(main())",
+                    *shlex.split(command)[1:]], check=True, capture_output=True)  # the `optuna` script
+    storage = sweep.open_storage(str(storage_path))
+    assert "tune-lora" not in [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    # the same space goes on (a study that predates the record takes the current one)
+    study = sweep.load_study(storage, "tune-lora")
+    study.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={}))
+    search.search(lora, sweep.Workers(storage), 1, [], tmp_path / "work", budget=budget)
+    assert sweep.read_study(storage, "tune-lora").user_attrs["search_space"] == search.describe_space(lora.search_space)
 
 
 def test_status_counts_against_the_trials_the_study_was_run_with(tmp_path, capsys):

@@ -216,7 +216,8 @@ def run_matrix(matrix: Matrix, workers: shared.Workers | None = None, queue: str
             print(f"    test F1 {f1:.4f}, {(time.perf_counter() - started) / 60:.1f} min so far", flush=True)
     else:
         shared.run_queue(workers.storage, queue or f"compare-{out.name}", list(specs), work,
-                         progress=workers.progress, stale_after=workers.stale_after, label=f"compare {out.name}")
+                         progress=workers.progress, stale_after=workers.stale_after, label=f"compare {out.name}",
+                         finished=lambda key: (out / "runs" / key / "metrics.json").exists())
     rows = []
     for key, spec in specs.items():
         path = out / "runs" / key / "metrics.json"

@@ -45,6 +45,11 @@ def search_space(method) -> dict:
     return space
 
 
+def describe_space(space: dict) -> str:
+    """The space as a study records it, to tell a study of another space (a registry changed since)."""
+    return "; ".join(f"{name} {spec!r}" for name, spec in space.items())
+
+
 def searched_flags(space: dict) -> list[str]:
     """The recipe flags a trial sets from its point of the space (``--learning-rate``, ...)."""
     from peftner.methods.space import searched_fields
@@ -234,14 +239,21 @@ def search(method, workers: shared.Workers, n_trials: int, base_argv: list[str],
     flags = " ".join([*base_argv, *budget.sweep_flags()])
     recorded = earlier.user_attrs.get("budget_flags") if earlier else None
     same_search = recorded is not None and _computes(recorded) == _computes(flags)
-    if recorded is not None and not same_search and shared.counts(earlier)["done"]:
+    searched = bool(earlier and shared.counts(earlier)["done"])
+    if recorded is not None and not same_search and searched:
         raise PeftnerError(f"study {name} was searched with the recipe flags '{recorded}' and this command gives "
                            f"'{flags}': their trials would not compare; give the same --extra and "
                            "budget, or another --storage (or --results-dir)")
+    space_text = describe_space(space)
+    recorded_space = earlier.user_attrs.get("search_space") if earlier else None
+    if recorded_space not in (None, space_text) and searched:
+        raise PeftnerError(f"study {name} searched {recorded_space} and {method.name}'s space is now {space_text} "
+                           f"(peftner changed it): its trials would not compare; start the study over with "
+                           f"`{shared.delete_command(storage, name)}`, or give another --storage")
     study = shared.load_study(storage, name, sampler=sampler, pruner=make_pruner())
     # the record stays when only bookkeeping differs; the shared table names every method's own command
     shared.set_study_attrs(study, method=method.name, budget_flags=recorded if same_search else flags,
-                           **({"command": command} if command else {}))
+                           search_space=space_text, **({"command": command} if command else {}))
     shared.reap_stale(study, storage, stale_after)
     if not study.get_trials(deepcopy=False):
         defaults = default_values(method, space)

@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from peftner.errors import PeftnerError
 
@@ -201,6 +201,14 @@ def load_study(storage, name: str, sampler=None, pruner=None):
                                    sampler=sampler, pruner=pruner)
 
 
+def delete_command(storage, name: str) -> str:
+    """Optuna's command that deletes study ``name`` from ``storage`` (a journal file or an RDB URL)."""
+    import shlex
+
+    where = getattr(storage, "url", None) or getattr(getattr(storage, "_backend", None), "_file_path", "STORAGE")
+    return f"optuna delete-study --storage {shlex.quote(str(where))} --study-name {shlex.quote(name)}"
+
+
 def set_study_attrs(study, **attrs):
     """Record ``attrs`` on ``study``, writing only those that are new or changed."""
     recorded = study.user_attrs
@@ -322,18 +330,24 @@ class Workers:
 
 
 def run_queue(storage, study_name: str, keys: list[str], work, stale_after: float = STALE_AFTER,
-              progress: ProgressLine | None = None, label: str = "runs") -> dict[str, float]:
+              progress: ProgressLine | None = None, label: str = "runs",
+              finished: Callable[[str], bool] | None = None) -> dict[str, float]:
     """Run each of ``keys`` exactly once across all workers sharing ``storage``, in the order of ``keys``.
 
     ``work(key) -> float`` does one run and returns its score. Runs already COMPLETE are skipped;
-    interrupted ones are requeued. Returns ``{key: score}`` of every completed run (all workers').
+    interrupted ones are requeued. ``finished(key)`` says whether a run's result is still there: a
+    COMPLETE run whose result was deleted (to run it again) is queued again. Returns ``{key: score}``
+    of every completed run (all workers').
     """
     optuna = _optuna()
     state = optuna.trial.TrialState
     study = load_study(storage, study_name)
     reap_stale(study, storage, stale_after)
+    # entries whose result is gone: they neither claim their run nor own its new entry
+    gone = {t.number for t in study.get_trials(deepcopy=False, states=(state.COMPLETE,))
+            if finished is not None and t.user_attrs.get("run") in keys and not finished(t.user_attrs["run"])}
     claimed = {t.user_attrs.get("run") for t in study.get_trials(deepcopy=False)
-               if t.state in (state.COMPLETE, state.RUNNING, state.WAITING)}
+               if t.state in (state.COMPLETE, state.RUNNING, state.WAITING) and t.number not in gone}
     for key in keys:
         if key not in claimed:
             study.enqueue_trial({}, user_attrs={"run": key})
@@ -357,7 +371,7 @@ def run_queue(storage, study_name: str, keys: list[str], work, stale_after: floa
                 study.enqueue_trial({}, user_attrs={"run": key})
             continue
         owner = min((t.number for t in study.get_trials(deepcopy=False, states=(state.RUNNING, state.COMPLETE))
-                     if t.user_attrs.get("run") == key), default=trial.number)
+                     if t.user_attrs.get("run") == key and t.number not in gone), default=trial.number)
         if owner != trial.number:  # the same run was enqueued twice by workers starting together
             trial.set_user_attr("duplicate_of", owner)
             study.tell(trial, state=state.FAIL)
@@ -376,12 +390,12 @@ def run_queue(storage, study_name: str, keys: list[str], work, stale_after: floa
         if progress:
             c = {k: 0 for k in ("complete", "running")}
             for t in study.get_trials(deepcopy=False, states=(state.COMPLETE, state.RUNNING)):
-                if t.user_attrs.get("run") in wanted:
+                if t.user_attrs.get("run") in wanted and t.number not in gone:
                     c["complete" if t.state == state.COMPLETE else "running"] += 1
             progress.show(f"[{label}] {c['complete']}/{len(wanted)} done, {c['running']} running, "
                           f"{len(wanted) - c['complete'] - c['running']} left", force=True)
     return {t.user_attrs["run"]: t.value for t in study.get_trials(deepcopy=False, states=(state.COMPLETE,))
-            if t.user_attrs.get("run") in wanted}
+            if t.user_attrs.get("run") in wanted and t.number not in gone}
 
 
 def _queue_in_order(study, keys: list[str]) -> set[int]:
