@@ -311,3 +311,15 @@ def test_registration_is_idempotent_and_guarded():
     assert PEFT_TYPE_TO_CONFIG_MAPPING["PEFTNER_BOTTLENECK"] is BottleneckConfig
     with pytest.raises(RuntimeError, match="already registered"):
         register("peftner_bottleneck", type("Other", (BottleneckConfig,), {}), BottleneckModel, BottleneckModel.prefix)
+
+
+@pytest.mark.parametrize("r, alpha, expected", [(8, None, 160), (16, None, 320), (8, 100, 100)])
+def test_randlora_scale_follows_its_rank_unless_set(r, alpha, expected, tiny_model):
+    """randlora_alpha unset is 20 x r (the update's scale alpha / r stays 20 as a search moves r); PEFT's
+    fixed 640 made r=8 four times as steep as r=32."""
+    from transformers import AutoModelForTokenClassification
+
+    method = get_method("randlora")
+    model = AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=3)
+    adapted = method.apply(model, dataclasses.replace(method.default_config(), r=r, randlora_alpha=alpha))
+    assert adapted.peft_config["default"].randlora_alpha == expected

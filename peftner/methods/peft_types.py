@@ -40,22 +40,28 @@ def _divisor_at_most(n: int, cap: int) -> int:
     return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
 
 
-def common_divisor(cap: int, sides: str = "both") -> Callable[[list], int]:
+def common_divisor(cap: int, sides: str = "both") -> Callable[[list, dict], int]:
     """The largest number at most ``cap`` dividing every adapted layer's input and output width."""
-    def rule(dims):
+    def rule(dims, knobs):
         widths = [i for i, _ in dims] * (sides in ("both", "in")) + [o for _, o in dims] * (sides in ("both", "out"))
         return _divisor_at_most(math.gcd(*widths), cap)
     return rule
 
 
-def at_most(cap: int, size: Callable[[int, int], float]) -> Callable[[list], int]:
+def at_most(cap: int, size: Callable[[int, int], float]) -> Callable[[list, dict], int]:
     """``cap``, or less where a layer's ``size(in, out)`` is smaller."""
-    return lambda dims: max(1, min([cap] + [int(size(i, o)) for i, o in dims]))
+    return lambda dims, knobs: max(1, min([cap] + [int(size(i, o)) for i, o in dims]))
+
+
+def times(factor: int, knob: str) -> Callable[[list, dict], int]:
+    """``factor`` times another knob's value (a scale that must follow a rank)."""
+    return lambda dims, knobs: factor * knobs[knob]
 
 
 @dataclass(frozen=True)
 class Fit:
-    """A knob whose default depends on the adapted layers: ``rule([(in, out), ...])`` when left unset."""
+    """A knob whose default depends on the adapted layers or on the other knobs: ``rule([(in, out), ...],
+    knobs)`` when left unset (the other knobs set first)."""
 
     type: type
     rule: Callable[[list], Any]
@@ -142,9 +148,12 @@ ROWS: tuple[Row, ...] = (
         {"r": Choice((None, 8, 16))}),
     Row("PVERA", "PVeRA: VeRA with probabilistic shared projections", 5e-3, {"r": 256},
         {"r": Choice((64, 256, 1024))}, lr_range=(1e-3, 5e-2)),
-    # PEFT's randlora_alpha (640) scales the update by alpha/r = 20 at r=32: at 5e-3 the updates grew to 10x
-    # the weights on MiniLM x WNUT-16 (dev F1 0 at every rate in 2e-3..4e-2); 5e-4 learns (dev F1 0.40).
-    Row("RANDLORA", "RandLoRA: full-rank updates from shared random bases", 5e-4, {"r": 32, "randlora_alpha": 640},
+    # The update is scaled by randlora_alpha / r: 20 here (PEFT's own advice, alpha = 20 x r; its fixed default
+    # 640 gives 80 at r=8). At 5e-3 the updates grew to 10x the weights on MiniLM x WNUT-16 (dev F1 0 at every
+    # rate in 2e-3..4e-2); 5e-4 learns (dev F1 0.40).
+    Row("RANDLORA", "RandLoRA: full-rank updates from shared random bases", 5e-4,
+        {"r": 32, "randlora_alpha": Fit(int, times(20, "r"), "scaling coefficient (unset: 20 x r, so the update's "
+                                                               "scale randlora_alpha / r is 20 at every rank)")},
         {"r": Choice((8, 16, 32))}, lr_range=(1e-4, 2e-3)),
     Row("ROAD", "RoAd: trained 2-D rotations of output pairs", 5e-3,
         {"variant": "road_1", "group_size": Fit(int, common_divisor(64, "out"),
@@ -292,7 +301,7 @@ def row_apply(row: Row):
             dims = layer_dims(model, targets) if row.targets == "linear" else []
             for key, spec in row.knobs.items():
                 if isinstance(spec, Fit) and knobs[key] is None:
-                    knobs[key] = spec.rule(dims)
+                    knobs[key] = spec.rule(dims, knobs)
             where = {"target_modules": targets}
         config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[row.peft_type]
 
