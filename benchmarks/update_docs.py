@@ -20,10 +20,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 
 from peftner.data.builtin import datasets_doc, describe  # noqa: E402
-from peftner.markdown import markdown_table, mean_and_spread  # noqa: E402
+from peftner.markdown import markdown_table  # noqa: E402
 from peftner.report import RunMetrics, format_summary, format_versions  # noqa: E402
 from peftner.experiments.plots import COSTS  # noqa: E402
 from peftner.experiments.suite_report import tuned_plot_name  # noqa: E402
+from peftner.experiments.tables import f1_text  # noqa: E402
 
 
 def replace_section(path: Path, name: str, body: str) -> bool:
@@ -350,7 +351,8 @@ def all_methods(top: int = 10, link_prefix: str = "") -> str | None:
         lines += markdown_table(
             {"#": "r", "method": "l", "test F1 (mean ± std)": "r", "seeds": "r", "trainable params": "r",
              "% of total": "r", "peak memory": "r", "vs full (F1 points)": "r"},
-            ([rank, r["method"], mean_and_spread(r["test_f1_mean"], r["test_f1_std"], r["seeds"]), r["seeds"],
+            ([rank, r["method"], f1_text(r["test_f1_mean"], r["test_f1_std"], r["seeds"], r.get("seeds_learned_nothing", 0)),
+              r["seeds"],
               f"{r['trainable_params']:,}", f"{r['trainable_percent']:.3f}%", f"{r['peak_memory_mb']:,.0f} MB",
               _gap_to_full(r)] for rank, r in enumerate(rows[:top], start=1)))
         plots = [RESULTS / "suite" / tuned_plot_name(axis.file_part, backbone, dataset) for axis in COSTS.values()]

@@ -154,7 +154,7 @@ def format_summary(m: RunMetrics) -> str:
         f"  dev  {score_name:<13}{m.best_dev_f1:>8.4f}   (best epoch {m.best_epoch} of {m.epochs})",
         f"  test {score_name:<13}{m.test_f1:>8.4f}   P {m.test_precision:.4f}  R {m.test_recall:.4f}",
         *filter(None, [tags_line(m), f"  head {m.head}" if m.head not in (None, "new") else None,
-                       nothing_learned(m)]),
+                       training_failed_warning(m)]),
         f"  train {m.train_seconds:.1f}s, {m.train_tokens_per_second:,.0f} tokens/s, "
         f"peak memory {m.peak_memory_mb:,.0f} MB, {m.num_processes} process(es)",
         f"  wrote {m.output_dir}/metrics.json and {m.output_dir}/adapter/",
@@ -162,12 +162,19 @@ def format_summary(m: RunMetrics) -> str:
     return "\n".join(lines)
 
 
-def nothing_learned(m: RunMetrics) -> str | None:
-    """A warning when dev entity F1 was 0 at every evaluation: the run's 0 says the training failed (a learning rate that made the updates diverge, or one too small to move the
-    head off "O"), not because the method cannot do better, and the table would not say so."""
+def learned_nothing(m: RunMetrics) -> bool:
+    """Whether dev entity F1 was 0 at every evaluation: the run's score says its training failed (a
+    learning rate that made the updates diverge, or one too small to move the head off "O"), not what
+    the method can do. Tables and summary.csv count such seeds."""
     scores = [entry.get("dev_f1") for entry in m.history or []]
-    if m.metric != "entity_f1" or not scores or any(score for score in scores):
+    return m.metric == "entity_f1" and bool(scores) and not any(scores)
+
+
+def training_failed_warning(m: RunMetrics) -> str | None:
+    """The summary's warning for a run that :func:`learned_nothing`."""
+    if not learned_nothing(m):
         return None
+    scores = m.history
     rate = (m.config or {}).get("learning_rate")
     return (f"  warning: dev entity F1 was 0 at all {len(scores)} evaluations: the learning rate"
             f"{f' {rate:g}' if rate else ''} is probably too high (updates diverged) or too low; "

@@ -48,6 +48,23 @@ def test_summary_groups_by_method_and_size():
     assert "| 0.5500 (1 seed) | 0.550 |" in table  # one run has no spread: not "± 0.0000"
 
 
+def test_seeds_that_learned_nothing_are_counted_and_named_in_the_table():
+    """A seed whose dev F1 stayed 0 at every evaluation is a failed training: its 0 stays in the mean
+    (what the default gives), and the table says how many seeds it was."""
+    def run(seed, dev_scores, f1):
+        metrics = fake_metrics(f1, 10, dev=max(dev_scores))
+        metrics.history = [{"epoch": i + 1, "dev_f1": d} for i, d in enumerate(dev_scores)]
+        return row_of("randlora", seed, None, metrics)
+
+    rows = [run(42, [0.0, 0.0], 0.0), run(43, [0.0, 0.3], 0.4), run(44, [0.1, 0.3], 0.5)]
+    assert [r.learned_nothing for r in rows] == [True, False, False]
+    summary = summarize(rows)[0]
+    assert summary.seeds_learned_nothing == 1 and summary.test_f1_mean == pytest.approx(0.3)
+    assert "| 0.3000 ± 0.2646, 1 of 3 seeds learned nothing |" in table_markdown([summary])
+    assert "its seed learned nothing" in table_markdown(summarize(rows[:1]))
+    assert "learned nothing" not in table_markdown(summarize(rows[1:]))
+
+
 def test_plan_and_sizes():
     specs = plan_runs(["lora", "full"], 2, [100, None])
     assert [s.key for s in specs[:3]] == ["lora/size-100/seed-42", "full/size-100/seed-42", "lora/size-100/seed-43"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from peftner.methods import METHODS
 from peftner.methods.space import searched_fields
-from peftner.report import RunMetrics
+from peftner.report import RunMetrics, learned_nothing
 
 
 @dataclass
@@ -37,6 +37,7 @@ class RunRow:
     metric: str
     train_size_label: str  # "all" or the planned subset size
     settings: str  # the learning rate and the searched knobs ("lr 0.001, r 8")
+    learned_nothing: bool = False  # dev entity F1 0 at every evaluation: a failed training (peftner.report)
 
 
 CSV_COLUMNS = tuple(f.name for f in dataclasses.fields(RunRow))
@@ -67,6 +68,7 @@ class MethodSummary:
     settings: str = ""
     vs_full_points: float | None = None  # mean test F1 minus full fine-tuning's, in F1 points
     vs_full_p: float | None = None  # Welch's t-test over the seeds' test F1
+    seeds_learned_nothing: int = 0  # runs whose dev F1 stayed 0 (failed trainings, counted in the mean)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -83,7 +85,8 @@ def row_of(method: str, seed: int, planned_size: int | None, metrics: RunMetrics
         train_seconds=metrics.train_seconds, train_tokens_per_second=metrics.train_tokens_per_second,
         peak_memory_mb=metrics.peak_memory_mb, wall_seconds=metrics.extra.get("wall_seconds"),
         num_processes=metrics.num_processes, metric=metrics.metric,
-        train_size_label="all" if planned_size is None else str(planned_size), settings=settings_of(metrics))
+        train_size_label="all" if planned_size is None else str(planned_size), settings=settings_of(metrics),
+        learned_nothing=learned_nothing(metrics))
 
 
 def settings_of(metrics: RunMetrics) -> str:
@@ -131,7 +134,8 @@ def summarize(rows: list[RunRow]) -> list[MethodSummary]:
             train_tokens_per_second_mean=mean_std([r.train_tokens_per_second for r in group])[0],
             peak_memory_mb_mean=mean_std([r.peak_memory_mb for r in group])[0],
             wall_seconds_mean=mean_std(walls)[0] if walls else None,
-            metric=first.metric or "entity_f1", settings=first.settings))
+            metric=first.metric or "entity_f1", settings=first.settings,
+            seeds_learned_nothing=sum(r.learned_nothing for r in group)))
     versus_full(summary)
     return summary
 

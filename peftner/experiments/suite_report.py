@@ -20,7 +20,7 @@ from peftner.report import RunMetrics, library_versions, machine_description, mo
 # summary.csv: the columns first, then what the tables also show
 SUMMARY_COLUMNS = ("backbone", "dataset", "method", "setting", "seeds", "test_f1_mean", "test_f1_std", "trainable_params",
                    "trainable_percent", "adapter_bytes", "peak_memory_mb", "train_tokens_per_second",
-                   "best_dev_f1_mean", "vs_full_points", "metric", "model", "model_note")
+                   "best_dev_f1_mean", "vs_full_points", "metric", "model", "model_note", "seeds_learned_nothing")
 PEFT_SHARE = 1.0  # "parameter-efficient" in the quality target: at most 1 % of the parameters train
 
 

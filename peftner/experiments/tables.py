@@ -7,8 +7,15 @@ from peftner.markdown import markdown_table, mean_and_spread
 
 
 def f1_cell(entry: MethodSummary) -> str:
-    """Test F1 over the entry's seeds (mean ± sample std, or the one seed's)."""
-    return mean_and_spread(entry.test_f1_mean, entry.test_f1_std, entry.runs)
+    """Test F1 over the entry's seeds (mean ± sample std, or the one seed's) and its failed seeds."""
+    return f1_text(entry.test_f1_mean, entry.test_f1_std, entry.runs, entry.seeds_learned_nothing)
+
+
+def f1_text(mean: float, std: float, runs: int, failed: int = 0) -> str:
+    """``mean ± std`` over ``runs`` seeds, saying how many of them learned nothing (dev F1 0 throughout:
+    a failed training, not the method's level, though it is in the mean)."""
+    note = f", {'its seed' if runs == 1 else f'{failed} of {runs} seeds'} learned nothing" if failed else ""
+    return mean_and_spread(mean, std, runs) + note
 
 
 def significance_mark(p: float | None) -> str:
