@@ -160,6 +160,23 @@ def _study_with_flags(d, monkeypatch, fx):
     study.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={}))
 
 
+def _study_of_another_space(d, monkeypatch, fx):
+    """A journal whose study tune-lora has a complete trial searched over another learning-rate range."""
+    import optuna
+
+    from peftner.experiments.search import describe_space
+    from peftner.experiments.storage import open_storage
+    from peftner.methods import get_method
+    from peftner.methods.space import LogUniform
+
+    study = optuna.create_study(storage=open_storage(str(d / "s.journal")), study_name="tune-lora",
+                                direction="maximize")
+    study.set_user_attr("budget_flags", "--budget-epochs 1")
+    study.set_user_attr("search_space", describe_space({**get_method("lora").search_space,
+                                                        "learning_rate": LogUniform(1.0, 2.0)}))
+    study.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={}))
+
+
 def _user_folder(name: str):
     def setup(d, monkeypatch, fx):
         (d / "out" / name).mkdir(parents=True)
@@ -711,6 +728,9 @@ CASES = [
     Case("tune-other-flags", "`peftner tune` continuing a study searched with other recipe flags",
          ["tune", "lora", "--results-dir", "{d}/res", "--storage", "{d}/s.journal", "--budget-epochs", "1"], "study tune-lora was searched with the recipe flags '--epochs 9' and this command gives '--budget-epochs 1': their trials would not compare; give the same --extra and budget, or another --storage (or --results-dir)",
          "tune", setup=_study_with_flags),
+    Case("tune-other-space", "`peftner tune` continuing a study searched over another search space (peftner changed it)",
+         ["tune", "lora", "--results-dir", "{d}/res", "--storage", "{d}/s.journal", "--budget-epochs", "1"], "study tune-lora was searched over another space than lora's now (learning_rate: LogUniform(low=1.0, high=2.0) -> LogUniform(low=0.0001, high=0.005)): its trials would not compare; start the study over with `optuna delete-study --storage {d}/s.journal --study-name tune-lora`, or give another --storage", "tune",
+         setup=_study_of_another_space),
     Case("compare-extra-other-method", "`peftner compare --extra` with a flag one of the methods lacks",
          ["compare", "--methods", "lora,full", "--results-dir", "{d}/res", "--extra", "--lora-alpha 8"], "--extra (recipe flags of full): unrecognized arguments: --lora-alpha 8", "compare"),
     Case("compare-extra-seed", "`peftner compare --extra --seed`",

@@ -501,9 +501,12 @@ def test_a_study_of_a_changed_search_space_is_refused_with_the_command_that_star
     study.set_user_attr("search_space", search.describe_space(old_space))
     study.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={}))
     budget = search.Budget(epochs=1)
-    with pytest.raises(PeftnerError, match="space is now") as refused:
+    with pytest.raises(PeftnerError, match="another space") as refused:
         search.search(lora, sweep.Workers(storage), 1, [], tmp_path / "work", budget=budget)
-    assert "LogUniform(low=0.001, high=0.05)" in str(refused.value) and "\n" not in str(refused.value)
+    assert "learning_rate: LogUniform(low=0.001, high=0.05) -> LogUniform(low=0.0001, high=0.005);" not in \
+        str(refused.value)  # the only change: no trailing separator
+    assert "(learning_rate: LogUniform(low=0.001, high=0.05) -> LogUniform(low=0.0001, high=0.005))" in \
+        str(refused.value) and "\n" not in str(refused.value)
     command = re.search(r"`(optuna delete-study [^`]+)`", str(refused.value)).group(1)
     assert str(storage_path) in command
     subprocess.run([sys.executable, "-c", "import sys; from optuna.cli import main; sys.exit(main())",

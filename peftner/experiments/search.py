@@ -45,9 +45,15 @@ def search_space(method) -> dict:
     return space
 
 
-def describe_space(space: dict) -> str:
+def describe_space(space: dict) -> dict[str, str]:
     """The space as a study records it, to tell a study of another space (a registry changed since)."""
-    return "; ".join(f"{name} {spec!r}" for name, spec in space.items())
+    return {name: repr(spec) for name, spec in space.items()}
+
+
+def space_changes(recorded: dict, current: dict) -> str:
+    """``name: old -> new`` for each entry of a search space that differs (``none``: absent)."""
+    return "; ".join(f"{name}: {recorded.get(name, 'none')} -> {current.get(name, 'none')}"
+                     for name in dict.fromkeys([*recorded, *current]) if recorded.get(name) != current.get(name))
 
 
 def searched_flags(space: dict) -> list[str]:
@@ -244,16 +250,16 @@ def search(method, workers: shared.Workers, n_trials: int, base_argv: list[str],
         raise PeftnerError(f"study {name} was searched with the recipe flags '{recorded}' and this command gives "
                            f"'{flags}': their trials would not compare; give the same --extra and "
                            "budget, or another --storage (or --results-dir)")
-    space_text = describe_space(space)
+    space_record = describe_space(space)
     recorded_space = earlier.user_attrs.get("search_space") if earlier else None
-    if recorded_space not in (None, space_text) and searched:
-        raise PeftnerError(f"study {name} searched {recorded_space} and {method.name}'s space is now {space_text} "
-                           f"(peftner changed it): its trials would not compare; start the study over with "
-                           f"`{shared.delete_command(storage, name)}`, or give another --storage")
+    if recorded_space not in (None, space_record) and searched:
+        raise PeftnerError(f"study {name} was searched over another space than {method.name}'s now "
+                           f"({space_changes(recorded_space, space_record)}): its trials would not compare; start "
+                           f"the study over with `{shared.delete_command(storage, name)}`, or give another --storage")
     study = shared.load_study(storage, name, sampler=sampler, pruner=make_pruner())
     # the record stays when only bookkeeping differs; the shared table names every method's own command
     shared.set_study_attrs(study, method=method.name, budget_flags=recorded if same_search else flags,
-                           search_space=space_text, **({"command": command} if command else {}))
+                           search_space=space_record, **({"command": command} if command else {}))
     shared.reap_stale(study, storage, stale_after)
     if not study.get_trials(deepcopy=False):
         defaults = default_values(method, space)
