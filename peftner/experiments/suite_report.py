@@ -35,6 +35,9 @@ class SuiteRow:
     model_note: str  # where the weights came from (a dequantized 4-bit checkpoint says so)
     machine: str  # where its runs ran (recorded by each run)
     setting: str = "defaults"  # the recipe's defaults, or "tuned (N trials)" on dev first
+    # a tuned winner's learning rate in the top or bottom tenth of its searched range (log scale): "top",
+    # "bottom", or "" (inside, or not searched); a wider range might have done better
+    range_edge: str = ""
 
     def as_csv(self) -> dict:
         s = self.summary
@@ -56,12 +59,31 @@ def collect(cells: list[Cell], out: Path) -> list[SuiteRow]:
                 if path.exists():
                     metrics = RunMetrics.read(path)
                     runs.append(row_of(label, int(metrics.seed), None, metrics))
-                    notes.setdefault(label, (model_label(metrics.model or ""), model_note(metrics), metrics.machine))
+                    notes.setdefault(label, (model_label(metrics.model or ""), model_note(metrics), metrics.machine,
+                                             range_edge(cell.labels[label][0], metrics) if cell.tune else ""))
         for summary in summarize(runs):
-            model, note, machine = notes[summary.method]
+            model, note, machine, edge = notes[summary.method]
             rows.append(SuiteRow(cell.backbone, cell.dataset, summary, model, note, machine or "unknown",
-                                 cell.setting))
+                                 cell.setting, edge))
     return rows
+
+
+EDGE = 0.1  # of the searched range's width on a log scale
+
+
+def range_edge(method: str, metrics: RunMetrics) -> str:
+    """Where a searched run's learning rate lies in ``method``'s search range: "top", "bottom" or ""."""
+    import math
+
+    from peftner.methods import get_method
+    from peftner.methods.space import LogUniform
+
+    span = get_method(method).search_space.get("learning_rate")
+    rate = (metrics.config or {}).get("learning_rate")
+    if not isinstance(span, LogUniform) or not rate:
+        return ""
+    place = (math.log(rate) - math.log(span.low)) / (math.log(span.high) - math.log(span.low))
+    return "top" if place >= 1 - EDGE else "bottom" if place <= EDGE else ""
 
 
 def model_note(metrics: RunMetrics) -> str:
@@ -133,6 +155,10 @@ def tables_markdown(rows: list[SuiteRow]) -> str:
               f"{s.peak_memory_mb_mean:,.0f} MB"] for s in (r.summary for r in cell_rows)))
         notes = sorted({r.model_note for r in cell_rows if r.model_note})
         lines += ([""] + [f"Backbone: {note}" for note in notes] if notes else []) + [""]
+        edges = [f"{r.summary.method} ({r.range_edge}, {r.summary.settings.split(',')[0]})" for r in cell_rows if r.range_edge]
+        if edges:
+            lines += [f"Winning learning rate within {EDGE:.0%} of an end of its searched range (log scale; a wider "
+                      f"range might do better): {', '.join(edges)}.", ""]
     summary = cross_corpus(rows)
     if summary:
         lines += ["#### Across corpora", ""]
@@ -206,7 +232,8 @@ def write_report(cells: list[Cell], out: Path, command: str) -> list[Path]:
     machines = sorted({r.machine for r in rows}) or [machine_description()]
     info = {"command": command, "machine": "; ".join(machines), "versions": library_versions(),
             "planned_runs": planned, "finished_runs": finished,
-            "rows": [{**r.as_csv(), "test_f1_by_seed": r.summary.test_f1_by_seed} for r in rows],
+            "rows": [{**r.as_csv(), "test_f1_by_seed": r.summary.test_f1_by_seed, "range_edge": r.range_edge}
+                     for r in rows],
             "across_corpora": cross_corpus(rows), "quality_target": quality_target(rows)}
     (out / "summary.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     (out / "tables.md").write_text(f"Command: `{command}` ({finished} of {planned} planned runs finished)\n\n"
