@@ -52,6 +52,7 @@ def describe_space(space: dict) -> dict[str, str]:
 
 def space_changes(recorded: dict, current: dict) -> str:
     """``name: old -> new`` for each entry of a search space that differs (``none``: absent)."""
+    recorded = recorded if isinstance(recorded, dict) else {"space": str(recorded)}  # not a record of ours
     return "; ".join(f"{name}: {recorded.get(name, 'none')} -> {current.get(name, 'none')}"
                      for name in dict.fromkeys([*recorded, *current]) if recorded.get(name) != current.get(name))
 
