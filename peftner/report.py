@@ -174,9 +174,8 @@ def training_failed_warning(m: RunMetrics) -> str | None:
     """The summary's warning for a run that :func:`learned_nothing`."""
     if not learned_nothing(m):
         return None
-    scores = m.history
     rate = (m.config or {}).get("learning_rate")
-    return (f"  warning: dev entity F1 was 0 at all {len(scores)} evaluations: the learning rate"
+    return (f"  warning: dev entity F1 was 0 at all {len(m.history)} evaluations: the learning rate"
             f"{f' {rate:g}' if rate else ''} is probably too high (updates diverged) or too low; "
             f"`peftner tune {m.method}` searches it")
 

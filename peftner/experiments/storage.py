@@ -343,15 +343,15 @@ def run_queue(storage, study_name: str, keys: list[str], work, stale_after: floa
     state = optuna.trial.TrialState
     study = load_study(storage, study_name)
     reap_stale(study, storage, stale_after)
+    wanted = set(keys)
     # entries whose result is gone: they neither claim their run nor own its new entry
     gone = {t.number for t in study.get_trials(deepcopy=False, states=(state.COMPLETE,))
-            if finished is not None and t.user_attrs.get("run") in keys and not finished(t.user_attrs["run"])}
+            if finished is not None and t.user_attrs.get("run") in wanted and not finished(t.user_attrs["run"])}
     claimed = {t.user_attrs.get("run") for t in study.get_trials(deepcopy=False)
                if t.state in (state.COMPLETE, state.RUNNING, state.WAITING) and t.number not in gone}
     for key in keys:
         if key not in claimed:
             study.enqueue_trial({}, user_attrs={"run": key})
-    wanted = set(keys)
     superseded = _queue_in_order(study, keys)
     while True:
         if not any(t.user_attrs.get("run") in wanted for t in study.get_trials(deepcopy=False, states=(state.WAITING,))):

@@ -59,8 +59,9 @@ def collect(cells: list[Cell], out: Path) -> list[SuiteRow]:
                 if path.exists():
                     metrics = RunMetrics.read(path)
                     runs.append(row_of(label, int(metrics.seed), None, metrics))
-                    notes.setdefault(label, (model_label(metrics.model or ""), model_note(metrics), metrics.machine,
-                                             range_edge(cell.labels[label][0], metrics) if cell.tune else ""))
+                    if label not in notes:  # the label's first run speaks for its model, machine and settings
+                        notes[label] = (model_label(metrics.model or ""), model_note(metrics), metrics.machine,
+                                        range_edge(cell.labels[label][0], metrics) if cell.tune else "")
         for summary in summarize(runs):
             model, note, machine, edge = notes[summary.method]
             rows.append(SuiteRow(cell.backbone, cell.dataset, summary, model, note, machine or "unknown",

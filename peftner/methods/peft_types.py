@@ -64,7 +64,7 @@ class Fit:
     knobs)`` when left unset (the other knobs set first)."""
 
     type: type
-    rule: Callable[[list], Any]
+    rule: Callable[[list, dict], Any]
     help: str
 
 
