@@ -213,6 +213,23 @@ def test_method_groups_run_one_after_another_each_seed_by_seed(tmp_path):
         "full/size-all/seed-42", "full/size-all/seed-43"]
 
 
+def test_every_cells_first_group_runs_before_any_cells_second(tmp_path, monkeypatch):
+    """A plan cut short by its budget has its first groups on every corpus, not all groups on the first."""
+    from peftner.experiments import suite
+
+    plan = write_plan(tmp_path / "plan.yaml", "seeds: 2\nentries:\n  - backbone: x\n    datasets: [wnut16, conll2003]\n"
+                                               "    methods: [[lora, full], [ia3]]\n  - backbone: y\n"
+                                               "    datasets: [wnut16]\n    methods: [lora]\n")
+    ran = []
+    monkeypatch.setattr(suite, "run_matrix", lambda matrix, workers, queue: ran.append((queue, list(matrix.specs))))
+    suite.run_suite(load_plan(plan), tmp_path, None, ["python"])
+    seeds = lambda *labels: [f"{label}/size-all/seed-{seed}" for seed in (42, 43) for label in labels]  # noqa: E731
+    assert ran == [("suite-x-wnut16", seeds("lora", "full")), ("suite-x-conll2003", seeds("lora", "full")),
+                   ("suite-y-wnut16", seeds("lora")),
+                   ("suite-x-wnut16", [*seeds("lora", "full"), *seeds("ia3")]),  # the first group's runs: done
+                   ("suite-x-conll2003", [*seeds("lora", "full"), *seeds("ia3")])]
+
+
 def test_the_report_names_the_whole_plans_command_not_a_workers_cells():
     from peftner.experiments.suite import plan_command
 

@@ -24,13 +24,17 @@ from peftner.experiments.suite_report import write_report
 from peftner.report import RunMetrics
 
 
-def cell_matrix(cell: Cell, out: Path, launcher: list[str], winners: dict[str, list[str]] | None = None) -> Matrix:
-    """The cell's runs; ``winners``: each label's searched flags (a tuned cell)."""
+def cell_matrix(cell: Cell, out: Path, launcher: list[str], winners: dict[str, list[str]] | None = None,
+                stage: int | None = None) -> Matrix:
+    """The cell's runs; ``winners``: each label's searched flags (a tuned cell); ``stage``: only the runs
+    of the cell's first ``stage`` groups of methods (None: all)."""
     winners = winners or {}
-    return Matrix(out / cell.backbone / cell.folder, list(cell.labels), cell.seeds, [None],
+    groups = cell.groups[:stage] if cell.groups and stage else cell.groups
+    labels = [label for group in groups for label in group] if groups else list(cell.labels)
+    return Matrix(out / cell.backbone / cell.folder, labels, cell.seeds, [None],
                   {label: [*base_argv(cell), *flags, *winners.get(label, [])]
                    for label, (_, flags) in cell.labels.items()}, launcher,
-                  trains={label: method for label, (method, _) in cell.labels.items()}, groups=cell.groups)
+                  trains={label: method for label, (method, _) in cell.labels.items()}, groups=groups)
 
 
 def search_cell(cell: Cell, out: Path, workers: shared.Workers, command: str) -> dict[str, list[str]]:
@@ -56,13 +60,24 @@ def search_cell(cell: Cell, out: Path, workers: shared.Workers, command: str) ->
 
 
 def run_suite(cells: list[Cell], out: Path, workers: shared.Workers, launcher: list[str], command: str = "") -> None:
-    """This worker's share of every cell, in plan order (each cell a queue all workers take from)."""
-    for number, cell in enumerate(cells, start=1):
-        print(f"[suite {number}/{len(cells)}] {cell.name}: {len(cell.labels)} methods x {cell.seeds} seeds"
-              + (f", each searched first ({cell.tune['n_trials']} trials)" if cell.tune else ""), flush=True)
-        winners = search_cell(cell, out, workers, command) if cell.tune else None
-        adopt_runs(cell, out, winners)
-        run_matrix(cell_matrix(cell, out, launcher, winners), workers, queue=f"suite-{cell.backbone}-{cell.folder}")
+    """This worker's share of every cell (each cell a queue all workers take from), stage by stage:
+    every cell's first group of methods with all its seeds, then every cell's second group, and so on,
+    so that a plan cut short by its budget has its first groups on every corpus (plan order within a stage)."""
+    winners: dict[str, dict[str, list[str]] | None] = {}
+    for stage in range(1, max(len(cell.groups or [[]]) for cell in cells) + 1):
+        for number, cell in enumerate(cells, start=1):
+            if stage > len(cell.groups or [[]]):
+                continue
+            if stage == 1:
+                print(f"[suite {number}/{len(cells)}] {cell.name}: {len(cell.labels)} methods x {cell.seeds} seeds"
+                      + (f", each searched first ({cell.tune['n_trials']} trials)" if cell.tune else ""), flush=True)
+                winners[cell.name] = search_cell(cell, out, workers, command) if cell.tune else None
+                adopt_runs(cell, out, winners[cell.name])
+            else:
+                print(f"[suite {number}/{len(cells)}] {cell.name}, group {stage}: "
+                      f"{', '.join(cell.groups[stage - 1])} x {cell.seeds} seeds", flush=True)
+            run_matrix(cell_matrix(cell, out, launcher, winners[cell.name], stage), workers,
+                       queue=f"suite-{cell.backbone}-{cell.folder}")
 
 
 # What a reused run may differ in: the seed (each seed's run is looked for) and bookkeeping.

@@ -16,7 +16,7 @@ and its ``--model``), the corpora (``--dataset`` names), the methods and the see
         seeds: 1
       - backbone: minilm
         datasets: [conll2003]
-        methods: [[lora, full], [ia3]]     # groups: every seed of lora and full before ia3 starts
+        methods: [[lora, full], [ia3]]     # groups: every cell's lora and full (all seeds) before any ia3
 
 Every value is checked when the plan is read; a mistake is one line naming the file, the entry and the key.
 """
