@@ -47,18 +47,36 @@ def require(ok: bool, option: str, requirement: str, value) -> None:
         raise OptionError(f"--{option.replace('_', '-')} must be {requirement}, got {value!r}")
 
 
+_stop_requests: list[str] = []  # what interrupted this process (a signal's message): see stop_if_signalled
+
+
 def interrupt_on_sigterm() -> None:
     """SIGTERM (a scheduler or ``kill`` stopping a run) unwinds like Ctrl-C: the same clean-up runs
     (a tuning worker hands its trial back, a half-written adapter is put back) and the same one line
-    ends the command. Only in the main thread, where Python delivers signals."""
+    ends the command. Only in the main thread, where Python delivers signals. Both signals are also
+    recorded, for :func:`stop_if_signalled`."""
     import signal
     import threading
 
     def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+        message = "" if signum == signal.SIGINT else f"signal {signal.Signals(signum).name}"  # "" reads Ctrl-C
+        _stop_requests.append(message)
+        raise KeyboardInterrupt(message)
 
     if threading.current_thread() is threading.main_thread():
+        _stop_requests.clear()
         signal.signal(signal.SIGTERM, handler)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored (nohup, &)
+            signal.signal(signal.SIGINT, handler)
+
+
+def stop_if_signalled() -> None:
+    """Raise the interrupt again where a long loop looks (every training step and evaluation batch).
+    A signal handler that runs inside a finaliser (a ``__del__`` the garbage collector calls mid-step,
+    filelock's for one) cannot raise: Python prints "Exception ignored" and goes on, and the run would
+    train on past its SIGTERM or Ctrl-C (seen: a tune worker still training 13 minutes after SIGTERM)."""
+    if _stop_requests:
+        raise KeyboardInterrupt(_stop_requests[-1])
 
 
 INTERRUPTED_STATUS = 130  # what shells report for a command ended by Ctrl-C (128 + SIGINT)

@@ -436,6 +436,42 @@ def test_ctrl_c_and_sigterm_end_every_command_in_one_line(trained_run, tiny_mode
     assert [t.state.name for t in trials] == ["FAIL", "WAITING"] and trials[0].user_attrs["interrupted"]
 
 
+def test_a_signal_swallowed_by_a_finaliser_still_stops_training(tmp_path, tiny_model, memorisable_files, monkeypatch):
+    """A SIGTERM whose handler runs inside a ``__del__`` (filelock's, called by the garbage collector
+    mid-step) raises there, where Python only prints it: the loop stops at its next check anyway
+    (a tune worker once trained on 13 minutes past its SIGTERM)."""
+    import os
+
+    from peftner import errors
+    from peftner.training import loop
+
+    monkeypatch.setattr(errors, "_stop_requests", [])  # this process's record, put back afterwards
+    previous = signal.getsignal(signal.SIGTERM)
+
+    class Finaliser:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10_000):  # the handler runs here, inside __del__
+                pass
+
+    steps, real_step = [], loop._optimizer_step
+
+    def step(run, batch, where):
+        steps.append(where)
+        if len(steps) == 2:
+            Finaliser()  # collected at once
+        return real_step(run, batch, where)
+
+    monkeypatch.setattr(loop, "_optimizer_step", step)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            main("lora", memorise_argv(memorisable_files, tiny_model, tmp_path / "run", "--epochs", 3))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stop.value.code == 130 and len(steps) == 2, steps
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
 def test_tune_and_compare_subprocesses_exit_2_with_one_line(tmp_path, memorisable_files):
     """The real `peftner` entry point of tune and compare: bad input ends in one line, before any trial or run."""
     journal = tmp_path / "torn.journal"

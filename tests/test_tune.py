@@ -384,7 +384,11 @@ def test_sigterm_hands_the_trial_back_with_one_line(tmp_path, tiny_model, memori
             break  # inside the trial's training loop: it has reported a dev score
         time.sleep(0.5)
     worker.send_signal(signal.SIGTERM)
-    _, err = worker.communicate(timeout=60)
+    try:
+        _, err = worker.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        pytest.fail(f"the worker went on for 60 s after SIGTERM: {worker.communicate()[1][-2000:]}")
     assert worker.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "peftner: interrupted (signal SIGTERM)", err
     study = sweep.load_study(sweep.open_storage(str(storage)), "tune-lora")

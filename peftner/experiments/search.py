@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from peftner.config import config_to_dict, parse_args
-from peftner.errors import DataError, PeftnerError
+from peftner.errors import DataError, PeftnerError, stop_if_signalled
 from peftner.experiments import storage as shared
 from peftner.methods.space import Bundle, Choice
 from peftner.recipe import run
@@ -273,6 +273,7 @@ def search(method, workers: shared.Workers, n_trials: int, base_argv: list[str],
 
     failures = 0  # in a row, in this worker
     while True:
+        stop_if_signalled()
         shared.reap_stale(study, storage, stale_after)
         c = shared.counts(study)
         if c["done"] + c["running"] >= n_trials and not c["waiting"]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from peftner.errors import PeftnerError
+from peftner.errors import PeftnerError, stop_if_signalled
 
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
 STALE_AFTER = 3600.0
@@ -354,6 +354,7 @@ def run_queue(storage, study_name: str, keys: list[str], work, stale_after: floa
             study.enqueue_trial({}, user_attrs={"run": key})
     superseded = _queue_in_order(study, keys)
     while True:
+        stop_if_signalled()
         if not any(t.user_attrs.get("run") in wanted for t in study.get_trials(deepcopy=False, states=(state.WAITING,))):
             break
         trial = study.ask()

@@ -24,7 +24,7 @@ from transformers import get_linear_schedule_with_warmup
 from peftner.data.alignment import WordSlots
 from peftner.data.collator import MODEL_INPUTS, LengthGroupedBatchSampler, PaddingCollator, length_sorted_batches
 from peftner.config import OPTIMIZER_KERNELS
-from peftner.errors import PeftnerError
+from peftner.errors import PeftnerError, stop_if_signalled
 from peftner.metrics import score
 from peftner.training.callbacks import notify
 from peftner.methods.base import trainable_state
@@ -99,6 +99,7 @@ def predict_words(model, loader, accelerator, num_words: list[int]) -> list[list
     slots = WordSlots(num_words)
     word_ids = torch.full((slots.total,), -1, dtype=torch.long)
     for batch in loader:
+        stop_if_signalled()
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         preds = logits.argmax(dim=-1)
         preds = accelerator.pad_across_processes(preds, dim=1, pad_index=0)
@@ -309,6 +310,7 @@ def _train_epoch(run: _Run, epoch: int) -> float:
     batch_number = resumed.batches_done
     for batch_number, batch in enumerate(loader, start=resumed.batches_done + 1):
         loss, stop = _optimizer_step(run, batch, f"epoch {epoch}, batch {batch_number}")
+        stop_if_signalled()
         tokens += batch["attention_mask"].sum()
         loss_sum += loss.detach()
         run.progress.update(1)
