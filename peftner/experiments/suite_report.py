@@ -38,6 +38,7 @@ class SuiteRow:
     # a tuned winner's learning rate in the top or bottom tenth of its searched range (log scale): "top",
     # "bottom", or "" (inside, or not searched); a wider range might have done better
     range_edge: str = ""
+    learning_rate: float | None = None  # the runs' learning rate (the first run's: a label's runs share it)
 
     def as_csv(self) -> dict:
         s = self.summary
@@ -61,11 +62,12 @@ def collect(cells: list[Cell], out: Path) -> list[SuiteRow]:
                     runs.append(row_of(label, int(metrics.seed), None, metrics))
                     if label not in notes:  # the label's first run speaks for its model, machine and settings
                         notes[label] = (model_label(metrics.model or ""), model_note(metrics), metrics.machine,
-                                        range_edge(cell.labels[label][0], metrics) if cell.tune else "")
+                                        range_edge(cell.labels[label][0], metrics) if cell.tune else "",
+                                        (metrics.config or {}).get("learning_rate"))
         for summary in summarize(runs):
-            model, note, machine, edge = notes[summary.method]
+            model, note, machine, edge, rate = notes[summary.method]
             rows.append(SuiteRow(cell.backbone, cell.dataset, summary, model, note, machine or "unknown",
-                                 cell.setting, edge))
+                                 cell.setting, edge, rate))
     return rows
 
 
@@ -156,7 +158,7 @@ def tables_markdown(rows: list[SuiteRow]) -> str:
               f"{s.peak_memory_mb_mean:,.0f} MB"] for s in (r.summary for r in cell_rows)))
         notes = sorted({r.model_note for r in cell_rows if r.model_note})
         lines += ([""] + [f"Backbone: {note}" for note in notes] if notes else []) + [""]
-        edges = [f"{r.summary.method} ({r.range_edge}, {r.summary.settings.split(',')[0]})" for r in cell_rows if r.range_edge]
+        edges = [f"{r.summary.method} ({r.range_edge}, lr {r.learning_rate:.3g})" for r in cell_rows if r.range_edge]
         if edges:
             lines += [f"Winning learning rate within {EDGE:.0%} of an end of its searched range (log scale; a wider "
                       f"range might do better): {', '.join(edges)}.", ""]
