@@ -47,36 +47,45 @@ def require(ok: bool, option: str, requirement: str, value) -> None:
         raise OptionError(f"--{option.replace('_', '-')} must be {requirement}, got {value!r}")
 
 
-_stop_requests: list[str] = []  # what interrupted this process (a signal's message): see stop_if_signalled
+_swallowed: list[KeyboardInterrupt] = []  # interrupts raised where Python could not raise them: see stop_if_signalled
 
 
 def interrupt_on_sigterm() -> None:
     """SIGTERM (a scheduler or ``kill`` stopping a run) unwinds like Ctrl-C: the same clean-up runs
     (a tuning worker hands its trial back, a half-written adapter is put back) and the same one line
-    ends the command. Only in the main thread, where Python delivers signals. Both signals are also
-    recorded, for :func:`stop_if_signalled`."""
+    ends the command. Only in the main thread, where Python delivers signals. An interrupt that
+    lands in a finaliser is kept for :func:`stop_if_signalled` instead of printed."""
     import signal
+    import sys
     import threading
 
     def handler(signum, frame):
-        message = "" if signum == signal.SIGINT else f"signal {signal.Signals(signum).name}"  # "" reads Ctrl-C
-        _stop_requests.append(message)
-        raise KeyboardInterrupt(message)
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
-    if threading.current_thread() is threading.main_thread():
-        _stop_requests.clear()
-        signal.signal(signal.SIGTERM, handler)
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored (nohup, &)
-            signal.signal(signal.SIGINT, handler)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGTERM, handler)
+    if not getattr(sys.unraisablehook, "keeps_interrupts", False):
+        previous = sys.unraisablehook
+
+        def keep_interrupts(unraisable):
+            if isinstance(unraisable.exc_value, KeyboardInterrupt):
+                _swallowed.append(unraisable.exc_value)
+            else:
+                previous(unraisable)
+
+        keep_interrupts.keeps_interrupts = True
+        sys.unraisablehook = keep_interrupts
 
 
 def stop_if_signalled() -> None:
-    """Raise the interrupt again where a long loop looks (every training step and evaluation batch).
-    A signal handler that runs inside a finaliser (a ``__del__`` the garbage collector calls mid-step,
-    filelock's for one) cannot raise: Python prints "Exception ignored" and goes on, and the run would
-    train on past its SIGTERM or Ctrl-C (seen: a tune worker still training 13 minutes after SIGTERM)."""
-    if _stop_requests:
-        raise KeyboardInterrupt(_stop_requests[-1])
+    """Raise, where a long loop looks (every training step and evaluation batch, every trial and
+    queued run), an interrupt Python could not raise: a SIGTERM or Ctrl-C whose handler ran inside a
+    finaliser (a ``__del__`` the garbage collector calls mid-step, filelock's for one) is only
+    printed as "Exception ignored", and the run would train on (seen: a tune worker still training
+    13 minutes after its SIGTERM)."""
+    if _swallowed:
+        raise KeyboardInterrupt(*_swallowed.pop().args)
 
 
 INTERRUPTED_STATUS = 130  # what shells report for a command ended by Ctrl-C (128 + SIGINT)
