@@ -25,7 +25,7 @@ import re
 from dataclasses import asdict, dataclass
 
 from peftner.data.readers import token_problem
-from peftner.errors import PeftnerError
+from peftner.errors import PeftnerError, stop_if_signalled
 from peftner.integrity import load_error_line
 from peftner.validation import resolve_device
 from peftner.reuse.artifact import AdapterInfo, check_same_base, read_adapter_dir, resolve_base_model
@@ -509,6 +509,7 @@ class Tagger:
         context = contextlib.nullcontext() if fast else autocast(info.metadata, self.device, self.full_precision)
         with torch.inference_mode(), context:
             for chosen in length_sorted_batches([len(features[i]["input_ids"]) for i in windows], batch_size):
+                stop_if_signalled()
                 indices = torch.tensor([windows[j] for j in chosen])
                 batch = collate([features[i] for i in indices.tolist()])
                 logits = model(input_ids=batch["input_ids"].to(self.device),
