@@ -277,3 +277,28 @@ def test_a_tuned_winner_at_an_end_of_its_learning_rate_range_is_named():
     assert range_edge("lora", RunMetrics(config={"learning_rate": span.low * 1.05})) == "bottom"
     assert range_edge("lora", RunMetrics(config={"learning_rate": (span.low * span.high) ** 0.5})) == ""
     assert range_edge("lora", RunMetrics(config={})) == ""
+
+
+def test_the_report_says_whether_the_defaults_transfer_beyond_where_they_were_tuned():
+    """The quality target on every cell but the one the defaults were tuned on, counting only 3-seed cells."""
+    from peftner.config import default_model
+    from peftner.experiments.results import MethodSummary
+    from peftner.experiments.suite_report import SuiteRow, defaults_transfer
+    from peftner.report import model_label
+
+    def row(backbone, dataset, method, f1, seeds=3, share=0.5, setting="defaults"):
+        summary = MethodSummary(method, "all", seeds, list(range(seeds)), 1, 100, 100.0 if method == "full" else share,
+                                0, 0, f1, 0.0, {}, f1, 0.0, 1.0, 1.0, None)
+        model = model_label(default_model()) if backbone == "minilm" else backbone
+        return SuiteRow(backbone, dataset, summary, model, "", "here", setting)
+
+    rows = [row("minilm", "wnut16", "full", 0.60), row("minilm", "wnut16", "lora", 0.50),  # where they were tuned
+            row("minilm", "ner-a", "full", 0.60), row("minilm", "ner-a", "lora", 0.598),  # met: within 0.5 points
+            row("e5", "ner-a", "full", 0.60), row("e5", "ner-a", "lora", 0.58), row("e5", "ner-a", "ia3", 0.59),
+            row("e5", "ner-b", "full", 0.60), row("e5", "ner-b", "lora", 0.40, seeds=1),  # still running
+            row("e5", "ner-a", "full", 0.50, setting="tuned (5 trials)"), row("e5", "ner-a", "lora", 0.40,
+                                                                               setting="tuned (5 trials)")]
+    line = defaults_transfer(rows)
+    assert "tuned on all-MiniLM-L6-v2 (embedded) × wnut16" in line
+    assert "met on 1 of 2 (minilm on ner-a); missed on e5 on ner-a (gap -1.00 F1 points); 1 more cell has" in line
+    assert defaults_transfer(rows[:2] + rows[7:9]) == ""  # nothing elsewhere with 3 seeds yet

@@ -22,6 +22,7 @@ SUMMARY_COLUMNS = ("backbone", "dataset", "method", "setting", "seeds", "test_f1
                    "trainable_percent", "adapter_bytes", "peak_memory_mb", "train_tokens_per_second",
                    "best_dev_f1_mean", "vs_full_points", "metric", "model", "model_note", "seeds_learned_nothing")
 PEFT_SHARE = 1.0  # "parameter-efficient" in the quality target: at most 1 % of the parameters train
+TARGET_SEEDS = 3  # the quality target compares means over this many seeds; a cell with fewer is still running
 
 
 @dataclass
@@ -145,6 +146,28 @@ def quality_target(rows: list[SuiteRow]) -> list[dict]:
     return result
 
 
+def defaults_transfer(rows: list[SuiteRow]) -> str:
+    """Whether the recipes' defaults, tuned on peftner's default backbone and corpus, meet the quality target
+    on the suite's other cells: one sentence ("" before any such cell has both methods' seeds)."""
+    from peftner.config import TrainConfig, default_model
+
+    origin = (model_label(default_model()), TrainConfig.dataset)
+    elsewhere = [r for r in rows if r.setting == "defaults" and (r.model, r.dataset) != origin]
+    cells = quality_target(elsewhere)
+    done = [t for t in cells if t["seeds"] >= TARGET_SEEDS]
+    if not done:
+        return ""
+    met = [f"{t['backbone']} on {t['dataset']}" for t in done if t["met"]]
+    missed = [f"{t['backbone']} on {t['dataset']} (gap {t['gap_points']:+.2f} F1 points)" for t in done if not t["met"]]
+    partial = len(cells) - len(done)
+    verdicts = [f"met on {len(met)} of {len(done)}" + (f" ({', '.join(met)})" if met else "")]
+    verdicts += [f"missed on {', '.join(missed)}"] if missed else []
+    verdicts += [f"{partial} more cell{'s have' if partial > 1 else ' has'} fewer seeds so far"] if partial else []
+    return (f"The recipes' defaults were tuned on {origin[0]} × {origin[1]} (docs/benchmarks.md, Tuned comparison). "
+            f"On the other backbone × corpus cells with {TARGET_SEEDS} seeds of both methods, the target is "
+            + "; ".join(verdicts) + ".")
+
+
 def tables_markdown(rows: list[SuiteRow]) -> str:
     """One table per cell, then the cross-corpus summary and the quality target."""
     lines = []
@@ -181,6 +204,8 @@ def tables_markdown(rows: list[SuiteRow]) -> str:
               f"{t['full_f1']:.4f}", f"{t['gap_points']:+.2f}", "yes" if t["met"] else "no", t["seeds"]]
              for t in target))
         lines.append("")
+        transfer = defaults_transfer(rows)
+        lines += [transfer, ""] if transfer else []
     return "\n".join(lines)
 
 
