@@ -64,9 +64,9 @@ def run_suite(cells: list[Cell], out: Path, workers: shared.Workers, launcher: l
     every cell's first group of methods with all its seeds, then every cell's second group, and so on,
     so that a plan cut short by its budget has its first groups on every corpus (plan order within a stage)."""
     winners: dict[str, dict[str, list[str]] | None] = {}
-    for stage in range(1, max(len(cell.groups or [[]]) for cell in cells) + 1):
+    for stage in range(1, max(cell.stages for cell in cells) + 1):
         for number, cell in enumerate(cells, start=1):
-            if stage > len(cell.groups or [[]]):
+            if stage > cell.stages:
                 continue
             if stage == 1:
                 print(f"[suite {number}/{len(cells)}] {cell.name}: {len(cell.labels)} methods x {cell.seeds} seeds"

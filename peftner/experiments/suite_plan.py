@@ -53,6 +53,11 @@ class Cell:
         return self.dataset + ("-tuned" if self.tune else "")
 
     @property
+    def stages(self) -> int:
+        """How many groups of methods run one after another (one when the methods are not grouped)."""
+        return len(self.groups) if self.groups else 1
+
+    @property
     def name(self) -> str:
         return f"{self.backbone}/{self.folder}"
 
