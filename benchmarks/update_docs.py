@@ -23,7 +23,7 @@ from peftner.data.builtin import datasets_doc, describe  # noqa: E402
 from peftner.markdown import markdown_table  # noqa: E402
 from peftner.report import RunMetrics, format_summary, format_versions  # noqa: E402
 from peftner.experiments.plots import COSTS  # noqa: E402
-from peftner.experiments.suite_report import tuned_plot_name  # noqa: E402
+from peftner.experiments.suite_report import PEFT_SHARE, tuned_plot_name  # noqa: E402
 from peftner.experiments.tables import f1_text  # noqa: E402
 
 
@@ -306,7 +306,7 @@ def suite_tables(link_prefix: str = "../") -> str | None:
 
 
 def which_method() -> str | None:
-    """README: per backbone, the parameter-efficient method (≤ 1 % trainable) whose defaults have the best
+    """README: per backbone, the parameter-efficient method (≤ PEFT_SHARE % trainable) whose defaults have the best
     mean rank across the suite's corpora, its mean gap to full fine-tuning, and how much of the plan ran."""
     path = RESULTS / "suite" / "summary.json"
     if not path.exists():
@@ -319,15 +319,15 @@ def which_method() -> str | None:
     rows, table = data["across_corpora"], []
     for backbone in dict.fromkeys(r["backbone"] for r in rows):
         efficient = sorted((r for r in rows if r["backbone"] == backbone and r.get("setting", "defaults") == "defaults"
-                            and r["trainable_percent"] <= 1.0),
+                            and r["trainable_percent"] <= PEFT_SHARE),
                            key=lambda r: r["mean_rank"])
         if not efficient:
             continue
         best, second = efficient[0], (efficient[1]["method"] if len(efficient) > 1 else "—")
         gap = "no full run" if best["mean_gap_to_full"] is None else f"{best['mean_gap_to_full']:+.2f}"
         table.append([backbone, best["method"], best["corpora"], f"{best['mean_rank']:.2f}", gap, second])
-    lines += markdown_table({"backbone": "l", "best method at ≤ 1 % trainable": "l", "corpora": "r", "mean rank": "r",
-                             "mean gap to full": "r", "runner-up": "l"}, table)
+    lines += markdown_table({"backbone": "l", f"best method at ≤ {PEFT_SHARE:g} % trainable": "l", "corpora": "r",
+                             "mean rank": "r", "mean gap to full": "r", "runner-up": "l"}, table)
     return "\n".join(lines)
 
 
