@@ -200,8 +200,8 @@ def tables_markdown(rows: list[SuiteRow]) -> str:
         lines += [f"#### Quality target: the best method at ≤ {PEFT_SHARE:g} % trainable within "
                   f"{TARGET_POINTS:g} F1 points of full", ""]
         lines += markdown_table(
-            {"backbone": "l", "corpus": "l", "setting": "l", f"best ≤ {PEFT_SHARE:g} % method": "l", "its test F1": "r", "full": "r",
-             "gap (F1 points)": "r", "met": "l", "seeds": "r"},
+            {"backbone": "l", "corpus": "l", "setting": "l", f"best ≤ {PEFT_SHARE:g} % method": "l", "its test F1": "r",
+             "full": "r", "gap (F1 points)": "r", "met": "l", "seeds": "r"},
             ([t["backbone"], t["dataset"], t["setting"], t["best_method"], f"{t['best_f1']:.4f}",
               f"{t['full_f1']:.4f}", f"{t['gap_points']:+.2f}", "yes" if t["met"] else "no", t["seeds"]]
              for t in target))
