@@ -125,7 +125,7 @@ DATASETS = {d.name: d for d in (
     BuiltinDataset("indonesian-tweets-pos", "aksara", "1.14",
                    "aksara/_nlp_internal/etc/dataset/informal_gold_standard.conllu", read_conllu_upos,
                    "POS (universal tags), Indonesian tweets", "package AGPL-3.0 (aksara's own annotation)",
-                   "aksara's informal gold standard (204 Indonesian tweets, CoNLL-U)"),
+                   "aksara's informal gold standard (102 Indonesian tweets, CoNLL-U)"),
 )}
 BUILTIN_DATASETS = tuple(DATASETS)
 
